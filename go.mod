@@ -1,0 +1,3 @@
+module github.com/qorb-go/qorb
+
+go 1.25

@@ -1,0 +1,181 @@
+// Package resolver finds the backends of a service and reports them to a
+// pool as whole sets.
+//
+// A [Resolver] runs until its context ends and calls its update function
+// with the complete set of backends each time the set changes. The pool
+// diffs the sets itself, so a resolver never reports additions and removals
+// one by one. [Static] serves a fixed list; the DNS SRV resolver lives in
+// this package too.
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+)
+
+// Role is what a backend does in a replicated service.
+type Role uint8
+
+// The roles a backend can have. RoleUnknown means nobody has said yet: a
+// resolver that cannot tell leaves it, and a health check may learn it.
+const (
+	RoleUnknown Role = iota
+	RolePrimary
+	RoleReplica
+)
+
+// String returns "unknown", "primary" or "replica".
+func (r Role) String() string {
+	switch r {
+	case RolePrimary:
+		return "primary"
+	case RoleReplica:
+		return "replica"
+	case RoleUnknown:
+		return "unknown"
+	}
+	return "role(" + strconv.Itoa(int(r)) + ")"
+}
+
+// Backend is one place a service can be reached: an address to dial, and
+// what the resolver knows about it.
+//
+// Backend is a comparable value. Two backends are the same backend when
+// their [Backend.Key] is equal; Priority, Weight and Role may change under
+// the same key without the pool reconnecting.
+type Backend struct {
+	// Host is the name the backend is known by: the SRV target (without
+	// the trailing dot) or the host of a static list entry. TLS verifies
+	// this name, never the IP address in Addr.
+	Host string
+	// Addr is the "host:port" to dial. A DNS resolver puts the IP address
+	// it found here; a static list may put a host name.
+	Addr string
+	// Priority is the SRV priority: the pool uses the lowest value that
+	// has healthy backends (RFC 2782).
+	Priority uint16
+	// Weight is the SRV weight: within one priority, a backend's share of
+	// the load is proportional to it. Weight 0 counts as 1.
+	Weight uint16
+	// Role is the backend's role when the resolver knows it, for example
+	// from separate SRV names for the primary and the replicas.
+	Role Role
+}
+
+// Key identifies a backend across updates.
+type Key struct {
+	Host string
+	Addr string
+}
+
+// String returns "host@addr", or just addr when host is empty or equal to
+// the address's host.
+func (k Key) String() string {
+	if k.Host == "" {
+		return k.Addr
+	}
+	if h, _, err := net.SplitHostPort(k.Addr); err == nil && h == k.Host {
+		return k.Addr
+	}
+	return k.Host + "@" + k.Addr
+}
+
+// Key returns the backend's identity: its host name and address.
+func (b Backend) Key() Key { return Key{Host: b.Host, Addr: b.Addr} }
+
+// String returns the backend's key as a string.
+func (b Backend) String() string { return b.Key().String() }
+
+// Validate reports whether the backend can be dialled: Addr must be
+// "host:port" with a port from 1 to 65535.
+func (b Backend) Validate() error {
+	host, port, err := net.SplitHostPort(b.Addr)
+	if err != nil {
+		return fmt.Errorf("resolver: backend address %q: %w", b.Addr, err)
+	}
+	if host == "" {
+		return fmt.Errorf("resolver: backend address %q has no host", b.Addr)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return fmt.Errorf("resolver: backend address %q: port must be 1 to 65535", b.Addr)
+	}
+	return nil
+}
+
+// A Resolver finds the backends of a service.
+//
+// Run reports the complete backend set through update, first as soon as it
+// knows it and then each time it changes, until ctx is done; then it
+// returns ctx.Err(). It returns early only for an error it cannot recover
+// from, such as a malformed name. update must not be called after Run
+// returns, and never concurrently with itself; it does not block for
+// long, and the slice passed to it belongs to the receiver.
+type Resolver interface {
+	Run(ctx context.Context, update func([]Backend)) error
+}
+
+// Static is a [Resolver] for a fixed list of backends.
+type Static struct {
+	backends []Backend
+}
+
+// NewStatic returns a resolver that reports backends once and never
+// changes. It fails if a backend's address is not "host:port" or two
+// backends have the same key.
+func NewStatic(backends ...Backend) (*Static, error) {
+	seen := make(map[Key]bool, len(backends))
+	for _, b := range backends {
+		if err := b.Validate(); err != nil {
+			return nil, err
+		}
+		if seen[b.Key()] {
+			return nil, fmt.Errorf("resolver: backend %s listed twice", b)
+		}
+		seen[b.Key()] = true
+	}
+	return &Static{backends: append([]Backend(nil), backends...)}, nil
+}
+
+// ParseAddrs turns "host:port" strings into backends of weight 1, with Host
+// set to each address's host. An address without a port gets defaultPort.
+func ParseAddrs(defaultPort uint16, addrs ...string) ([]Backend, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("resolver: no addresses")
+	}
+	out := make([]Backend, 0, len(addrs))
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			// No port: the whole string is the host (IPv6 literals in
+			// brackets lose them).
+			host = a
+			if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+				host = host[1 : len(host)-1]
+			}
+			if defaultPort == 0 {
+				return nil, fmt.Errorf("resolver: address %q has no port", a)
+			}
+			port = strconv.Itoa(int(defaultPort))
+		}
+		b := Backend{Host: host, Addr: net.JoinHostPort(host, port), Weight: 1}
+		if err := b.Validate(); err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// Backends returns a copy of the resolver's list.
+func (s *Static) Backends() []Backend { return append([]Backend(nil), s.backends...) }
+
+// Run reports the list once and waits for ctx to end.
+func (s *Static) Run(ctx context.Context, update func([]Backend)) error {
+	update(s.Backends())
+	<-ctx.Done()
+	return ctx.Err()
+}
