@@ -1,0 +1,463 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/qorb-go/qorb/resolver"
+)
+
+// Claim is a connection handed out by a pool. It is a small value: copying
+// it does not copy the claim. The first call of [Claim.Release] or
+// [Claim.Discard] on any copy ends the claim; later calls do nothing.
+type Claim[C any] struct {
+	slot *slot[C]
+	gen  uint64
+	conn C
+}
+
+// Conn returns the claimed connection.
+func (c Claim[C]) Conn() C { return c.conn }
+
+// Backend returns the backend the connection is to.
+func (c Claim[C]) Backend() resolver.Backend {
+	if c.slot == nil {
+		return resolver.Backend{}
+	}
+	return c.slot.set.backendValue()
+}
+
+// Release gives the connection back to the pool, which recycles it.
+func (c Claim[C]) Release() { c.end(nil) }
+
+// Discard gives the connection back as broken: the pool closes it, opens
+// another in its place, suspects the backend, and health-checks the
+// backend's idle connections before handing them out again. err, which
+// may be nil, is recorded as the backend's last error.
+func (c Claim[C]) Discard(err error) {
+	if err == nil {
+		err = errDiscarded
+	}
+	c.end(err)
+}
+
+var errDiscarded = errors.New("connection discarded by its claimer")
+
+// end ends the claim, as broken when err is not nil.
+func (c Claim[C]) end(err error) {
+	sl := c.slot
+	if sl == nil || !sl.claim.CompareAndSwap(c.gen, 0) {
+		return // not claimed, or already ended
+	}
+	s := sl.set
+	p := s.p
+	broken := err != nil
+	if !broken && p.pol.InlineRecycle {
+		// The claim still owns the connection, so no lock is needed.
+		if rerr := p.conn.OnRecycle(context.Background(), c.conn); rerr != nil {
+			err = fmt.Errorf("recycle: %w", rerr)
+		}
+	}
+	now := time.Now()
+	observing := p.observing()
+	s.mu.Lock()
+	held := now.Sub(sl.claimedAt)
+	s.inUse.Add(-1)
+	to := StateIdle
+	closeIt, wake := false, false
+	var events []Event
+	switch {
+	case p.closing.Load():
+		s.removeSlotLocked(sl)
+		to, closeIt = StateClosed, true
+	case err != nil:
+		s.noteErrLocked(err, now)
+		if broken {
+			s.suspectLocked(&events)
+		}
+		to, closeIt, wake = s.replaceLocked(sl, now), true, true
+	case sl.unwanted || s.health == HealthRemoved:
+		s.removeSlotLocked(sl)
+		to, closeIt, wake = StateClosed, true, true
+	case !sl.expiresAt.IsZero() && !now.Before(sl.expiresAt):
+		to, closeIt, wake = s.replaceLocked(sl, now), true, true
+	case !p.pol.InlineRecycle:
+		sl.state = StateRecycling
+		to, wake = StateRecycling, true
+	default:
+		s.pushIdleLocked(sl, now)
+	}
+	s.mu.Unlock()
+
+	if closeIt {
+		if p.closing.Load() {
+			p.conn.Close(c.conn)
+		} else {
+			p.closeConn(c.conn)
+		}
+	}
+	if p.closing.Load() {
+		select {
+		case p.returned <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if observing {
+		p.emit(Event{Kind: EventRelease, Backend: s.key, Slot: sl.id, Duration: held, Err: err})
+		p.emit(Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: StateClaimed, To: to})
+		for _, e := range events {
+			p.emit(e)
+		}
+	}
+	if to == StateIdle && p.waiting.Load() > 0 {
+		p.dispatch()
+	}
+	if wake {
+		p.poke()
+	}
+}
+
+// replaceLocked sends a slot whose connection is being closed back to
+// connect again at once, and returns its new state.
+func (s *set[C]) replaceLocked(sl *slot[C], now time.Time) State {
+	sl.state = StateBackingOff
+	sl.retryAt = now
+	sl.attempts = 0
+	var zero C
+	sl.conn = zero
+	return StateBackingOff
+}
+
+// suspectLocked marks the backend as suspected of failure: claims prefer
+// other backends, and its idle connections are checked before they are
+// handed out again.
+func (s *set[C]) suspectLocked(events *[]Event) {
+	s.suspect.Store(true)
+	observing := s.p.observing()
+	for _, sl := range s.slots {
+		switch sl.state {
+		case StateIdle:
+			s.removeIdleLocked(sl)
+			sl.state = StateChecking
+			sl.recheck = true
+			if observing {
+				*events = append(*events, Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: StateIdle, To: StateChecking})
+			}
+		case StateRecycling, StateChecking:
+			sl.recheck = true
+		}
+	}
+}
+
+// Claim returns a connection to one of the pool's backends. It waits,
+// first-come first-served, until one is free, the policy's claim timeout
+// passes or ctx ends. Errors wrap [ErrClosed], [ErrNoBackends],
+// [ErrNoBackendsOnline], [ErrTooManyWaiters] or [ErrClaimTimeout]; all but
+// the first are a [*ClaimError] that says what each backend last did.
+func (p *Pool[C]) Claim(ctx context.Context) (Claim[C], error) {
+	return p.ClaimFiltered(ctx, nil)
+}
+
+// ClaimFiltered is [Pool.Claim] limited to the backends f accepts; a nil f
+// accepts all.
+func (p *Pool[C]) ClaimFiltered(ctx context.Context, f Filter) (Claim[C], error) {
+	for attempt := 1; ; attempt++ {
+		c, err := p.claim(ctx, f)
+		if err != nil || p.acq == nil {
+			return c, err
+		}
+		actx, cancel := context.WithTimeout(ctx, p.pol.HealthTimeout)
+		err = p.acq.OnAcquire(actx, c.conn)
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		c.Discard(fmt.Errorf("acquire hook: %w", err))
+		if attempt == 3 || ctx.Err() != nil {
+			return Claim[C]{}, fmt.Errorf("pool: acquire hook failed %d times, last on %s: %w", attempt, c.slot.set.key, err)
+		}
+	}
+}
+
+func (p *Pool[C]) claim(ctx context.Context, f Filter) (Claim[C], error) {
+	if p.closing.Load() {
+		return Claim[C]{}, ErrClosed
+	}
+	if p.waiting.Load() == 0 {
+		if c, ok := p.take(p.picker.Load(), f, time.Now()); ok {
+			if p.observing() {
+				s := c.slot.set
+				p.emit(Event{Kind: EventSlotState, Backend: s.key, Slot: c.slot.id, From: StateIdle, To: StateClaimed})
+				p.emit(Event{Kind: EventClaim, Backend: s.key, Slot: c.slot.id})
+			}
+			return c, nil
+		}
+	}
+	return p.wait(ctx, f)
+}
+
+// take claims an idle slot for filter f, if any set has one.
+func (p *Pool[C]) take(pk *picker[C], f Filter, now time.Time) (Claim[C], bool) {
+	for range 4 {
+		s := pk.choose(f)
+		if s == nil {
+			return Claim[C]{}, false
+		}
+		if c, ok := s.takeIdle(now); ok {
+			return c, true
+		}
+	}
+	return Claim[C]{}, false
+}
+
+type waitResult[C any] struct {
+	c   Claim[C]
+	err error
+}
+
+// waiter is a claim in the queue.
+type waiter[C any] struct {
+	filter     Filter
+	ch         chan waitResult[C] // capacity 1
+	timer      *time.Timer
+	next, prev *waiter[C]
+	queued     bool
+}
+
+// waitQueue is a FIFO of waiters, linked through the waiters themselves.
+type waitQueue[C any] struct {
+	head, tail *waiter[C]
+	n          int
+}
+
+func (q *waitQueue[C]) push(w *waiter[C]) {
+	w.prev, w.next = q.tail, nil
+	if q.tail != nil {
+		q.tail.next = w
+	} else {
+		q.head = w
+	}
+	q.tail = w
+	q.n++
+	w.queued = true
+}
+
+func (q *waitQueue[C]) remove(w *waiter[C]) {
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		q.head = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	} else {
+		q.tail = w.prev
+	}
+	w.next, w.prev = nil, nil
+	q.n--
+	w.queued = false
+}
+
+// wait queues the claim until a slot is handed to it.
+func (p *Pool[C]) wait(ctx context.Context, f Filter) (Claim[C], error) {
+	start := time.Now()
+	pk := p.picker.Load()
+	if pk.reported {
+		if online, offline := pk.usable(f); !online {
+			sentinel := ErrNoBackends
+			if offline {
+				sentinel = ErrNoBackendsOnline
+			}
+			return Claim[C]{}, p.claimError(sentinel, nil, 0, f)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return Claim[C]{}, p.claimError(ErrClaimTimeout, err, 0, f)
+	}
+
+	p.wmu.Lock()
+	if p.closing.Load() {
+		p.wmu.Unlock()
+		return Claim[C]{}, ErrClosed
+	}
+	if p.waiters.n >= p.pol.MaxWaiters {
+		p.wmu.Unlock()
+		return Claim[C]{}, p.claimError(ErrTooManyWaiters, nil, 0, f)
+	}
+	var w *waiter[C]
+	if n := len(p.free); n > 0 {
+		w = p.free[n-1]
+		p.free = p.free[:n-1]
+	} else {
+		w = &waiter[C]{ch: make(chan waitResult[C], 1), timer: time.NewTimer(time.Hour)}
+		w.timer.Stop()
+	}
+	w.filter = f
+	p.waiters.push(w)
+	p.waiting.Add(1)
+	p.wmu.Unlock()
+
+	// A slot may have come free between the fast path and the queue.
+	p.dispatch()
+	p.wantRebalance()
+
+	w.timer.Reset(p.pol.ClaimTimeout)
+	var (
+		r     waitResult[C]
+		cause error
+		got   bool
+	)
+	select {
+	case r = <-w.ch:
+		got = true
+	case <-ctx.Done():
+		cause = ctx.Err()
+	case <-w.timer.C:
+	}
+	w.timer.Stop()
+	if !got {
+		p.wmu.Lock()
+		if w.queued {
+			p.waiters.remove(w)
+			p.waiting.Add(-1)
+			p.recycleWaiterLocked(w)
+			p.wmu.Unlock()
+			p.countTimeout()
+			return Claim[C]{}, p.claimError(ErrClaimTimeout, cause, time.Since(start), f)
+		}
+		p.wmu.Unlock()
+		r = <-w.ch // handed a result while giving up: take it
+	}
+	p.wmu.Lock()
+	p.recycleWaiterLocked(w)
+	p.wmu.Unlock()
+	if r.err != nil {
+		return Claim[C]{}, r.err
+	}
+	if cause != nil {
+		r.c.Release()
+		p.countTimeout()
+		return Claim[C]{}, p.claimError(ErrClaimTimeout, cause, time.Since(start), f)
+	}
+	waited := time.Since(start)
+	s := r.c.slot.set
+	s.mu.Lock()
+	s.waits++
+	s.waitTime += waited
+	s.mu.Unlock()
+	if p.observing() {
+		p.emit(Event{Kind: EventSlotState, Backend: s.key, Slot: r.c.slot.id, From: StateIdle, To: StateClaimed})
+		p.emit(Event{Kind: EventClaim, Backend: s.key, Slot: r.c.slot.id, Duration: waited})
+	}
+	return r.c, nil
+}
+
+func (p *Pool[C]) recycleWaiterLocked(w *waiter[C]) {
+	w.filter = nil
+	if len(p.free) < 64 {
+		p.free = append(p.free, w)
+	}
+}
+
+func (p *Pool[C]) countTimeout() {
+	p.mu.Lock()
+	p.stats.timeouts++
+	p.mu.Unlock()
+}
+
+// dispatch hands idle slots to queued claims, oldest first. A claim whose
+// filter no idle slot passes does not hold up the ones behind it.
+func (p *Pool[C]) dispatch() {
+	p.wmu.Lock()
+	pk := p.picker.Load()
+	now := time.Now()
+	for w := p.waiters.head; w != nil; {
+		next := w.next
+		if c, ok := p.take(pk, w.filter, now); ok {
+			p.waiters.remove(w)
+			p.waiting.Add(-1)
+			w.ch <- waitResult[C]{c: c}
+		} else if !pk.anyIdle() {
+			break
+		}
+		w = next
+	}
+	p.wmu.Unlock()
+}
+
+// failHopeless fails the queued claims that no backend can serve any more.
+func (p *Pool[C]) failHopeless() {
+	pk := p.picker.Load()
+	if !pk.reported || p.waiting.Load() == 0 {
+		return
+	}
+	type failed struct {
+		w        *waiter[C]
+		sentinel error
+	}
+	var fs []failed
+	p.wmu.Lock()
+	for w := p.waiters.head; w != nil; {
+		next := w.next
+		if online, offline := pk.usable(w.filter); !online {
+			sentinel := ErrNoBackends
+			if offline {
+				sentinel = ErrNoBackendsOnline
+			}
+			p.waiters.remove(w)
+			p.waiting.Add(-1)
+			fs = append(fs, failed{w, sentinel})
+		}
+		w = next
+	}
+	p.wmu.Unlock()
+	// Build the errors outside wmu: claimError takes set locks.
+	for _, f := range fs {
+		f.w.ch <- waitResult[C]{err: p.claimError(f.sentinel, nil, 0, f.w.filter)}
+	}
+}
+
+// claimError builds the error for a failed claim and counts the failure.
+func (p *Pool[C]) claimError(sentinel, cause error, waited time.Duration, f Filter) error {
+	now := time.Now()
+	e := &ClaimError{Err: sentinel, Cause: cause, Waited: waited}
+	p.mu.Lock()
+	sets := p.setList()
+	p.stats.failures++
+	p.mu.Unlock()
+	for _, s := range sets {
+		b := s.backendValue()
+		if f != nil && !f(b) {
+			continue
+		}
+		r := BackendReport{Backend: s.key}
+		s.mu.Lock()
+		r.Health = s.health
+		for _, sl := range s.slots {
+			switch sl.state {
+			case StateIdle:
+				r.Idle++
+			case StateClaimed:
+				r.Claimed++
+			case StateConnecting:
+				r.Connecting++
+			case StateBackingOff:
+				r.BackingOff++
+			}
+		}
+		r.LastError = s.lastErr
+		if !s.lastErrAt.IsZero() {
+			r.LastErrorAge = now.Sub(s.lastErrAt)
+		}
+		s.mu.Unlock()
+		e.Backends = append(e.Backends, r)
+	}
+	sortReports(e.Backends)
+	if p.observing() {
+		p.emit(Event{Kind: EventClaimFailed, Err: e, Duration: waited})
+	}
+	return e
+}

@@ -1,0 +1,85 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/qorb-go/qorb/resolver"
+)
+
+// Errors a claim can fail with, checked with [errors.Is].
+var (
+	// ErrNoBackends: the resolver has reported no backends at all (or none
+	// the claim may use).
+	ErrNoBackends = errors.New("pool: no backends known")
+	// ErrNoBackendsOnline: every backend the claim may use is offline.
+	ErrNoBackendsOnline = errors.New("pool: no backend online")
+	// ErrClaimTimeout: no connection came free before the claim timeout or
+	// the deadline of the claim's context.
+	ErrClaimTimeout = errors.New("pool: claim timed out")
+	// ErrTooManyWaiters: the queue of waiting claims is full.
+	ErrTooManyWaiters = errors.New("pool: too many claims waiting")
+	// ErrClosed: the pool is closed.
+	ErrClosed = errors.New("pool: closed")
+)
+
+// ClaimError is the error a claim fails with when it waited or found no
+// usable backend. It says what each backend the claim could use last did,
+// so that "claim timed out" is never all an operator gets.
+type ClaimError struct {
+	// Err is one of the package's sentinel errors.
+	Err error
+	// Cause is the context's error when the claim's context ended.
+	Cause error
+	// Waited is how long the claim waited.
+	Waited time.Duration
+	// Backends describes each backend the claim could have used.
+	Backends []BackendReport
+}
+
+// BackendReport is what a [ClaimError] says of one backend.
+type BackendReport struct {
+	Backend resolver.Key
+	Health  Health
+	// Idle, Claimed, Connecting and BackingOff count its slots.
+	Idle, Claimed, Connecting, BackingOff int
+	// LastError is the last connection, health-check or recycle error.
+	LastError string
+	// LastErrorAge is how long ago LastError happened.
+	LastErrorAge time.Duration
+}
+
+func (e *ClaimError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Err.Error())
+	if e.Waited > 0 {
+		fmt.Fprintf(&b, " after %v", e.Waited.Round(time.Millisecond))
+	}
+	if e.Cause != nil && !errors.Is(e.Err, e.Cause) {
+		fmt.Fprintf(&b, " (%v)", e.Cause)
+	}
+	for i, r := range e.Backends {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s %s", r.Backend, r.Health)
+		fmt.Fprintf(&b, " (%d idle, %d claimed, %d connecting, %d backing off)", r.Idle, r.Claimed, r.Connecting, r.BackingOff)
+		if r.LastError != "" {
+			fmt.Fprintf(&b, ", last error %v ago: %s", r.LastErrorAge.Round(time.Millisecond), r.LastError)
+		}
+	}
+	return b.String()
+}
+
+// Unwrap returns the sentinel error and, when the claim's context ended,
+// the context's error.
+func (e *ClaimError) Unwrap() []error {
+	if e.Cause != nil {
+		return []error{e.Err, e.Cause}
+	}
+	return []error{e.Err}
+}

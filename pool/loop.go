@@ -1,0 +1,497 @@
+package pool
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+
+	"github.com/qorb-go/qorb/resolver"
+)
+
+// run is the control loop. It applies resolver updates, rebalances, and
+// starts the background work of slots when it is due: connection attempts,
+// health checks, recycles, lifetime and idle-time replacement, closes.
+func (p *Pool[C]) run(ctx context.Context) {
+	defer p.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	nextPeriodic := time.Now().Add(p.pol.RebalanceInterval)
+	for {
+		now := time.Now()
+		periodic := !now.Before(nextPeriodic)
+		if periodic {
+			nextPeriodic = now.Add(p.pol.RebalanceInterval)
+		}
+		next := p.tick(ctx, now, periodic)
+		if next.IsZero() || next.After(nextPeriodic) {
+			next = nextPeriodic
+		}
+		timer.Reset(max(next.Sub(now), 0))
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// tick does everything that is due at now and returns when it next has
+// something to do (zero: nothing scheduled).
+func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.Time {
+	var next time.Time
+	soonest := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+
+	p.mu.Lock()
+	var update []resolver.Backend
+	applyUpdate := false
+	if p.hasPending {
+		if !now.Before(p.pendingAt) {
+			update, applyUpdate = p.pending, true
+			p.pending, p.hasPending = nil, false
+		} else {
+			soonest(p.pendingAt)
+		}
+	}
+	closeQ := p.closeQ
+	p.closeQ = nil
+	p.mu.Unlock()
+
+	if len(closeQ) > 0 {
+		p.spawn(ctx, func(context.Context) { closeAll(p.conn, closeQ) })
+	}
+	pickerDirty := false
+	if applyUpdate {
+		p.apply(update, now)
+		pickerDirty = true
+	}
+	if p.rebalance.Swap(false) || applyUpdate || periodic {
+		p.rebalanceSlots(ctx, now, periodic)
+	}
+
+	p.mu.Lock()
+	sets := p.setList()
+	p.mu.Unlock()
+	for _, s := range sets {
+		t, dirty := p.maintain(ctx, s, now)
+		soonest(t)
+		pickerDirty = pickerDirty || dirty
+	}
+	if pickerDirty || p.pickerStale() {
+		p.rebuildPicker()
+		p.failHopeless()
+		if p.waiting.Load() > 0 {
+			p.dispatch()
+		}
+	}
+	return next
+}
+
+// spawn runs f on a goroutine the pool waits for on Close.
+func (p *Pool[C]) spawn(ctx context.Context, f func(context.Context)) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		f(ctx)
+	}()
+}
+
+// apply diffs a new backend set against the pool's sets.
+func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
+	var events []Event
+	p.mu.Lock()
+	keep := make(map[resolver.Key]bool, len(bs))
+	for _, b := range bs {
+		k := b.Key()
+		keep[k] = true
+		b := b
+		if s, ok := p.sets[k]; ok {
+			s.backend.Store(&b)
+			s.mu.Lock()
+			if s.health == HealthRemoved {
+				// Back before its last connection closed: revive it.
+				s.health = HealthUnknown
+				events = append(events, Event{Kind: EventBackendAdded, Backend: k})
+			}
+			s.mu.Unlock()
+			continue
+		}
+		s := &set[C]{p: p, key: k}
+		s.backend.Store(&b)
+		p.sets[k] = s
+		events = append(events, Event{Kind: EventBackendAdded, Backend: k})
+	}
+	var removed []*set[C]
+	for k, s := range p.sets {
+		if !keep[k] {
+			removed = append(removed, s)
+		}
+	}
+	p.mu.Unlock()
+
+	var toClose []C
+	for _, s := range removed {
+		s.mu.Lock()
+		if s.health != HealthRemoved {
+			s.health = HealthRemoved
+			events = append(events, Event{Kind: EventBackendRemoved, Backend: s.key})
+		}
+		for _, sl := range append([]*slot[C](nil), s.slots...) {
+			sl.unwanted = true
+			switch {
+			case sl.state == StateIdle:
+				toClose = append(toClose, sl.conn)
+				s.removeIdleLocked(sl)
+				s.removeSlotLocked(sl)
+			case sl.state == StateBackingOff && !sl.busy:
+				s.removeSlotLocked(sl)
+			}
+		}
+		s.mu.Unlock()
+	}
+	for _, c := range toClose {
+		p.closeConn(c)
+	}
+	if p.observing() {
+		for _, e := range events {
+			p.emit(e)
+		}
+	}
+}
+
+// pickerStale reports whether a set's health differs from the snapshot.
+func (p *Pool[C]) pickerStale() bool {
+	pk := p.picker.Load()
+	for i := range pk.entries {
+		e := &pk.entries[i]
+		e.set.mu.Lock()
+		h := e.set.health
+		e.set.mu.Unlock()
+		if h != e.health {
+			return true
+		}
+	}
+	return false
+}
+
+// rebuildPicker publishes a new snapshot of the claimable backends.
+func (p *Pool[C]) rebuildPicker() {
+	old := p.picker.Load()
+	was := make(map[*set[C]]bool, len(old.entries))
+	for _, e := range old.entries {
+		was[e.set] = true
+	}
+	p.mu.Lock()
+	sets := p.setList()
+	reported := p.updates > 0
+	p.mu.Unlock()
+	pk := &picker[C]{reported: reported}
+	for _, s := range sets {
+		s.mu.Lock()
+		h := s.health
+		s.mu.Unlock()
+		if h == HealthRemoved {
+			continue
+		}
+		b := s.backendValue()
+		pk.entries = append(pk.entries, pickEntry[C]{set: s, backend: b, weight: weightOf(b), health: h})
+	}
+	slices.SortFunc(pk.entries, func(a, b pickEntry[C]) int {
+		return cmp.Or(cmp.Compare(a.backend.Priority, b.backend.Priority),
+			cmp.Compare(a.set.key.Host, b.set.key.Host),
+			cmp.Compare(a.set.key.Addr, b.set.key.Addr))
+	})
+	// A backend that joins the snapshot starts level with the busiest
+	// one for its weight, so it does not take every claim until its
+	// served count catches up.
+	var level uint64 // highest served/weight, scaled by 2^16
+	for _, e := range pk.entries {
+		if was[e.set] {
+			level = max(level, e.set.served.Load()<<16/e.weight)
+		}
+	}
+	for _, e := range pk.entries {
+		if !was[e.set] {
+			e.set.served.Store(level * e.weight >> 16)
+		}
+	}
+	p.picker.Store(pk)
+}
+
+// maintain starts the background work of s's slots that is due, closes
+// what is no longer wanted, and returns when s next needs attention and
+// whether its health changed.
+func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time) (next time.Time, healthChanged bool) {
+	soonest := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	type job struct {
+		sl   *slot[C]
+		kind State // StateConnecting, StateChecking or StateRecycling
+		old  C     // a connection to close first (connect after expiry)
+		hasOld bool
+	}
+	var (
+		jobs    []job
+		toClose []C
+		events  []Event
+	)
+	observing := p.observing()
+	change := func(sl *slot[C], from, to State) {
+		if observing {
+			events = append(events, Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: from, To: to})
+		}
+	}
+
+	s.mu.Lock()
+	for _, sl := range append([]*slot[C](nil), s.slots...) {
+		if sl.busy {
+			continue
+		}
+		switch sl.state {
+		case StateBackingOff:
+			if sl.unwanted || s.health == HealthRemoved {
+				s.removeSlotLocked(sl)
+				change(sl, StateBackingOff, StateClosed)
+				continue
+			}
+			if now.Before(sl.retryAt) {
+				soonest(sl.retryAt)
+				continue
+			}
+			sl.state, sl.busy = StateConnecting, true
+			change(sl, StateBackingOff, StateConnecting)
+			jobs = append(jobs, job{sl: sl, kind: StateConnecting})
+		case StateIdle:
+			expired := !sl.expiresAt.IsZero() && !now.Before(sl.expiresAt)
+			idleTooLong := p.pol.MaxIdleTime > 0 && !now.Before(sl.idleSince.Add(p.pol.MaxIdleTime))
+			switch {
+			case sl.unwanted || s.health == HealthRemoved:
+				s.removeIdleLocked(sl)
+				s.removeSlotLocked(sl)
+				toClose = append(toClose, sl.conn)
+				change(sl, StateIdle, StateClosed)
+			case expired || idleTooLong:
+				s.removeIdleLocked(sl)
+				old := sl.conn
+				var zero C
+				sl.conn = zero
+				sl.state, sl.busy = StateConnecting, true
+				change(sl, StateIdle, StateConnecting)
+				jobs = append(jobs, job{sl: sl, kind: StateConnecting, old: old, hasOld: true})
+			case sl.recheck || (!sl.checkAt.IsZero() && !now.Before(sl.checkAt)):
+				s.removeIdleLocked(sl)
+				sl.state, sl.busy = StateChecking, true
+				change(sl, StateIdle, StateChecking)
+				jobs = append(jobs, job{sl: sl, kind: StateChecking})
+			default:
+				soonest(sl.checkAt)
+				soonest(sl.expiresAt)
+				if p.pol.MaxIdleTime > 0 {
+					soonest(sl.idleSince.Add(p.pol.MaxIdleTime))
+				}
+			}
+		case StateChecking:
+			// Taken off the idle stack when its backend fell under
+			// suspicion; the check has not started yet.
+			sl.busy = true
+			jobs = append(jobs, job{sl: sl, kind: StateChecking})
+		case StateRecycling:
+			sl.busy = true
+			jobs = append(jobs, job{sl: sl, kind: StateRecycling})
+		}
+	}
+	removeSet := s.health == HealthRemoved && len(s.slots) == 0
+	s.mu.Unlock()
+
+	if removeSet {
+		p.mu.Lock()
+		if p.sets[s.key] == s {
+			delete(p.sets, s.key)
+		}
+		p.mu.Unlock()
+		healthChanged = true
+	}
+	for _, c := range toClose {
+		p.closeConn(c)
+	}
+	for _, j := range jobs {
+		switch j.kind {
+		case StateConnecting:
+			p.spawn(ctx, func(ctx context.Context) {
+				if j.hasOld {
+					p.conn.Close(j.old)
+				}
+				p.connect(ctx, s, j.sl)
+			})
+		case StateChecking:
+			p.spawn(ctx, func(ctx context.Context) { p.check(ctx, s, j.sl, false) })
+		case StateRecycling:
+			p.spawn(ctx, func(ctx context.Context) { p.check(ctx, s, j.sl, true) })
+		}
+	}
+	for _, e := range events {
+		p.emit(e)
+	}
+	return next, healthChanged
+}
+
+// connect opens a connection for sl, which is connecting and busy.
+func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
+	b := s.backendValue()
+	cctx, cancel := context.WithTimeout(ctx, p.pol.ConnectTimeout)
+	start := time.Now()
+	conn, err := p.conn.Connect(cctx, b)
+	cancel()
+	now := time.Now()
+	observing := p.observing()
+	var (
+		events  []Event
+		closeIt bool
+	)
+	s.mu.Lock()
+	healthBefore := s.health
+	sl.busy = false
+	to := StateIdle
+	switch {
+	case err != nil:
+		sl.attempts++
+		s.failStreak++
+		s.noteErrLocked(err, now)
+		if sl.unwanted || s.health == HealthRemoved || p.closing.Load() {
+			s.removeSlotLocked(sl)
+			to = StateClosed
+		} else {
+			sl.state = StateBackingOff
+			sl.retryAt = now.Add(p.backoff(sl.attempts))
+			to = StateBackingOff
+		}
+		if s.health != HealthOffline && s.health != HealthRemoved &&
+			s.failStreak >= p.pol.OfflineAfter && s.connectedLocked() == 0 {
+			s.health = HealthOffline
+			if observing {
+				events = append(events, Event{Kind: EventBackendOffline, Backend: s.key, Err: err})
+			}
+		}
+		if observing {
+			events = append(events, Event{Kind: EventConnectFailed, Backend: s.key, Slot: sl.id, Err: err, Duration: now.Sub(start)})
+		}
+	case sl.unwanted || s.health == HealthRemoved || p.closing.Load():
+		s.removeSlotLocked(sl)
+		to, closeIt = StateClosed, true
+	default:
+		sl.conn = conn
+		sl.attempts = 0
+		s.failStreak = 0
+		sl.connectedAt = now
+		sl.expiresAt = p.lifetimeFrom(now)
+		sl.checkAt = p.nextCheckFrom(now)
+		sl.recheck = false
+		s.pushIdleLocked(sl, now)
+		s.suspect.Store(false)
+		if s.health != HealthOnline {
+			s.health = HealthOnline
+			if observing {
+				events = append(events, Event{Kind: EventBackendOnline, Backend: s.key})
+			}
+		}
+		if observing {
+			events = append(events, Event{Kind: EventConnect, Backend: s.key, Slot: sl.id, Duration: now.Sub(start)})
+		}
+	}
+	healthChanged := s.health != healthBefore
+	s.mu.Unlock()
+	if closeIt {
+		p.conn.Close(conn)
+	}
+	if healthChanged {
+		p.wantRebalance()
+	}
+	for _, e := range events {
+		p.emit(e)
+	}
+	if observing {
+		p.emit(Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: StateConnecting, To: to})
+	}
+	if to == StateIdle && p.waiting.Load() > 0 {
+		p.dispatch()
+	}
+	p.poke()
+}
+
+// check runs the health check (or, if recycle, the recycle hook) on sl's
+// connection; sl is checking or recycling and busy.
+func (p *Pool[C]) check(ctx context.Context, s *set[C], sl *slot[C], recycle bool) {
+	s.mu.Lock()
+	conn := sl.conn
+	from := sl.state
+	s.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, p.pol.HealthTimeout)
+	start := time.Now()
+	var err error
+	if recycle {
+		err = p.conn.OnRecycle(cctx, conn)
+	} else {
+		err = p.conn.IsValid(cctx, conn)
+	}
+	cancel()
+	now := time.Now()
+	closeIt := false
+	var events []Event
+	s.mu.Lock()
+	sl.busy = false
+	to := StateIdle
+	switch {
+	case sl.unwanted || s.health == HealthRemoved || p.closing.Load():
+		s.removeSlotLocked(sl)
+		to, closeIt = StateClosed, true
+	case err != nil:
+		s.noteErrLocked(err, now)
+		s.suspectLocked(&events)
+		to, closeIt = s.replaceLocked(sl, now), true
+	case recycle && sl.recheck:
+		// The backend fell under suspicion while this connection was
+		// out: check it before anyone gets it.
+		sl.state = StateChecking
+		to = StateChecking
+	default:
+		if !recycle {
+			sl.checkAt = p.nextCheckFrom(now)
+			if sl.recheck {
+				// The backend answered after a failure: stop suspecting it.
+				s.suspect.Store(false)
+				sl.recheck = false
+			}
+		}
+		s.pushIdleLocked(sl, now)
+	}
+	s.mu.Unlock()
+	if closeIt {
+		p.conn.Close(conn)
+	}
+	if p.observing() {
+		kind := EventHealthCheck
+		if recycle {
+			kind = EventRecycle
+		}
+		if err != nil {
+			kind++ // the matching ...Failed kind
+		}
+		p.emit(Event{Kind: kind, Backend: s.key, Slot: sl.id, Err: err, Duration: now.Sub(start)})
+		p.emit(Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: from, To: to})
+		for _, e := range events {
+			p.emit(e)
+		}
+	}
+	if to == StateIdle && p.waiting.Load() > 0 {
+		p.dispatch()
+	}
+	p.poke()
+}

@@ -1,0 +1,172 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Policy says how big a pool grows, how long claims wait and how
+// connections are checked. The zero value of every field means its
+// default; a negative duration turns the feature off where that is
+// allowed.
+//
+// The defaults follow qorb and cueball where they hold up: 16 slots, 8
+// spares, a 30 s claim timeout, a 30 s health-check interval with a 3 s
+// timeout and a 20 ms → 30 s connection backoff. They differ where those
+// pools are known to be weak: the total cap is never exceeded, the backoff
+// is jittered on every attempt and ends at once on Close, and connections
+// have a maximum lifetime and idle time.
+type Policy struct {
+	// MaxSlots caps the slots (open or opening connections) across all
+	// backends. It is never exceeded. Default 16.
+	MaxSlots int
+	// MaxPerBackend caps the slots of one backend. Default 16.
+	MaxPerBackend int
+	// Spares is how many unclaimed connections the pool keeps ready beyond
+	// those claimed and waited for, spread over the backends. The pool
+	// always keeps at least one slot per healthy backend. Default 8;
+	// negative means none.
+	Spares int
+	// MaxWaiters bounds the claims waiting for a connection; a claim beyond
+	// it fails at once with [ErrTooManyWaiters]. Default 4096.
+	MaxWaiters int
+
+	// ClaimTimeout bounds how long a claim waits, in addition to the
+	// claim's context. Default 30 s.
+	ClaimTimeout time.Duration
+	// ConnectTimeout bounds one connection attempt. Default 10 s.
+	ConnectTimeout time.Duration
+	// HealthInterval is how often an idle connection is checked with
+	// [Connector.IsValid]. Default 30 s; negative turns periodic checks off.
+	HealthInterval time.Duration
+	// HealthTimeout bounds one health check, one background recycle and
+	// one acquire hook. Default 3 s.
+	HealthTimeout time.Duration
+
+	// BackoffMin and BackoffMax bound the wait between connection attempts
+	// to one slot: it doubles after each failure from BackoffMin up to
+	// BackoffMax, and each wait is drawn at random from its upper half.
+	// Defaults 20 ms and 30 s.
+	BackoffMin time.Duration
+	BackoffMax time.Duration
+	// OfflineAfter is how many connection attempts in a row must fail,
+	// with no connection to the backend open, before the backend is
+	// declared offline. Default 3.
+	OfflineAfter int
+
+	// MaxLifetime is how long a connection lives before it is replaced,
+	// less up to a tenth at random so connections opened together do not
+	// all expire together. Default 1 h; negative means forever.
+	MaxLifetime time.Duration
+	// MaxIdleTime is how long a connection may sit unclaimed before it is
+	// replaced by a fresh one. Default 30 min; negative means forever.
+	MaxIdleTime time.Duration
+
+	// RebalanceDelay coalesces bursts of resolver updates: an update is
+	// applied this long after the first one of a burst. The first update
+	// a pool sees is applied at once. Default 100 ms.
+	RebalanceDelay time.Duration
+	// RebalanceInterval is how often the pool recomputes how many slots
+	// each backend should have even when nothing happened; surplus idle
+	// connections are closed only then, so the pool shrinks slowly and
+	// grows at once. Default 10 s.
+	RebalanceInterval time.Duration
+
+	// InlineRecycle runs [Connector.OnRecycle] on the goroutine that calls
+	// [Claim.Release] instead of in the background. Set it when OnRecycle
+	// does no I/O (checking in-memory session state, say): a release then
+	// costs no goroutine hand-off, and the connection is ready for the next
+	// claim at once. The hook then gets a context without a deadline.
+	InlineRecycle bool
+
+	// Observer, if set, is told of every claim, connection attempt, health
+	// check, recycle, rebalance, backend state change and slot state
+	// change. See [Observer].
+	Observer Observer
+}
+
+// Defaults.
+const (
+	DefaultMaxSlots          = 16
+	DefaultMaxPerBackend     = 16
+	DefaultSpares            = 8
+	DefaultMaxWaiters        = 4096
+	DefaultClaimTimeout      = 30 * time.Second
+	DefaultConnectTimeout    = 10 * time.Second
+	DefaultHealthInterval    = 30 * time.Second
+	DefaultHealthTimeout     = 3 * time.Second
+	DefaultBackoffMin        = 20 * time.Millisecond
+	DefaultBackoffMax        = 30 * time.Second
+	DefaultOfflineAfter      = 3
+	DefaultMaxLifetime       = time.Hour
+	DefaultMaxIdleTime       = 30 * time.Minute
+	DefaultRebalanceDelay    = 100 * time.Millisecond
+	DefaultRebalanceInterval = 10 * time.Second
+)
+
+// ErrBadPolicy is wrapped by the error [New] returns for a policy it cannot
+// use.
+var ErrBadPolicy = errors.New("pool: bad policy")
+
+// withDefaults returns p with zero fields set to their defaults, or an
+// error naming the first field that cannot be used.
+func (p Policy) withDefaults() (Policy, error) {
+	intDefault := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	durDefault := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	intDefault(&p.MaxSlots, DefaultMaxSlots)
+	intDefault(&p.MaxPerBackend, DefaultMaxPerBackend)
+	intDefault(&p.Spares, DefaultSpares)
+	intDefault(&p.MaxWaiters, DefaultMaxWaiters)
+	intDefault(&p.OfflineAfter, DefaultOfflineAfter)
+	durDefault(&p.ClaimTimeout, DefaultClaimTimeout)
+	durDefault(&p.ConnectTimeout, DefaultConnectTimeout)
+	durDefault(&p.HealthInterval, DefaultHealthInterval)
+	durDefault(&p.HealthTimeout, DefaultHealthTimeout)
+	durDefault(&p.BackoffMin, DefaultBackoffMin)
+	durDefault(&p.BackoffMax, DefaultBackoffMax)
+	durDefault(&p.MaxLifetime, DefaultMaxLifetime)
+	durDefault(&p.MaxIdleTime, DefaultMaxIdleTime)
+	durDefault(&p.RebalanceDelay, DefaultRebalanceDelay)
+	durDefault(&p.RebalanceInterval, DefaultRebalanceInterval)
+	if p.Spares < 0 {
+		p.Spares = 0
+	}
+
+	bad := func(field string, v any, why string) (Policy, error) {
+		return Policy{}, fmt.Errorf("%w: %s = %v: %s", ErrBadPolicy, field, v, why)
+	}
+	switch {
+	case p.MaxSlots < 0:
+		return bad("MaxSlots", p.MaxSlots, "must be positive")
+	case p.MaxPerBackend < 0:
+		return bad("MaxPerBackend", p.MaxPerBackend, "must be positive")
+	case p.MaxWaiters < 0:
+		return bad("MaxWaiters", p.MaxWaiters, "must be positive")
+	case p.OfflineAfter < 0:
+		return bad("OfflineAfter", p.OfflineAfter, "must be positive")
+	case p.ClaimTimeout < 0:
+		return bad("ClaimTimeout", p.ClaimTimeout, "must be positive")
+	case p.ConnectTimeout < 0:
+		return bad("ConnectTimeout", p.ConnectTimeout, "must be positive")
+	case p.HealthTimeout < 0:
+		return bad("HealthTimeout", p.HealthTimeout, "must be positive")
+	case p.BackoffMin < 0:
+		return bad("BackoffMin", p.BackoffMin, "must be positive")
+	case p.BackoffMax < p.BackoffMin:
+		return bad("BackoffMax", p.BackoffMax, "must not be less than BackoffMin")
+	case p.RebalanceDelay < 0:
+		return bad("RebalanceDelay", p.RebalanceDelay, "must be positive")
+	case p.RebalanceInterval < 0:
+		return bad("RebalanceInterval", p.RebalanceInterval, "must be positive")
+	}
+	return p, nil
+}

@@ -1,0 +1,298 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/qorb-go/qorb/resolver"
+)
+
+// Connector opens, checks and closes connections of type C. The pool calls
+// its methods from its own goroutines, never under a lock, and never on
+// the same connection from two goroutines at once.
+type Connector[C any] interface {
+	// Connect opens a connection to b. ctx carries the policy's connect
+	// timeout and ends when the pool closes. It must not return a
+	// connection that IsValid would reject: a lazy Connect makes slots
+	// churn.
+	Connect(ctx context.Context, b resolver.Backend) (C, error)
+	// IsValid checks an idle connection. An error closes the connection.
+	IsValid(ctx context.Context, conn C) error
+	// OnRecycle cleans a connection a claim gave back. An error closes
+	// the connection. It runs in the background unless the policy sets
+	// InlineRecycle.
+	OnRecycle(ctx context.Context, conn C) error
+	// Close closes a connection.
+	Close(conn C) error
+}
+
+// Acquirer is an optional interface for a [Connector]: OnAcquire runs on
+// the claimer's goroutine each time a connection is handed out, bounded by
+// the policy's HealthTimeout and the claim's context. If it fails the
+// connection is discarded and the claim tries again, up to three times.
+type Acquirer[C any] interface {
+	OnAcquire(ctx context.Context, conn C) error
+}
+
+// Filter limits a claim to the backends for which it returns true. A
+// filter must be cheap and must not block; a top-level function or a
+// closure that captures nothing costs no allocation per claim.
+type Filter func(resolver.Backend) bool
+
+// Pool keeps connections to the backends a resolver reports. It is safe
+// for concurrent use. Close must be called to stop its goroutines and
+// close its connections.
+type Pool[C any] struct {
+	conn Connector[C]
+	acq  Acquirer[C] // nil unless conn implements it
+	pol  Policy
+	obs  Observer
+
+	picker  atomic.Pointer[picker[C]]
+	waiting atomic.Int64 // queued claims
+	closing atomic.Bool
+	slotIDs atomic.Uint64
+	// rebalance asks the control loop to recompute slot counts.
+	rebalance atomic.Bool
+
+	wake     chan struct{} // pokes the control loop; capacity 1
+	returned chan struct{} // a claim came back while closing; capacity 1
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // the control loop, the resolver and slot I/O
+
+	wmu     sync.Mutex // protects waiters and free
+	waiters waitQueue[C]
+	free    []*waiter[C]
+
+	mu          sync.Mutex // protects the fields below
+	sets        map[resolver.Key]*set[C]
+	pending     []resolver.Backend
+	hasPending  bool
+	pendingAt   time.Time
+	updates     int
+	resolverErr string
+	loopDone    bool
+	closeQ      []C
+	stats       poolCounters
+
+	closeOnce sync.Once
+}
+
+type poolCounters struct {
+	claims, waits, timeouts, failures uint64
+	waitTime                          time.Duration
+}
+
+// New starts a pool of connections to the backends r reports, opened with
+// c. It returns an error only for a policy it cannot use; backends that
+// cannot be reached are retried in the background.
+func New[C any](r resolver.Resolver, c Connector[C], pol Policy) (*Pool[C], error) {
+	if r == nil || c == nil {
+		return nil, errors.New("pool: New needs a resolver and a connector")
+	}
+	pol, err := pol.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool[C]{
+		conn:     c,
+		pol:      pol,
+		obs:      pol.Observer,
+		wake:     make(chan struct{}, 1),
+		returned: make(chan struct{}, 1),
+		sets:     make(map[resolver.Key]*set[C]),
+	}
+	p.acq, _ = c.(Acquirer[C])
+	p.picker.Store(&picker[C]{})
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.wg.Add(2)
+	go p.run(ctx)
+	go func() {
+		defer p.wg.Done()
+		err := r.Run(ctx, p.update)
+		if err != nil && ctx.Err() == nil {
+			p.mu.Lock()
+			p.resolverErr = err.Error()
+			p.mu.Unlock()
+		}
+	}()
+	return p, nil
+}
+
+// update takes a whole backend set from the resolver. Backends with an
+// unusable address and repeated keys are dropped, and the first problem is
+// kept for [Pool.Stats].
+func (p *Pool[C]) update(bs []resolver.Backend) {
+	clean := make([]resolver.Backend, 0, len(bs))
+	seen := make(map[resolver.Key]bool, len(bs))
+	var problem error
+	for _, b := range bs {
+		if err := b.Validate(); err != nil {
+			problem = cmpErr(problem, err)
+			continue
+		}
+		if seen[b.Key()] {
+			problem = cmpErr(problem, fmt.Errorf("pool: resolver reported %s twice", b.Key()))
+			continue
+		}
+		seen[b.Key()] = true
+		clean = append(clean, b)
+	}
+	now := time.Now()
+	p.mu.Lock()
+	if problem != nil {
+		p.resolverErr = problem.Error()
+	}
+	if !p.hasPending {
+		p.pendingAt = now.Add(p.pol.RebalanceDelay)
+		if p.updates == 0 {
+			p.pendingAt = now
+		}
+	}
+	p.pending, p.hasPending = clean, true
+	p.updates++
+	p.mu.Unlock()
+	p.poke()
+}
+
+func cmpErr(first, next error) error {
+	if first != nil {
+		return first
+	}
+	return next
+}
+
+// poke wakes the control loop.
+func (p *Pool[C]) poke() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// wantRebalance asks the control loop to recompute slot counts soon.
+func (p *Pool[C]) wantRebalance() {
+	if !p.rebalance.Load() && p.rebalance.CompareAndSwap(false, true) {
+		p.poke()
+	}
+}
+
+// closeConn closes c in the background, or at once when the control loop
+// has stopped.
+func (p *Pool[C]) closeConn(c C) {
+	p.mu.Lock()
+	if !p.loopDone {
+		p.closeQ = append(p.closeQ, c)
+		p.mu.Unlock()
+		p.poke()
+		return
+	}
+	p.mu.Unlock()
+	p.conn.Close(c)
+}
+
+// Close stops the pool: claims fail with [ErrClosed], the resolver and
+// every goroutine of the pool stop, and idle connections close at once.
+// Close then waits for claimed connections to come back until ctx ends,
+// closes them, and returns ctx's error if it had to close any that were
+// still claimed. Close may be called more than once; every call waits.
+func (p *Pool[C]) Close(ctx context.Context) error {
+	p.closeOnce.Do(func() {
+		p.closing.Store(true)
+		p.wmu.Lock()
+		for w := p.waiters.head; w != nil; w = w.next {
+			p.waiting.Add(-1)
+			w.queued = false
+			w.ch <- waitResult[C]{err: ErrClosed}
+		}
+		p.waiters = waitQueue[C]{}
+		p.wmu.Unlock()
+		p.cancel()
+	})
+	p.wg.Wait()
+
+	p.mu.Lock()
+	p.loopDone = true
+	q := p.closeQ
+	p.closeQ = nil
+	sets := p.setList()
+	p.mu.Unlock()
+	for _, s := range sets {
+		s.mu.Lock()
+		for _, sl := range append([]*slot[C](nil), s.slots...) {
+			switch sl.state {
+			case StateIdle:
+				q = append(q, sl.conn)
+				s.removeIdleLocked(sl)
+			case StateRecycling:
+				q = append(q, sl.conn)
+			}
+			if sl.state != StateClaimed {
+				s.removeSlotLocked(sl)
+			}
+		}
+		s.mu.Unlock()
+	}
+	closeAll(p.conn, q)
+
+	for {
+		if p.claimedSlots() == 0 {
+			return nil
+		}
+		select {
+		case <-p.returned:
+		case <-ctx.Done():
+			var force []C
+			for _, s := range sets {
+				s.mu.Lock()
+				for _, sl := range append([]*slot[C](nil), s.slots...) {
+					if sl.state == StateClaimed && sl.claim.Swap(0) != 0 {
+						s.inUse.Add(-1)
+						force = append(force, sl.conn)
+						s.removeSlotLocked(sl)
+					}
+				}
+				s.mu.Unlock()
+			}
+			closeAll(p.conn, force)
+			if len(force) > 0 {
+				return fmt.Errorf("pool: closed %d connections still claimed: %w", len(force), ctx.Err())
+			}
+			return nil
+		}
+	}
+}
+
+// closeAll closes conns concurrently and waits for them.
+func closeAll[C any](c Connector[C], conns []C) {
+	var wg sync.WaitGroup
+	for _, conn := range conns {
+		wg.Go(func() { c.Close(conn) })
+	}
+	wg.Wait()
+}
+
+func (p *Pool[C]) claimedSlots() int {
+	p.mu.Lock()
+	sets := p.setList()
+	p.mu.Unlock()
+	n := 0
+	for _, s := range sets {
+		n += int(s.inUse.Load())
+	}
+	return n
+}
+
+// setList returns the sets; p.mu must be held.
+func (p *Pool[C]) setList() []*set[C] {
+	out := make([]*set[C], 0, len(p.sets))
+	for _, s := range p.sets {
+		out = append(out, s)
+	}
+	return out
+}

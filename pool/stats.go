@@ -1,0 +1,112 @@
+package pool
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/qorb-go/qorb/resolver"
+)
+
+// Stats is a snapshot of a pool.
+type Stats struct {
+	// Backends holds one entry per backend, sorted by priority and key.
+	Backends []BackendStats
+	// Waiting is the number of claims queued now.
+	Waiting int
+	// MaxSlots is the policy's cap on slots.
+	MaxSlots int
+	// Timeouts counts claims that timed out or whose context ended while
+	// they waited; Failures counts every failed claim.
+	Timeouts, Failures uint64
+	// ResolverError is the resolver's last error, if it failed or reported
+	// a backend the pool could not use.
+	ResolverError string
+}
+
+// BackendStats is a snapshot of one backend's slot set.
+type BackendStats struct {
+	Backend resolver.Backend
+	Health  Health
+	// Suspect: a connection to it failed recently; claims prefer others.
+	Suspect bool
+	// Wanted is how many slots the last rebalance gave it.
+	Wanted int
+	// Slots counts its slots in each state.
+	Connecting, Idle, Checking, Claimed, Recycling, BackingOff int
+	// Claims counts the claims it served; Waits those of them that had to
+	// wait, for WaitTime in all.
+	Claims, Waits uint64
+	WaitTime      time.Duration
+	// Failures counts failed connection attempts, health checks, recycles
+	// and discarded connections.
+	Failures uint64
+	// OldestClaim is how long its longest-held claim has been out.
+	OldestClaim time.Duration
+	// LastError is its last failure, and LastErrorAt when it happened.
+	LastError   string
+	LastErrorAt time.Time
+}
+
+// Slots returns the number of slots it has in any state but closed.
+func (b BackendStats) Slots() int {
+	return b.Connecting + b.Idle + b.Checking + b.Claimed + b.Recycling + b.BackingOff
+}
+
+// Stats returns a snapshot of the pool.
+func (p *Pool[C]) Stats() Stats {
+	now := time.Now()
+	p.mu.Lock()
+	sets := p.setList()
+	st := Stats{
+		MaxSlots:      p.pol.MaxSlots,
+		Timeouts:      p.stats.timeouts,
+		Failures:      p.stats.failures,
+		ResolverError: p.resolverErr,
+	}
+	p.mu.Unlock()
+	st.Waiting = int(p.waiting.Load())
+	sortSets(sets)
+	for _, s := range sets {
+		b := BackendStats{Backend: s.backendValue(), Suspect: s.suspect.Load()}
+		s.mu.Lock()
+		b.Health = s.health
+		b.Wanted = s.wanted
+		b.Claims, b.Waits, b.WaitTime = s.claims, s.waits, s.waitTime
+		b.Failures = s.failures
+		b.LastError, b.LastErrorAt = s.lastErr, s.lastErrAt
+		for _, sl := range s.slots {
+			switch sl.state {
+			case StateConnecting:
+				b.Connecting++
+			case StateIdle:
+				b.Idle++
+			case StateChecking:
+				b.Checking++
+			case StateClaimed:
+				b.Claimed++
+				b.OldestClaim = max(b.OldestClaim, now.Sub(sl.claimedAt))
+			case StateRecycling:
+				b.Recycling++
+			case StateBackingOff:
+				b.BackingOff++
+			}
+		}
+		s.mu.Unlock()
+		st.Backends = append(st.Backends, b)
+	}
+	return st
+}
+
+func sortSets[C any](sets []*set[C]) {
+	slices.SortFunc(sets, func(a, b *set[C]) int {
+		return cmp.Or(cmp.Compare(a.backendValue().Priority, b.backendValue().Priority),
+			cmp.Compare(a.key.Host, b.key.Host), cmp.Compare(a.key.Addr, b.key.Addr))
+	})
+}
+
+func sortReports(rs []BackendReport) {
+	slices.SortFunc(rs, func(a, b BackendReport) int {
+		return cmp.Or(cmp.Compare(a.Backend.Host, b.Backend.Host), cmp.Compare(a.Backend.Addr, b.Backend.Addr))
+	})
+}
