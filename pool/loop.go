@@ -233,9 +233,9 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time) (next 
 		}
 	}
 	type job struct {
-		sl   *slot[C]
-		kind State // StateConnecting, StateChecking or StateRecycling
-		old  C     // a connection to close first (connect after expiry)
+		sl     *slot[C]
+		kind   State // StateConnecting, StateChecking or StateRecycling
+		old    C     // a connection to close first (connect after expiry)
 		hasOld bool
 	}
 	var (

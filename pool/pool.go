@@ -83,8 +83,7 @@ type Pool[C any] struct {
 }
 
 type poolCounters struct {
-	claims, waits, timeouts, failures uint64
-	waitTime                          time.Duration
+	timeouts, failures uint64
 }
 
 // New starts a pool of connections to the backends r reports, opened with

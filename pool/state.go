@@ -4,13 +4,13 @@ import "strconv"
 
 // State is the state of one slot.
 //
-//	          ┌──────────── connect failed ─────────────┐
-//	          ▼                                         │
-//	     BackingOff ──retry due──▶ Connecting ──ok──▶ Idle ◀──ok── Checking
-//	                                                  │  ▲            ▲
-//	                                            claim │  │ recycled   │ health check due,
-//	                                                  ▼  │            │ or backend suspected
-//	                                               Claimed ──▶ Recycling
+//	     ┌──────────── connect failed ─────────────┐
+//	     ▼                                         │
+//	BackingOff ──retry due──▶ Connecting ──ok──▶ Idle ◀──ok── Checking
+//	                                             │  ▲            ▲
+//	                                       claim │  │ recycled   │ health check due,
+//	                                             ▼  │            │ or backend suspected
+//	                                          Claimed ──▶ Recycling
 //
 // Any state ends in Closed when the slot is no longer wanted (its backend
 // was removed, the pool shrank or closed). A failed health check or
@@ -33,8 +33,6 @@ const (
 	StateBackingOff
 	// StateClosed: gone for good.
 	StateClosed
-
-	numStates = int(StateClosed) + 1
 )
 
 var stateNames = [...]string{
