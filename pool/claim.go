@@ -60,10 +60,13 @@ func (c Claim[C]) end(err error) {
 			err = fmt.Errorf("recycle: %w", rerr)
 		}
 	}
-	now := time.Now()
 	observing := p.observing()
+	now := p.now()
+	if observing {
+		now = p.tickClock(time.Now())
+	}
 	s.mu.Lock()
-	held := now.Sub(sl.claimedAt)
+	held := time.Duration(now - sl.claimedAt)
 	s.inUse.Add(-1)
 	to := StateIdle
 	closeIt, wake := false, false
@@ -72,17 +75,18 @@ func (c Claim[C]) end(err error) {
 	case p.closing.Load():
 		s.removeSlotLocked(sl)
 		to, closeIt = StateClosed, true
+	case sl.unwanted || s.health == HealthRemoved:
+		s.detachLocked(sl)
+		s.removeSlotLocked(sl)
+		to, closeIt, wake = StateClosed, true, true
 	case err != nil:
-		s.noteErrLocked(err, now)
+		s.noteErrLocked(err, time.Now())
 		if broken {
 			s.suspectLocked(&events)
 		}
-		to, closeIt, wake = s.replaceLocked(sl, now), true, true
-	case sl.unwanted || s.health == HealthRemoved:
-		s.removeSlotLocked(sl)
-		to, closeIt, wake = StateClosed, true, true
-	case !sl.expiresAt.IsZero() && !now.Before(sl.expiresAt):
-		to, closeIt, wake = s.replaceLocked(sl, now), true, true
+		to, wake = s.replaceLocked(sl), true
+	case sl.expiresAt != 0 && now >= sl.expiresAt:
+		to, wake = s.replaceLocked(sl), true
 	case !p.pol.InlineRecycle:
 		sl.state = StateRecycling
 		to, wake = StateRecycling, true
@@ -120,15 +124,28 @@ func (c Claim[C]) end(err error) {
 	}
 }
 
-// replaceLocked sends a slot whose connection is being closed back to
-// connect again at once, and returns its new state.
-func (s *set[C]) replaceLocked(sl *slot[C], now time.Time) State {
+// replaceLocked sends a slot whose connection must go back to connect
+// again at once. The slot keeps the old connection until its next
+// connection attempt closes it, so the slot's room under the caps covers
+// both, and returns its new state.
+func (s *set[C]) replaceLocked(sl *slot[C]) State {
 	sl.state = StateBackingOff
-	sl.retryAt = now
+	sl.retryAt = time.Time{}
 	sl.attempts = 0
+	sl.stale = true
+	return StateBackingOff
+}
+
+// detachLocked takes sl's connection away to be closed by the caller, who
+// must then call p.closed(). Until then the connection still counts
+// against MaxSlots.
+func (s *set[C]) detachLocked(sl *slot[C]) C {
+	c := sl.conn
 	var zero C
 	sl.conn = zero
-	return StateBackingOff
+	sl.stale = false
+	s.p.closingN.Add(1)
+	return c
 }
 
 // suspectLocked marks the backend as suspected of failure: claims prefer
@@ -187,8 +204,13 @@ func (p *Pool[C]) claim(ctx context.Context, f Filter) (Claim[C], error) {
 		return Claim[C]{}, ErrClosed
 	}
 	if p.waiting.Load() == 0 {
-		if c, ok := p.take(p.picker.Load(), f, time.Now()); ok {
-			if p.observing() {
+		now := p.now()
+		observing := p.observing()
+		if observing {
+			now = p.tickClock(time.Now())
+		}
+		if c, ok := p.take(p.picker.Load(), f, now); ok {
+			if observing {
 				s := c.slot.set
 				p.emit(Event{Kind: EventSlotState, Backend: s.key, Slot: c.slot.id, From: StateIdle, To: StateClaimed})
 				p.emit(Event{Kind: EventClaim, Backend: s.key, Slot: c.slot.id})
@@ -200,7 +222,7 @@ func (p *Pool[C]) claim(ctx context.Context, f Filter) (Claim[C], error) {
 }
 
 // take claims an idle slot for filter f, if any set has one.
-func (p *Pool[C]) take(pk *picker[C], f Filter, now time.Time) (Claim[C], bool) {
+func (p *Pool[C]) take(pk *picker[C], f Filter, now int64) (Claim[C], bool) {
 	for range 4 {
 		s := pk.choose(f)
 		if s == nil {
@@ -373,7 +395,7 @@ func (p *Pool[C]) countTimeout() {
 func (p *Pool[C]) dispatch() {
 	p.wmu.Lock()
 	pk := p.picker.Load()
-	now := time.Now()
+	now := p.tickClock(time.Now())
 	for w := p.waiters.head; w != nil; {
 		next := w.next
 		if c, ok := p.take(pk, w.filter, now); ok {

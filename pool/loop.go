@@ -19,6 +19,7 @@ func (p *Pool[C]) run(ctx context.Context) {
 	nextPeriodic := time.Now().Add(p.pol.RebalanceInterval)
 	for {
 		now := time.Now()
+		p.tickClock(now)
 		periodic := !now.Before(nextPeriodic)
 		if periodic {
 			nextPeriodic = now.Add(p.pol.RebalanceInterval)
@@ -63,7 +64,11 @@ func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.T
 	p.mu.Unlock()
 
 	if len(closeQ) > 0 {
-		p.spawn(ctx, func(context.Context) { closeAll(p.conn, closeQ) })
+		p.spawn(ctx, func(context.Context) {
+			closeAll(p.conn, closeQ)
+			p.closingN.Add(-int64(len(closeQ)))
+			p.wantRebalance() // their room is free again
+		})
 	}
 	pickerDirty := false
 	if applyUpdate {
@@ -145,10 +150,13 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 			sl.unwanted = true
 			switch {
 			case sl.state == StateIdle:
-				toClose = append(toClose, sl.conn)
 				s.removeIdleLocked(sl)
+				toClose = append(toClose, s.detachLocked(sl))
 				s.removeSlotLocked(sl)
 			case sl.state == StateBackingOff && !sl.busy:
+				if sl.stale {
+					toClose = append(toClose, s.detachLocked(sl))
+				}
 				s.removeSlotLocked(sl)
 			}
 		}
@@ -258,6 +266,9 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time) (next 
 		switch sl.state {
 		case StateBackingOff:
 			if sl.unwanted || s.health == HealthRemoved {
+				if sl.stale {
+					toClose = append(toClose, s.detachLocked(sl))
+				}
 				s.removeSlotLocked(sl)
 				change(sl, StateBackingOff, StateClosed)
 				continue
@@ -266,17 +277,24 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time) (next 
 				soonest(sl.retryAt)
 				continue
 			}
+			j := job{sl: sl, kind: StateConnecting}
+			if sl.stale {
+				j.old, j.hasOld = sl.conn, true
+				var zero C
+				sl.conn, sl.stale = zero, false
+			}
 			sl.state, sl.busy = StateConnecting, true
 			change(sl, StateBackingOff, StateConnecting)
-			jobs = append(jobs, job{sl: sl, kind: StateConnecting})
+			jobs = append(jobs, j)
 		case StateIdle:
-			expired := !sl.expiresAt.IsZero() && !now.Before(sl.expiresAt)
-			idleTooLong := p.pol.MaxIdleTime > 0 && !now.Before(sl.idleSince.Add(p.pol.MaxIdleTime))
+			mnow := p.mono(now)
+			expired := sl.expiresAt != 0 && mnow >= sl.expiresAt
+			idleTooLong := p.pol.MaxIdleTime > 0 && mnow >= sl.idleSince+int64(p.pol.MaxIdleTime)
 			switch {
 			case sl.unwanted || s.health == HealthRemoved:
 				s.removeIdleLocked(sl)
+				toClose = append(toClose, s.detachLocked(sl))
 				s.removeSlotLocked(sl)
-				toClose = append(toClose, sl.conn)
 				change(sl, StateIdle, StateClosed)
 			case expired || idleTooLong:
 				s.removeIdleLocked(sl)
@@ -293,9 +311,11 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time) (next 
 				jobs = append(jobs, job{sl: sl, kind: StateChecking})
 			default:
 				soonest(sl.checkAt)
-				soonest(sl.expiresAt)
+				if sl.expiresAt != 0 {
+					soonest(p.epoch.Add(time.Duration(sl.expiresAt)))
+				}
 				if p.pol.MaxIdleTime > 0 {
-					soonest(sl.idleSince.Add(p.pol.MaxIdleTime))
+					soonest(p.epoch.Add(time.Duration(sl.idleSince) + p.pol.MaxIdleTime))
 				}
 			}
 		case StateChecking:
@@ -384,6 +404,7 @@ func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
 			events = append(events, Event{Kind: EventConnectFailed, Backend: s.key, Slot: sl.id, Err: err, Duration: now.Sub(start)})
 		}
 	case sl.unwanted || s.health == HealthRemoved || p.closing.Load():
+		p.closingN.Add(1)
 		s.removeSlotLocked(sl)
 		to, closeIt = StateClosed, true
 	default:
@@ -394,7 +415,7 @@ func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
 		sl.expiresAt = p.lifetimeFrom(now)
 		sl.checkAt = p.nextCheckFrom(now)
 		sl.recheck = false
-		s.pushIdleLocked(sl, now)
+		s.pushIdleLocked(sl, p.tickClock(now))
 		s.suspect.Store(false)
 		if s.health != HealthOnline {
 			s.health = HealthOnline
@@ -410,6 +431,7 @@ func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
 	s.mu.Unlock()
 	if closeIt {
 		p.conn.Close(conn)
+		p.closingN.Add(-1)
 	}
 	if healthChanged {
 		p.wantRebalance()
@@ -450,12 +472,13 @@ func (p *Pool[C]) check(ctx context.Context, s *set[C], sl *slot[C], recycle boo
 	to := StateIdle
 	switch {
 	case sl.unwanted || s.health == HealthRemoved || p.closing.Load():
+		s.detachLocked(sl)
 		s.removeSlotLocked(sl)
 		to, closeIt = StateClosed, true
 	case err != nil:
 		s.noteErrLocked(err, now)
 		s.suspectLocked(&events)
-		to, closeIt = s.replaceLocked(sl, now), true
+		to = s.replaceLocked(sl)
 	case recycle && sl.recheck:
 		// The backend fell under suspicion while this connection was
 		// out: check it before anyone gets it.
@@ -470,11 +493,12 @@ func (p *Pool[C]) check(ctx context.Context, s *set[C], sl *slot[C], recycle boo
 				sl.recheck = false
 			}
 		}
-		s.pushIdleLocked(sl, now)
+		s.pushIdleLocked(sl, p.tickClock(now))
 	}
 	s.mu.Unlock()
 	if closeIt {
 		p.conn.Close(conn)
+		p.closingN.Add(-1)
 	}
 	if p.observing() {
 		kind := EventHealthCheck

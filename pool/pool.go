@@ -56,6 +56,18 @@ type Pool[C any] struct {
 	waiting atomic.Int64 // queued claims
 	closing atomic.Bool
 	slotIDs atomic.Uint64
+	// slotCount counts the slots that are not closed, so claims can tell
+	// without a lock whether the pool may still grow.
+	slotCount atomic.Int64
+	// closingN counts connections waiting to be closed: they still hold
+	// room under MaxSlots until they are.
+	closingN atomic.Int64
+	// clock is a coarse reading of the time, in nanoseconds since epoch,
+	// moved forward by the control loop (at least every
+	// RebalanceInterval) and by background work. Claims and releases read
+	// it instead of the system clock, which costs them nothing; see now.
+	clock atomic.Int64
+	epoch time.Time
 	// rebalance asks the control loop to recompute slot counts.
 	rebalance atomic.Bool
 
@@ -104,6 +116,7 @@ func New[C any](r resolver.Resolver, c Connector[C], pol Policy) (*Pool[C], erro
 		wake:     make(chan struct{}, 1),
 		returned: make(chan struct{}, 1),
 		sets:     make(map[resolver.Key]*set[C]),
+		epoch:    time.Now(),
 	}
 	p.acq, _ = c.(Acquirer[C])
 	p.picker.Store(&picker[C]{})
@@ -166,6 +179,24 @@ func cmpErr(first, next error) error {
 	return next
 }
 
+// mono converts t to nanoseconds since the pool's epoch.
+func (p *Pool[C]) mono(t time.Time) int64 { return int64(t.Sub(p.epoch)) }
+
+// tickClock moves the coarse clock forward to t.
+func (p *Pool[C]) tickClock(t time.Time) int64 {
+	m := p.mono(t)
+	for {
+		old := p.clock.Load()
+		if m <= old || p.clock.CompareAndSwap(old, m) {
+			return max(m, old)
+		}
+	}
+}
+
+// now returns the coarse clock: behind the real time by at most the
+// time since the control loop or a background goroutine last ran.
+func (p *Pool[C]) now() int64 { return p.clock.Load() }
+
 // poke wakes the control loop.
 func (p *Pool[C]) poke() {
 	select {
@@ -176,13 +207,16 @@ func (p *Pool[C]) poke() {
 
 // wantRebalance asks the control loop to recompute slot counts soon.
 func (p *Pool[C]) wantRebalance() {
+	if p.slotCount.Load()+p.closingN.Load() >= int64(p.pol.MaxSlots) && p.pickerHealthy() {
+		return // nothing to grow into
+	}
 	if !p.rebalance.Load() && p.rebalance.CompareAndSwap(false, true) {
 		p.poke()
 	}
 }
 
-// closeConn closes c in the background, or at once when the control loop
-// has stopped.
+// closeConn closes c, detached from its slot by detachLocked, in the
+// background, or at once when the control loop has stopped.
 func (p *Pool[C]) closeConn(c C) {
 	p.mu.Lock()
 	if !p.loopDone {
@@ -193,6 +227,7 @@ func (p *Pool[C]) closeConn(c C) {
 	}
 	p.mu.Unlock()
 	p.conn.Close(c)
+	p.closingN.Add(-1)
 }
 
 // Close stops the pool: claims fail with [ErrClosed], the resolver and
@@ -219,6 +254,7 @@ func (p *Pool[C]) Close(ctx context.Context) error {
 	p.loopDone = true
 	q := p.closeQ
 	p.closeQ = nil
+	p.closingN.Add(-int64(len(q)))
 	sets := p.setList()
 	p.mu.Unlock()
 	for _, s := range sets {
@@ -230,6 +266,10 @@ func (p *Pool[C]) Close(ctx context.Context) error {
 				s.removeIdleLocked(sl)
 			case StateRecycling:
 				q = append(q, sl.conn)
+			case StateBackingOff:
+				if sl.stale {
+					q = append(q, sl.conn)
+				}
 			}
 			if sl.state != StateClaimed {
 				s.removeSlotLocked(sl)
@@ -294,4 +334,16 @@ func (p *Pool[C]) setList() []*set[C] {
 		out = append(out, s)
 	}
 	return out
+}
+
+// pickerHealthy reports whether no backend in the snapshot is offline. A
+// full pool with an offline backend may still move that backend's slots
+// to healthy ones.
+func (p *Pool[C]) pickerHealthy() bool {
+	for _, e := range p.picker.Load().entries {
+		if e.health == HealthOffline {
+			return false
+		}
+	}
+	return true
 }

@@ -93,7 +93,7 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 		deficit += max(0, wanted[i]-in.live)
 		wantedTotal += wanted[i]
 	}
-	room := p.pol.MaxSlots - existingTotal
+	room := p.pol.MaxSlots - existingTotal - int(p.closingN.Load())
 	shrinkAll := periodic || deficit > room
 
 	var events []Event
@@ -127,15 +127,19 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 				from := sl.state
 				switch {
 				case from == StateBackingOff && !sl.busy:
+					if sl.stale {
+						toClose = append(toClose, s.detachLocked(sl))
+					} else {
+						room++ // nothing to close: the room is free now
+					}
 					s.removeSlotLocked(sl)
 				case from == StateIdle:
 					s.removeIdleLocked(sl)
+					toClose = append(toClose, s.detachLocked(sl))
 					s.removeSlotLocked(sl)
-					toClose = append(toClose, sl.conn)
 				default:
 					continue // closes when its I/O or claim ends
 				}
-				room++
 				if observing {
 					events = append(events, Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: from, To: StateClosed})
 				}
@@ -164,6 +168,7 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 		for k := range newSlots {
 			sl := &slot[C]{id: p.slotIDs.Add(1), set: s, state: StateConnecting, busy: true}
 			s.slots = append(s.slots, sl)
+			p.slotCount.Add(1)
 			newSlots[k] = sl
 			if observing {
 				events = append(events, Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: StateClosed, To: StateConnecting})

@@ -31,14 +31,18 @@ type slot[C any] struct {
 	unwanted bool
 	// recheck: health-check the connection before it is handed out again.
 	recheck bool
+	// stale: the slot is backing off but still holds its old connection,
+	// which its next connection attempt closes first.
+	stale bool
 	// attempts counts the connection attempts that failed in a row.
 	attempts    int
 	retryAt     time.Time
 	connectedAt time.Time
-	expiresAt   time.Time // zero: never
-	idleSince   time.Time
 	checkAt     time.Time // zero: no periodic check
-	claimedAt   time.Time
+	// The times below are read off the pool's clock (see Pool.now).
+	expiresAt int64 // zero: never
+	idleSince int64
+	claimedAt int64
 }
 
 // set is the slot set of one backend.
@@ -80,7 +84,7 @@ func weightOf(b resolver.Backend) uint64 {
 }
 
 // pushIdleLocked makes sl idle and claimable.
-func (s *set[C]) pushIdleLocked(sl *slot[C], now time.Time) {
+func (s *set[C]) pushIdleLocked(sl *slot[C], now int64) {
 	sl.state = StateIdle
 	sl.idleSince = now
 	s.idle = append(s.idle, sl)
@@ -108,6 +112,7 @@ func (s *set[C]) removeSlotLocked(sl *slot[C]) {
 			copy(s.slots[i:], s.slots[i+1:])
 			s.slots[len(s.slots)-1] = nil
 			s.slots = s.slots[:len(s.slots)-1]
+			s.p.slotCount.Add(-1)
 			return
 		}
 	}
@@ -132,7 +137,7 @@ func (s *set[C]) noteErrLocked(err error, now time.Time) {
 }
 
 // takeIdle claims the most recently returned idle slot, if there is one.
-func (s *set[C]) takeIdle(now time.Time) (Claim[C], bool) {
+func (s *set[C]) takeIdle(now int64) (Claim[C], bool) {
 	s.mu.Lock()
 	n := len(s.idle)
 	if n == 0 {
@@ -159,14 +164,15 @@ func (s *set[C]) takeIdle(now time.Time) (Claim[C], bool) {
 	return c, true
 }
 
-// lifetimeFrom draws a connection's expiry: MaxLifetime less up to a tenth.
-func (p *Pool[C]) lifetimeFrom(now time.Time) time.Time {
+// lifetimeFrom draws a connection's expiry on the pool's clock:
+// MaxLifetime less up to a tenth. Zero means never.
+func (p *Pool[C]) lifetimeFrom(now time.Time) int64 {
 	if p.pol.MaxLifetime < 0 {
-		return time.Time{}
+		return 0
 	}
 	d := p.pol.MaxLifetime
 	d -= time.Duration(rand.Int64N(int64(d)/10 + 1))
-	return now.Add(d)
+	return p.mono(now.Add(d))
 }
 
 // nextCheckFrom draws the next periodic health check: the interval plus up

@@ -85,7 +85,7 @@ func (p *Pool[C]) Stats() Stats {
 				b.Checking++
 			case StateClaimed:
 				b.Claimed++
-				b.OldestClaim = max(b.OldestClaim, now.Sub(sl.claimedAt))
+				b.OldestClaim = max(b.OldestClaim, time.Duration(p.mono(now)-sl.claimedAt))
 			case StateRecycling:
 				b.Recycling++
 			case StateBackingOff:
