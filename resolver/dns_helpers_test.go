@@ -1,9 +1,11 @@
 package resolver_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -192,4 +194,29 @@ func deadPort(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return addr
+}
+
+// checkNoResolverGoroutines fails the test if a goroutine is still running
+// code of the SRV resolver, after giving goroutines that have just
+// finished their work up to a second to exit.
+func checkNoResolverGoroutines(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		var left [][]byte
+		for _, g := range bytes.Split(buf[:n], []byte("\n\n")) {
+			if bytes.Contains(g, []byte("resolver.(*SRV)")) {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines of the resolver still running:\n%s", len(left), bytes.Join(left, []byte("\n\n")))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
