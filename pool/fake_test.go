@@ -123,6 +123,13 @@ func (f *fakeConnector) openConns() int {
 	return len(f.open)
 }
 
+// peakOpen returns the most connections that were open at once.
+func (f *fakeConnector) peakOpen() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.maxOpen
+}
+
 // openTo counts the open connections to one backend.
 func (f *fakeConnector) openTo(addr string) int {
 	f.mu.Lock()

@@ -220,8 +220,8 @@ func TestCapNeverExceeded(t *testing.T) {
 		for range 20 {
 			<-done
 		}
-		if fc.maxOpen > 5 {
-			t.Errorf("%d connections were open at once, cap is 5", fc.maxOpen)
+		if fc.peakOpen() > 5 {
+			t.Errorf("%d connections were open at once, cap is 5", fc.peakOpen())
 		}
 		synctest.Wait()
 		if st := p.Stats(); totalSlots(st) > 5 {

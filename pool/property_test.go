@@ -93,8 +93,8 @@ func runInvariants(t *testing.T, ops []byte) {
 		if total > pol.MaxSlots {
 			t.Fatalf("step %d: %d slots, cap %d", step, total, pol.MaxSlots)
 		}
-		if fc.maxOpen > pol.MaxSlots {
-			t.Fatalf("step %d: %d connections were open at once, cap %d", step, fc.maxOpen, pol.MaxSlots)
+		if fc.peakOpen() > pol.MaxSlots {
+			t.Fatalf("step %d: %d connections were open at once, cap %d", step, fc.peakOpen(), pol.MaxSlots)
 		}
 		for _, c := range held {
 			if c.Conn().closed.Load() {
