@@ -106,7 +106,7 @@ func postgresTemplate() (string, error) {
 
 // newPostgres makes a server whose data directory prepare fills in, and starts
 // it.
-func newPostgres(t testing.TB, prepare func(acct account, data string) error) *Postgres {
+func newPostgres(t testing.TB, prepare func(acct account, name, data string) error) *Postgres {
 	t.Helper()
 	acct, err := lookupAccount("postgres")
 	if err != nil {
@@ -123,7 +123,7 @@ func newPostgres(t testing.TB, prepare func(acct account, data string) error) *P
 	}
 	s := newServer(t, name, dir, acct)
 	data := filepath.Join(dir, "data")
-	if err := prepare(acct, data); err != nil {
+	if err := prepare(acct, name, data); err != nil {
 		t.Fatalf("dbtest: preparing %s: %v", name, err)
 	}
 	s.command = func() (string, []string) {
@@ -161,7 +161,7 @@ func StartPostgres(t testing.TB, n int) []*Postgres {
 	}
 	servers := make([]*Postgres, n)
 	for i := range servers {
-		servers[i] = newPostgres(t, func(_ account, data string) error {
+		servers[i] = newPostgres(t, func(_ account, _, data string) error {
 			return copyTree(tmpl, data)
 		})
 	}

@@ -58,14 +58,6 @@ type Server struct {
 	paused bool
 }
 
-// process is one run of a server's main process, which leads its own process
-// group.
-type process struct {
-	pid  int
-	done chan struct{} // closed once the process has exited and been reaped
-	err  error         // from Wait; read only after done is closed
-}
-
 // newServer prepares a server in dir (which holds its data already) and
 // registers its teardown with t. It does not start it.
 func newServer(t testing.TB, name, dir string, acct account) *Server {
@@ -193,77 +185,6 @@ func (s *Server) waitReady(p *process) error {
 	}
 }
 
-// kill sends SIGKILL to the process group and waits until all of it is gone.
-func (p *process) kill() error {
-	if err := syscall.Kill(-p.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("kill process group %d: %w", p.pid, err)
-	}
-	return p.wait(killTimeout)
-}
-
-// wait waits until the main process has exited and every other process of
-// its group is gone (or a zombie), for at most d.
-func (p *process) wait(d time.Duration) error {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-p.done:
-	case <-timer.C:
-		return fmt.Errorf("process %d still running after %v", p.pid, d)
-	}
-	// The other processes of the group were the main process's children; they
-	// now belong to init, so they cannot be waited for: poll /proc instead.
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
-		n, _ := groupMembers(p.pid)
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-timer.C:
-			return fmt.Errorf("%d processes of group %d still running after %v", n, p.pid, d)
-		case <-tick.C:
-		}
-	}
-}
-
-// groupMembers counts the live processes in process group pgid, and how many
-// of them are stopped. Zombies do not count.
-func groupMembers(pgid int) (live, stopped int) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, 0
-	}
-	for _, e := range entries {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue // gone meanwhile
-		}
-		// pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 3 || f[2] != strconv.Itoa(pgid) {
-			continue
-		}
-		switch f[0] {
-		case "Z", "X":
-		case "T", "t":
-			live++
-			stopped++
-		default:
-			live++
-		}
-	}
-	return live, stopped
-}
-
 // running returns the current process, failing the test if there is none.
 func (s *Server) running(t testing.TB) *process {
 	t.Helper()
@@ -349,12 +270,9 @@ func (s *Server) Stop(t testing.TB) {
 	paused := s.paused
 	s.mu.Unlock()
 	if paused {
-		syscall.Kill(-p.pid, syscall.SIGCONT)
+		p.signal(syscall.SIGCONT)
 	}
-	if err := syscall.Kill(p.pid, s.stopSignal); err != nil {
-		t.Fatalf("dbtest: stopping %s: %v", s.name, err)
-	}
-	err := p.wait(stopTimeout)
+	err := p.stop(s.stopSignal, stopTimeout)
 	if err != nil {
 		err = errors.Join(err, p.kill())
 	}
@@ -366,8 +284,8 @@ func (s *Server) Stop(t testing.TB) {
 	}
 }
 
-// Kill simulates a crash: it sends SIGKILL to the server and all its
-// processes and waits until they are gone. Start brings it back, with crash
+// Kill simulates a crash: it sends SIGKILL to the server's main process and
+// all its descendants and waits until they are gone. Start brings it back, with crash
 // recovery.
 func (s *Server) Kill(t testing.TB) {
 	t.Helper()
@@ -388,31 +306,18 @@ func (s *Server) Restart(t testing.TB) {
 	s.Start(t)
 }
 
-// Pause hangs the server: it sends SIGSTOP to the server and all its
-// processes (for PostgreSQL, the postmaster and every backend) and waits
-// until all are stopped. The kernel still accepts TCP connections for it, so
+// Pause hangs the server: it sends SIGSTOP to the server's main process and
+// all its descendants (for PostgreSQL, the postmaster and every backend and
+// auxiliary process) and waits until all are stopped. The kernel still accepts TCP connections for it, so
 // clients connect and then wait for an answer. Resume undoes it.
 func (s *Server) Pause(t testing.TB) {
 	t.Helper()
 	p := s.running(t)
-	if err := syscall.Kill(-p.pid, syscall.SIGSTOP); err != nil {
-		t.Fatalf("dbtest: pausing %s: %v", s.name, err)
-	}
 	s.mu.Lock()
 	s.paused = true
 	s.mu.Unlock()
-	deadline := time.Now().Add(killTimeout)
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
-		live, stopped := groupMembers(p.pid)
-		if live == stopped {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dbtest: pausing %s: %d of %d processes still running after %v", s.name, live-stopped, live, killTimeout)
-		}
-		<-tick.C
+	if err := p.pause(); err != nil {
+		t.Fatalf("dbtest: pausing %s: %v", s.name, err)
 	}
 }
 
@@ -421,7 +326,7 @@ func (s *Server) Pause(t testing.TB) {
 func (s *Server) Resume(t testing.TB) {
 	t.Helper()
 	p := s.running(t)
-	if err := syscall.Kill(-p.pid, syscall.SIGCONT); err != nil {
+	if err := p.signal(syscall.SIGCONT); err != nil {
 		t.Fatalf("dbtest: resuming %s: %v", s.name, err)
 	}
 	s.mu.Lock()
