@@ -109,8 +109,9 @@ func mariadbTmpl() (mariadbTemplate, error) {
 	})
 }
 
-// newMariaDB makes a server from the template and starts it.
-func newMariaDB(t testing.TB, readOnly bool) *MariaDB {
+// newMariaDB makes a server from the template and starts it on a port from
+// pick, with --read-only if readOnly.
+func newMariaDB(t testing.TB, pick func() (int, error), readOnly bool) *MariaDB {
 	t.Helper()
 	tmpl, err := mariadbTmpl()
 	if err != nil {
@@ -165,7 +166,8 @@ func newMariaDB(t testing.TB, readOnly bool) *MariaDB {
 	}
 	s.stopSignal = syscall.SIGTERM
 	s.openAdmin = openMariaDBAdmin
-	if err := s.firstStart(); err != nil {
+	s.dataDirQuery = "SELECT @@datadir"
+	if err := s.firstStart(pick); err != nil {
 		t.Fatal(err)
 	}
 	return m
@@ -195,7 +197,7 @@ func StartMariaDB(t testing.TB, n int) []*MariaDB {
 	t.Helper()
 	servers := make([]*MariaDB, n)
 	for i := range servers {
-		servers[i] = newMariaDB(t, false)
+		servers[i] = newMariaDB(t, freePort, false)
 	}
 	return servers
 }

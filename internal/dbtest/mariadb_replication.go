@@ -24,7 +24,7 @@ type MariaDBCluster struct {
 // waits until every replica replicates from the primary.
 func StartMariaDBCluster(t testing.TB, replicas int) *MariaDBCluster {
 	t.Helper()
-	c := &MariaDBCluster{Primary: newMariaDB(t, false)}
+	c := &MariaDBCluster{Primary: newMariaDB(t, freePort, false)}
 	for range replicas {
 		c.AddReplica(t)
 	}
@@ -40,7 +40,7 @@ func (c *MariaDBCluster) Servers() []*MariaDB {
 // binary log, waits until it replicates, and appends it to Replicas.
 func (c *MariaDBCluster) AddReplica(t testing.TB) *MariaDB {
 	t.Helper()
-	r := newMariaDB(t, true)
+	r := newMariaDB(t, freePort, true)
 	r.Follow(t, c.Primary)
 	c.Replicas = append(c.Replicas, r)
 	return r
@@ -239,7 +239,8 @@ func (m *MariaDB) Promote(t testing.TB) {
 // Follow makes the server a read-only replica of primary, using GTIDs: it
 // continues from the transactions it has already committed (its
 // gtid_binlog_pos), so a former primary can follow too, provided primary has
-// every transaction it has. It waits until both replication threads run.
+// every transaction it has. It waits until both replication threads run, so
+// a paused replica is resumed.
 func (m *MariaDB) Follow(t testing.TB, primary *MariaDB) {
 	t.Helper()
 	st, err := m.replicaStatus()

@@ -105,8 +105,8 @@ func postgresTemplate() (string, error) {
 }
 
 // newPostgres makes a server whose data directory prepare fills in, and starts
-// it.
-func newPostgres(t testing.TB, prepare func(acct account, name, data string) error) *Postgres {
+// it on a port from pick.
+func newPostgres(t testing.TB, pick func() (int, error), prepare func(acct account, name, data string) error) *Postgres {
 	t.Helper()
 	acct, err := lookupAccount("postgres")
 	if err != nil {
@@ -131,7 +131,8 @@ func newPostgres(t testing.TB, prepare func(acct account, name, data string) err
 	}
 	s.stopSignal = syscall.SIGINT // fast shutdown
 	s.openAdmin = openPostgresAdmin
-	if err := s.firstStart(); err != nil {
+	s.dataDirQuery = "SHOW data_directory"
+	if err := s.firstStart(pick); err != nil {
 		t.Fatal(err)
 	}
 	return &Postgres{Server: s}
@@ -161,7 +162,7 @@ func StartPostgres(t testing.TB, n int) []*Postgres {
 	}
 	servers := make([]*Postgres, n)
 	for i := range servers {
-		servers[i] = newPostgres(t, func(_ account, _, data string) error {
+		servers[i] = newPostgres(t, freePort, func(_ account, _, data string) error {
 			return copyTree(tmpl, data)
 		})
 	}

@@ -61,7 +61,7 @@ func (c *PostgresCluster) Servers() []*Postgres {
 func (c *PostgresCluster) AddStandby(t testing.TB) *Postgres {
 	t.Helper()
 	primary := c.Primary
-	s := newPostgres(t, func(acct account, name, data string) error {
+	s := newPostgres(t, freePort, func(acct account, name, data string) error {
 		if _, err := acct.run("", filepath.Join(PGBin, "pg_basebackup"), "-h", "127.0.0.1",
 			"-p", strconv.Itoa(primary.Port()), "-U", "postgres", "-D", data,
 			"-R", "-X", "stream", "-c", "fast", "--no-sync"); err != nil {
@@ -239,8 +239,9 @@ func (p *Postgres) Promote(t testing.TB) {
 
 // Follow points the standby at another primary, without a restart (ALTER
 // SYSTEM SET primary_conninfo, then a reload), and waits until it streams
-// from it. The standby must not be ahead of the new primary; if it is, make
-// a new one with AddStandby.
+// from it. A paused standby stays paused (it receives, but does not replay).
+// The standby must not be ahead of the new primary; if it is, make a new one
+// with AddStandby.
 func (p *Postgres) Follow(t testing.TB, primary *Postgres) {
 	t.Helper()
 	p.Exec(t, fmt.Sprintf("ALTER SYSTEM SET primary_conninfo = '%s'", primaryConninfo(primary, p.name)))

@@ -52,6 +52,9 @@ type Server struct {
 	stopSignal syscall.Signal
 	// openAdmin opens the admin pool for a port.
 	openAdmin func(port int) (*sql.DB, error)
+	// dataDirQuery returns the data directory of the server that answers,
+	// which tells ours apart from another that has taken its port.
+	dataDirQuery string
 
 	mu     sync.Mutex // protects the fields below
 	proc   *process   // nil when not running
@@ -90,12 +93,12 @@ func (s *Server) teardown(t testing.TB) {
 	}
 }
 
-// firstStart picks a free port and starts the server on it, trying other
-// ports when another process took the one picked.
-func (s *Server) firstStart() error {
+// firstStart starts the server on a port from pick, trying other ports while
+// another process has taken the one picked.
+func (s *Server) firstStart(pick func() (int, error)) error {
 	var err error
 	for range 5 {
-		s.port, err = freePort()
+		s.port, err = pick()
 		if err != nil {
 			return err
 		}
@@ -162,17 +165,20 @@ func (s *Server) start() (int64, error) {
 }
 
 // waitReady polls the server until it answers on its port, it exits or the
-// start deadline passes.
+// start deadline passes. Another server that answers on the port (one that
+// took it first) does not count: this one will fail to bind it and exit.
 func (s *Server) waitReady(p *process) error {
+	want := filepath.Join(s.dir, "data")
 	deadline := time.Now().Add(startTimeout)
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err := s.admin.PingContext(ctx)
-		cancel()
-		if err == nil {
+		got, err := s.probe(p)
+		if err == nil && filepath.Clean(got) == want {
 			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("port %d is answered by the server of %s", s.port, got)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not answering after %v: %w", startTimeout, err)
@@ -183,6 +189,26 @@ func (s *Server) waitReady(p *process) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// probe asks the server that answers on the port for its data directory. It
+// gives up when the process exits: something else may hold the port and
+// accept connections without ever answering.
+func (s *Server) probe(p *process) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case <-p.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	})
+	var dir string
+	err := s.admin.QueryRowContext(ctx, s.dataDirQuery).Scan(&dir)
+	cancel()
+	wg.Wait()
+	return dir, err
 }
 
 // running returns the current process, failing the test if there is none.
@@ -208,8 +234,8 @@ func (s *Server) Port() int { return s.port }
 // Addr returns the server's address, "127.0.0.1:port".
 func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
-// Dir returns the server's directory, which holds its data directory "data"
-// and its log "server.log".
+// Dir returns the server's directory, which holds its data directory "data",
+// its log "server.log" and, for MariaDB, its socket and pid file.
 func (s *Server) Dir() string { return s.dir }
 
 // PID returns the process id of the server's main process (the postmaster,
