@@ -2,12 +2,20 @@
 // tests: independent servers for fan-out tests, and a primary with streaming
 // standbys or GTID replicas for replication tests.
 //
-// Every server runs as its own process group on a free port of 127.0.0.1,
-// with its data directory under /dev/shm, and is torn down by t.Cleanup of
-// the test that started it: its processes are killed and waited for, and its
-// directory is removed, whether the test passed or not. Data directories are
-// copied from a template made once per test binary, so a server starts in
-// well under a second.
+// Every server runs as its own processes on a free port of 127.0.0.1, with
+// its data directory under /dev/shm, and is torn down by t.Cleanup of the
+// test that started it: its processes are killed and waited for, and its
+// directory is removed, whether the test passed or not (the server's log tail
+// is logged if it failed). Data directories are copied from a template made
+// once per test binary, so a server starts in well under a second. If the
+// test binary itself dies, the kernel kills its servers (parent-death
+// signal).
+//
+// Servers keep every commit they acknowledged across [Server.Kill]
+// (PostgreSQL with synchronous_commit on, MariaDB with
+// innodb_flush_log_at_trx_commit=2), so lost rows after a crash are a bug of
+// the code under test, not of the harness. They trade only durability against
+// an operating system crash for speed.
 //
 // A test connects as [User] with [Password] to the database [Database]:
 //
@@ -19,6 +27,14 @@
 //	pgs[0].Kill(t)  // crash
 //	pgs[0].Start(t) // same port, same data
 //
+// Replication tests start a cluster and change it under the code under test:
+//
+//	c := dbtest.StartPostgresCluster(t, 2) // or StartMariaDBCluster
+//	// ... write through c.Primary.DSN() ...
+//	c.WaitReplicated(t)
+//	c.Standbys[0].PauseReplay(t) // lags from now on
+//	c.Failover(t, c.Standbys[1]) // stop the primary, promote, re-point the rest
+//
 // The user has database-level grants only, so on a read-only MariaDB replica
 // its writes fail as an application's would. Helpers that need more rights
 // ([Server.Exec], session counts, replication control) use a separate admin
@@ -26,7 +42,14 @@
 //
 // Methods that take a [testing.TB] fail the test with t.Fatal, so they must be
 // called from the test's own goroutine. The accessors (Addr, Port, the DSN
-// methods) are safe to call from any goroutine.
+// methods) are safe to call from any goroutine. Every wait is bounded: a
+// server gets a minute to start or stop, a helper's statement 30 seconds (so
+// a helper that queries a paused server fails after 30 seconds), replication
+// 30 seconds to catch up.
+//
+// The package imports pgx's stdlib and go-sql-driver/mysql for its own admin
+// connections, so the database/sql drivers "pgx" and "mysql" are registered
+// in every test binary that uses it.
 //
 // The package needs root (it runs the servers as the postgres and mysql
 // users) and the server binaries that scripts/setup installs. A test binary

@@ -64,7 +64,7 @@ func (c *MariaDBCluster) WaitReplicated(t testing.TB) {
 	}
 }
 
-// Failover makes replica to the primary: it stops the current primary
+// Failover makes to, one of the replicas, the primary: it stops the current primary
 // cleanly if it runs, promotes to, and points every other running replica at
 // it. Afterwards Primary is to and Replicas holds the others; the former
 // primary stays stopped and out of the cluster.

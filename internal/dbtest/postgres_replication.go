@@ -122,7 +122,7 @@ func (c *PostgresCluster) WaitReplicated(t testing.TB) {
 	}
 }
 
-// Failover makes standby to the primary: it stops the current primary
+// Failover makes to, one of the standbys, the primary: it stops the current primary
 // cleanly if it runs (so the standbys receive all of its WAL), promotes to,
 // and points every other running standby at it. Afterwards Primary is to and
 // Standbys holds the others; the former primary stays stopped and out of the
