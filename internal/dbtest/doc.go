@@ -51,6 +51,11 @@
 // connections, so the database/sql drivers "pgx" and "mysql" are registered
 // in every test binary that uses it.
 //
+// For goroutine leak checks: each server holds two goroutines of its own until
+// its teardown, one that waits for its running process and the opener of
+// database/sql for its admin pool ([Server.Admin]). Start servers before
+// taking a goroutine baseline.
+//
 // The package needs root (it runs the servers as the postgres and mysql
 // users) and the server binaries that scripts/setup installs. A test binary
 // that imports it may call [Main] from TestMain to remove the templates on
