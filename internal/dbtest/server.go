@@ -23,7 +23,7 @@ import (
 const (
 	startTimeout = 60 * time.Second // launch until the server answers, crash recovery included
 	stopTimeout  = 60 * time.Second // clean shutdown
-	killTimeout  = 10 * time.Second // SIGKILL until every process of the group is gone
+	killTimeout  = 10 * time.Second // SIGKILL or SIGSTOP until every process of the server obeys
 	queryTimeout = 30 * time.Second // one admin statement
 	waitTimeout  = 30 * time.Second // replication catching up, a standby following
 	pollInterval = 20 * time.Millisecond
