@@ -51,11 +51,11 @@ func (c Claim[C]) end(err error) {
 	if sl == nil || !sl.claim.CompareAndSwap(c.gen, 0) {
 		return // not claimed, or already ended
 	}
+	// From here on this goroutine owns the slot.
 	s := sl.set
 	p := s.p
 	broken := err != nil
 	if !broken && p.pol.InlineRecycle {
-		// The claim still owns the connection, so no lock is needed.
 		if rerr := p.conn.OnRecycle(context.Background(), c.conn); rerr != nil {
 			err = fmt.Errorf("recycle: %w", rerr)
 		}
@@ -65,49 +65,64 @@ func (c Claim[C]) end(err error) {
 	if observing {
 		now = p.tickClock(time.Now())
 	}
-	s.mu.Lock()
-	held := time.Duration(now - sl.claimedAt)
+	held := time.Duration(now - sl.claimedAt.Load())
 	s.inUse.Add(-1)
+	if err == nil && p.pol.InlineRecycle && !p.closing.Load() && !sl.unwanted.Load() &&
+		s.getHealth() != HealthRemoved && (sl.expiresAt == 0 || now < sl.expiresAt) {
+		// The fast path: no lock but the queue's, and only when claims
+		// are queued.
+		to := p.handOff(sl, now)
+		if observing {
+			p.emit(Event{Kind: EventRelease, Backend: s.key, Slot: sl.id, Duration: held})
+			if to != StateClaimed { // else handed straight to a queued claim
+				p.emit(Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: StateClaimed, To: to})
+			}
+		}
+		return
+	}
+
+	var (
+		events  []Event
+		closing C
+		closeIt bool
+	)
 	to := StateIdle
-	closeIt, wake := false, false
-	var events []Event
+	s.mu.Lock()
 	switch {
 	case p.closing.Load():
+		closing, closeIt = sl.conn, true
 		s.removeSlotLocked(sl)
-		to, closeIt = StateClosed, true
-	case sl.unwanted || s.health == HealthRemoved:
-		s.detachLocked(sl)
+		to = StateClosed
+	case sl.unwanted.Load() || s.getHealth() == HealthRemoved:
+		closing, closeIt = s.detachLocked(sl), true
 		s.removeSlotLocked(sl)
-		to, closeIt, wake = StateClosed, true, true
+		to = StateClosed
 	case err != nil:
 		s.noteErrLocked(err, time.Now())
 		if broken {
 			s.suspectLocked(&events)
 		}
-		to, wake = s.replaceLocked(sl), true
+		to = s.replaceLocked(sl)
 	case sl.expiresAt != 0 && now >= sl.expiresAt:
-		to, wake = s.replaceLocked(sl), true
-	case !p.pol.InlineRecycle:
-		sl.state = StateRecycling
-		to, wake = StateRecycling, true
-	default:
-		s.pushIdleLocked(sl, now)
+		to = s.replaceLocked(sl)
+	default: // background recycling
+		sl.setState(StateRecycling)
+		to = StateRecycling
 	}
 	s.mu.Unlock()
 
-	if closeIt {
-		if p.closing.Load() {
-			p.conn.Close(c.conn)
-		} else {
-			p.closeConn(c.conn)
-		}
-	}
 	if p.closing.Load() {
+		if closeIt {
+			p.conn.Close(closing)
+		}
 		select {
 		case p.returned <- struct{}{}:
 		default:
 		}
 		return
+	}
+	if closeIt {
+		p.closeConn(closing)
 	}
 	if observing {
 		p.emit(Event{Kind: EventRelease, Backend: s.key, Slot: sl.id, Duration: held, Err: err})
@@ -116,29 +131,58 @@ func (c Claim[C]) end(err error) {
 			p.emit(e)
 		}
 	}
-	if to == StateIdle && p.waiting.Load() > 0 {
-		p.dispatch()
-	}
-	if wake {
-		p.poke()
-	}
+	p.poke()
 }
 
-// replaceLocked sends a slot whose connection must go back to connect
-// again at once. The slot keeps the old connection until its next
-// connection attempt closes it, so the slot's room under the caps covers
-// both, and returns its new state.
+// handOff gives a released slot, which the caller owns, to the oldest
+// queued claim that may use it, or makes it idle; it returns the slot's
+// new state.
+func (p *Pool[C]) handOff(sl *slot[C], now int64) State {
+	s := sl.set
+	if p.waiting.Load() > 0 {
+		p.wmu.Lock()
+		if w := p.firstWaiterLocked(s.backendValue()); w != nil {
+			p.waiters.remove(w)
+			p.waiting.Add(-1)
+			p.wmu.Unlock()
+			w.ch <- waitResult[C]{c: s.claimSlot(sl, now)}
+			return StateClaimed
+		}
+		p.wmu.Unlock()
+	}
+	s.pushIdle(sl, now)
+	if p.waiting.Load() > 0 {
+		// A claim queued while the slot was on its way to the channel.
+		p.dispatch()
+	}
+	return StateIdle
+}
+
+// firstWaiterLocked returns the oldest queued claim that may use backend
+// b, or nil; p.wmu must be held.
+func (p *Pool[C]) firstWaiterLocked(b resolver.Backend) *waiter[C] {
+	for w := p.waiters.head; w != nil; w = w.next {
+		if w.filter == nil || w.filter(b) {
+			return w
+		}
+	}
+	return nil
+}
+
+// replaceLocked sends a slot the caller owns back to connect again at
+// once. The slot keeps the old connection until its next connection
+// attempt closes it, so the slot's room under the caps covers both.
+// It returns the slot's new state.
 func (s *set[C]) replaceLocked(sl *slot[C]) State {
-	sl.state = StateBackingOff
+	sl.setState(StateBackingOff)
 	sl.retryAt = time.Time{}
 	sl.attempts = 0
 	sl.stale = true
 	return StateBackingOff
 }
 
-// detachLocked takes sl's connection away to be closed by the caller, who
-// must then call p.closed(). Until then the connection still counts
-// against MaxSlots.
+// detachLocked takes the connection of a slot the caller owns, to be
+// closed with p.closeConn. Until then it still counts against MaxSlots.
 func (s *set[C]) detachLocked(sl *slot[C]) C {
 	c := sl.conn
 	var zero C
@@ -154,16 +198,15 @@ func (s *set[C]) detachLocked(sl *slot[C]) C {
 func (s *set[C]) suspectLocked(events *[]Event) {
 	s.suspect.Store(true)
 	observing := s.p.observing()
+	for _, sl := range s.drainIdleLocked() {
+		sl.setState(StateChecking) // the control loop starts the check
+		sl.recheck = true
+		if observing {
+			*events = append(*events, Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: StateIdle, To: StateChecking})
+		}
+	}
 	for _, sl := range s.slots {
-		switch sl.state {
-		case StateIdle:
-			s.removeIdleLocked(sl)
-			sl.state = StateChecking
-			sl.recheck = true
-			if observing {
-				*events = append(*events, Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: StateIdle, To: StateChecking})
-			}
-		case StateRecycling, StateChecking:
+		if st := sl.getState(); st == StateRecycling || (st == StateChecking && sl.busy) {
 			sl.recheck = true
 		}
 	}
@@ -244,7 +287,7 @@ type waitResult[C any] struct {
 type waiter[C any] struct {
 	filter     Filter
 	ch         chan waitResult[C] // capacity 1
-	timer      *time.Timer
+	deadline   int64              // on the pool's clock
 	next, prev *waiter[C]
 	queued     bool
 }
@@ -283,9 +326,11 @@ func (q *waitQueue[C]) remove(w *waiter[C]) {
 	w.queued = false
 }
 
-// wait queues the claim until a slot is handed to it.
+// wait queues the claim until a slot is handed to it. The control loop
+// fails it when the claim timeout passes (see expireWaiters); the claim
+// itself watches only its context, so waiting costs no timer.
 func (p *Pool[C]) wait(ctx context.Context, f Filter) (Claim[C], error) {
-	start := time.Now()
+	start := p.clockNow()
 	pk := p.picker.Load()
 	if pk.reported {
 		if online, offline := pk.usable(f); !online {
@@ -314,44 +359,44 @@ func (p *Pool[C]) wait(ctx context.Context, f Filter) (Claim[C], error) {
 		w = p.free[n-1]
 		p.free = p.free[:n-1]
 	} else {
-		w = &waiter[C]{ch: make(chan waitResult[C], 1), timer: time.NewTimer(time.Hour)}
-		w.timer.Stop()
+		w = &waiter[C]{ch: make(chan waitResult[C], 1)}
 	}
 	w.filter = f
+	w.deadline = start + int64(p.pol.ClaimTimeout)
+	first := p.waiters.n == 0
 	p.waiters.push(w)
 	p.waiting.Add(1)
-	p.wmu.Unlock()
-
 	// A slot may have come free between the fast path and the queue.
-	p.dispatch()
+	p.dispatchLocked()
+	p.wmu.Unlock()
 	p.wantRebalance()
+	if first {
+		p.poke() // the control loop now has a claim to time out
+	}
 
-	w.timer.Reset(p.pol.ClaimTimeout)
 	var (
 		r     waitResult[C]
 		cause error
-		got   bool
 	)
-	select {
-	case r = <-w.ch:
-		got = true
-	case <-ctx.Done():
-		cause = ctx.Err()
-	case <-w.timer.C:
-	}
-	w.timer.Stop()
-	if !got {
-		p.wmu.Lock()
-		if w.queued {
-			p.waiters.remove(w)
-			p.waiting.Add(-1)
-			p.recycleWaiterLocked(w)
+	if done := ctx.Done(); done == nil {
+		r = <-w.ch
+	} else {
+		select {
+		case r = <-w.ch:
+		case <-done:
+			cause = ctx.Err()
+			p.wmu.Lock()
+			if w.queued {
+				p.waiters.remove(w)
+				p.waiting.Add(-1)
+				p.recycleWaiterLocked(w)
+				p.wmu.Unlock()
+				p.countTimeout()
+				return Claim[C]{}, p.claimError(ErrClaimTimeout, cause, time.Duration(p.clockNow()-start), f)
+			}
 			p.wmu.Unlock()
-			p.countTimeout()
-			return Claim[C]{}, p.claimError(ErrClaimTimeout, cause, time.Since(start), f)
+			r = <-w.ch // handed a result while giving up: take it
 		}
-		p.wmu.Unlock()
-		r = <-w.ch // handed a result while giving up: take it
 	}
 	p.wmu.Lock()
 	p.recycleWaiterLocked(w)
@@ -359,12 +404,12 @@ func (p *Pool[C]) wait(ctx context.Context, f Filter) (Claim[C], error) {
 	if r.err != nil {
 		return Claim[C]{}, r.err
 	}
+	waited := time.Duration(p.clockNow() - start)
 	if cause != nil {
 		r.c.Release()
 		p.countTimeout()
-		return Claim[C]{}, p.claimError(ErrClaimTimeout, cause, time.Since(start), f)
+		return Claim[C]{}, p.claimError(ErrClaimTimeout, cause, waited, f)
 	}
-	waited := time.Since(start)
 	s := r.c.slot.set
 	s.mu.Lock()
 	s.waits++
@@ -375,6 +420,29 @@ func (p *Pool[C]) wait(ctx context.Context, f Filter) (Claim[C], error) {
 		p.emit(Event{Kind: EventClaim, Backend: s.key, Slot: r.c.slot.id, Duration: waited})
 	}
 	return r.c, nil
+}
+
+// expireWaiters fails the queued claims whose claim timeout has passed
+// and returns when the next one's does (zero: none queued). All claims
+// get the same timeout, so the queue is in deadline order.
+func (p *Pool[C]) expireWaiters(now int64) (next int64) {
+	var expired []*waiter[C]
+	p.wmu.Lock()
+	for w := p.waiters.head; w != nil && w.deadline <= now; w = p.waiters.head {
+		p.waiters.remove(w)
+		p.waiting.Add(-1)
+		expired = append(expired, w)
+	}
+	if p.waiters.head != nil {
+		next = p.waiters.head.deadline
+	}
+	p.wmu.Unlock()
+	for _, w := range expired {
+		p.countTimeout()
+		waited := time.Duration(now - w.deadline + int64(p.pol.ClaimTimeout))
+		w.ch <- waitResult[C]{err: p.claimError(ErrClaimTimeout, nil, waited, w.filter)}
+	}
+	return next
 }
 
 func (p *Pool[C]) recycleWaiterLocked(w *waiter[C]) {
@@ -394,8 +462,14 @@ func (p *Pool[C]) countTimeout() {
 // filter no idle slot passes does not hold up the ones behind it.
 func (p *Pool[C]) dispatch() {
 	p.wmu.Lock()
+	p.dispatchLocked()
+	p.wmu.Unlock()
+}
+
+// dispatchLocked is dispatch with p.wmu held.
+func (p *Pool[C]) dispatchLocked() {
 	pk := p.picker.Load()
-	now := p.tickClock(time.Now())
+	now := p.now()
 	for w := p.waiters.head; w != nil; {
 		next := w.next
 		if c, ok := p.take(pk, w.filter, now); ok {
@@ -407,7 +481,6 @@ func (p *Pool[C]) dispatch() {
 		}
 		w = next
 	}
-	p.wmu.Unlock()
 }
 
 // failHopeless fails the queued claims that no backend can serve any more.
@@ -457,9 +530,9 @@ func (p *Pool[C]) claimError(sentinel, cause error, waited time.Duration, f Filt
 		}
 		r := BackendReport{Backend: s.key}
 		s.mu.Lock()
-		r.Health = s.health
+		r.Health = s.getHealth()
 		for _, sl := range s.slots {
-			switch sl.state {
+			switch sl.getState() {
 			case StateIdle:
 				r.Idle++
 			case StateClaimed:

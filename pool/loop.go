@@ -79,11 +79,14 @@ func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.T
 		p.rebalanceSlots(ctx, now, periodic)
 	}
 
+	if d := p.expireWaiters(p.mono(now)); d != 0 {
+		soonest(p.epoch.Add(time.Duration(d)))
+	}
 	p.mu.Lock()
 	sets := p.setList()
 	p.mu.Unlock()
 	for _, s := range sets {
-		t, dirty := p.maintain(ctx, s, now)
+		t, dirty := p.maintain(ctx, s, now, periodic)
 		soonest(t)
 		pickerDirty = pickerDirty || dirty
 	}
@@ -118,17 +121,15 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 		if s, ok := p.sets[k]; ok {
 			s.backend.Store(&b)
 			s.mu.Lock()
-			if s.health == HealthRemoved {
+			if s.getHealth() == HealthRemoved {
 				// Back before its last connection closed: revive it.
-				s.health = HealthUnknown
+				s.setHealthLocked(HealthUnknown)
 				events = append(events, Event{Kind: EventBackendAdded, Backend: k})
 			}
 			s.mu.Unlock()
 			continue
 		}
-		s := &set[C]{p: p, key: k}
-		s.backend.Store(&b)
-		p.sets[k] = s
+		p.sets[k] = newSet(p, b)
 		events = append(events, Event{Kind: EventBackendAdded, Backend: k})
 	}
 	var removed []*set[C]
@@ -142,18 +143,18 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 	var toClose []C
 	for _, s := range removed {
 		s.mu.Lock()
-		if s.health != HealthRemoved {
-			s.health = HealthRemoved
+		if s.setHealthLocked(HealthRemoved) {
 			events = append(events, Event{Kind: EventBackendRemoved, Backend: s.key})
 		}
+		for _, sl := range s.slots {
+			sl.unwanted.Store(true)
+		}
+		for _, sl := range s.drainIdleLocked() {
+			toClose = append(toClose, s.detachLocked(sl))
+			s.removeSlotLocked(sl)
+		}
 		for _, sl := range append([]*slot[C](nil), s.slots...) {
-			sl.unwanted = true
-			switch {
-			case sl.state == StateIdle:
-				s.removeIdleLocked(sl)
-				toClose = append(toClose, s.detachLocked(sl))
-				s.removeSlotLocked(sl)
-			case sl.state == StateBackingOff && !sl.busy:
+			if sl.getState() == StateBackingOff && !sl.busy {
 				if sl.stale {
 					toClose = append(toClose, s.detachLocked(sl))
 				}
@@ -177,10 +178,7 @@ func (p *Pool[C]) pickerStale() bool {
 	pk := p.picker.Load()
 	for i := range pk.entries {
 		e := &pk.entries[i]
-		e.set.mu.Lock()
-		h := e.set.health
-		e.set.mu.Unlock()
-		if h != e.health {
+		if e.set.getHealth() != e.health {
 			return true
 		}
 	}
@@ -200,9 +198,7 @@ func (p *Pool[C]) rebuildPicker() {
 	p.mu.Unlock()
 	pk := &picker[C]{reported: reported}
 	for _, s := range sets {
-		s.mu.Lock()
-		h := s.health
-		s.mu.Unlock()
+		h := s.getHealth()
 		if h == HealthRemoved {
 			continue
 		}
@@ -225,7 +221,11 @@ func (p *Pool[C]) rebuildPicker() {
 	}
 	for _, e := range pk.entries {
 		if !was[e.set] {
-			e.set.served.Store(level * e.weight >> 16)
+			s := e.set
+			s.mu.Lock()
+			old := s.served.Swap(level * e.weight >> 16)
+			s.servedAdj += level*e.weight>>16 - old
+			s.mu.Unlock()
 		}
 	}
 	p.picker.Store(pk)
@@ -233,8 +233,14 @@ func (p *Pool[C]) rebuildPicker() {
 
 // maintain starts the background work of s's slots that is due, closes
 // what is no longer wanted, and returns when s next needs attention and
-// whether its health changed.
-func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time) (next time.Time, healthChanged bool) {
+// whether the set went away.
+//
+// Idle slots sit in the idle channel, where only claims touch them. The
+// control loop reads their check and expiry times, which nobody else
+// writes, and takes them out of the channel only when one of them is due
+// for something, or on the periodic rebalance, which also enforces
+// MaxIdleTime.
+func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, periodic bool) (next time.Time, gone bool) {
 	soonest := func(t time.Time) {
 		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
 			next = t
@@ -243,7 +249,7 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time) (next 
 	type job struct {
 		sl     *slot[C]
 		kind   State // StateConnecting, StateChecking or StateRecycling
-		old    C     // a connection to close first (connect after expiry)
+		old    C     // a connection to close first
 		hasOld bool
 	}
 	var (
@@ -257,20 +263,69 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time) (next 
 			events = append(events, Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: from, To: to})
 		}
 	}
+	mnow := p.mono(now)
+	removed := s.getHealth() == HealthRemoved
 
 	s.mu.Lock()
+	drain := periodic || removed
+	for _, sl := range s.slots {
+		if sl.getState() != StateIdle {
+			continue
+		}
+		due := sl.recheck || (!sl.checkAt.IsZero() && !now.Before(sl.checkAt)) ||
+			(sl.expiresAt != 0 && mnow >= sl.expiresAt)
+		if due {
+			drain = true
+			break
+		}
+		soonest(sl.checkAt)
+		if sl.expiresAt != 0 {
+			soonest(p.epoch.Add(time.Duration(sl.expiresAt)))
+		}
+	}
+	if drain {
+		for _, sl := range s.drainIdleLocked() {
+			expired := sl.expiresAt != 0 && mnow >= sl.expiresAt
+			idleTooLong := p.pol.MaxIdleTime > 0 && mnow >= sl.idleSince+int64(p.pol.MaxIdleTime)
+			switch {
+			case sl.unwanted.Load() || removed:
+				toClose = append(toClose, s.detachLocked(sl))
+				s.removeSlotLocked(sl)
+				change(sl, StateIdle, StateClosed)
+			case expired || idleTooLong:
+				j := job{sl: sl, kind: StateConnecting, old: sl.conn, hasOld: true}
+				var zero C
+				sl.conn = zero
+				sl.setState(StateConnecting)
+				sl.busy = true
+				change(sl, StateIdle, StateConnecting)
+				jobs = append(jobs, j)
+			case sl.recheck || (!sl.checkAt.IsZero() && !now.Before(sl.checkAt)):
+				sl.setState(StateChecking)
+				sl.busy = true
+				change(sl, StateIdle, StateChecking)
+				jobs = append(jobs, job{sl: sl, kind: StateChecking})
+			default:
+				soonest(sl.checkAt)
+				if sl.expiresAt != 0 {
+					soonest(p.epoch.Add(time.Duration(sl.expiresAt)))
+				}
+				s.pushIdle(sl, sl.idleSince)
+			}
+		}
+	}
 	for _, sl := range append([]*slot[C](nil), s.slots...) {
 		if sl.busy {
 			continue
 		}
-		switch sl.state {
+		switch st := sl.getState(); st {
 		case StateBackingOff:
-			if sl.unwanted || s.health == HealthRemoved {
+			if sl.unwanted.Load() || removed {
 				if sl.stale {
 					toClose = append(toClose, s.detachLocked(sl))
 				}
 				s.removeSlotLocked(sl)
-				change(sl, StateBackingOff, StateClosed)
+				change(sl, st, StateClosed)
 				continue
 			}
 			if now.Before(sl.retryAt) {
@@ -283,61 +338,26 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time) (next 
 				var zero C
 				sl.conn, sl.stale = zero, false
 			}
-			sl.state, sl.busy = StateConnecting, true
-			change(sl, StateBackingOff, StateConnecting)
+			sl.setState(StateConnecting)
+			sl.busy = true
+			change(sl, st, StateConnecting)
 			jobs = append(jobs, j)
-		case StateIdle:
-			mnow := p.mono(now)
-			expired := sl.expiresAt != 0 && mnow >= sl.expiresAt
-			idleTooLong := p.pol.MaxIdleTime > 0 && mnow >= sl.idleSince+int64(p.pol.MaxIdleTime)
-			switch {
-			case sl.unwanted || s.health == HealthRemoved:
-				s.removeIdleLocked(sl)
-				toClose = append(toClose, s.detachLocked(sl))
-				s.removeSlotLocked(sl)
-				change(sl, StateIdle, StateClosed)
-			case expired || idleTooLong:
-				s.removeIdleLocked(sl)
-				old := sl.conn
-				var zero C
-				sl.conn = zero
-				sl.state, sl.busy = StateConnecting, true
-				change(sl, StateIdle, StateConnecting)
-				jobs = append(jobs, job{sl: sl, kind: StateConnecting, old: old, hasOld: true})
-			case sl.recheck || (!sl.checkAt.IsZero() && !now.Before(sl.checkAt)):
-				s.removeIdleLocked(sl)
-				sl.state, sl.busy = StateChecking, true
-				change(sl, StateIdle, StateChecking)
-				jobs = append(jobs, job{sl: sl, kind: StateChecking})
-			default:
-				soonest(sl.checkAt)
-				if sl.expiresAt != 0 {
-					soonest(p.epoch.Add(time.Duration(sl.expiresAt)))
-				}
-				if p.pol.MaxIdleTime > 0 {
-					soonest(p.epoch.Add(time.Duration(sl.idleSince) + p.pol.MaxIdleTime))
-				}
-			}
-		case StateChecking:
-			// Taken off the idle stack when its backend fell under
-			// suspicion; the check has not started yet.
+		case StateChecking, StateRecycling:
+			// Waiting for the check (after the backend fell under
+			// suspicion) or the background recycle to start.
 			sl.busy = true
-			jobs = append(jobs, job{sl: sl, kind: StateChecking})
-		case StateRecycling:
-			sl.busy = true
-			jobs = append(jobs, job{sl: sl, kind: StateRecycling})
+			jobs = append(jobs, job{sl: sl, kind: st})
 		}
 	}
-	removeSet := s.health == HealthRemoved && len(s.slots) == 0
+	gone = removed && len(s.slots) == 0
 	s.mu.Unlock()
 
-	if removeSet {
+	if gone {
 		p.mu.Lock()
 		if p.sets[s.key] == s {
 			delete(p.sets, s.key)
 		}
 		p.mu.Unlock()
-		healthChanged = true
 	}
 	for _, c := range toClose {
 		p.closeConn(c)
@@ -360,7 +380,10 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time) (next 
 	for _, e := range events {
 		p.emit(e)
 	}
-	return next, healthChanged
+	if drain && p.waiting.Load() > 0 {
+		p.dispatch()
+	}
+	return next, gone
 }
 
 // connect opens a connection for sl, which is connecting and busy.
@@ -373,29 +396,30 @@ func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
 	now := time.Now()
 	observing := p.observing()
 	var (
-		events  []Event
-		closeIt bool
+		events        []Event
+		closeIt       bool
+		healthChanged bool
 	)
-	s.mu.Lock()
-	healthBefore := s.health
-	sl.busy = false
 	to := StateIdle
+	s.mu.Lock()
+	sl.busy = false
+	gone := sl.unwanted.Load() || s.getHealth() == HealthRemoved || p.closing.Load()
 	switch {
 	case err != nil:
 		sl.attempts++
 		s.failStreak++
 		s.noteErrLocked(err, now)
-		if sl.unwanted || s.health == HealthRemoved || p.closing.Load() {
+		if gone {
 			s.removeSlotLocked(sl)
 			to = StateClosed
 		} else {
-			sl.state = StateBackingOff
+			sl.setState(StateBackingOff)
 			sl.retryAt = now.Add(p.backoff(sl.attempts))
 			to = StateBackingOff
 		}
-		if s.health != HealthOffline && s.health != HealthRemoved &&
+		if h := s.getHealth(); h != HealthOffline && h != HealthRemoved &&
 			s.failStreak >= p.pol.OfflineAfter && s.connectedLocked() == 0 {
-			s.health = HealthOffline
+			healthChanged = s.setHealthLocked(HealthOffline)
 			if observing {
 				events = append(events, Event{Kind: EventBackendOffline, Backend: s.key, Err: err})
 			}
@@ -403,7 +427,7 @@ func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
 		if observing {
 			events = append(events, Event{Kind: EventConnectFailed, Backend: s.key, Slot: sl.id, Err: err, Duration: now.Sub(start)})
 		}
-	case sl.unwanted || s.health == HealthRemoved || p.closing.Load():
+	case gone:
 		p.closingN.Add(1)
 		s.removeSlotLocked(sl)
 		to, closeIt = StateClosed, true
@@ -415,10 +439,12 @@ func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
 		sl.expiresAt = p.lifetimeFrom(now)
 		sl.checkAt = p.nextCheckFrom(now)
 		sl.recheck = false
-		s.pushIdleLocked(sl, p.tickClock(now))
+		// Idle before the lock goes, so the control loop never takes it
+		// for a slot waiting for work; handOff below passes it on.
+		sl.setState(StateIdle)
 		s.suspect.Store(false)
-		if s.health != HealthOnline {
-			s.health = HealthOnline
+		if s.setHealthLocked(HealthOnline) {
+			healthChanged = true
 			if observing {
 				events = append(events, Event{Kind: EventBackendOnline, Backend: s.key})
 			}
@@ -427,7 +453,6 @@ func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
 			events = append(events, Event{Kind: EventConnect, Backend: s.key, Slot: sl.id, Duration: now.Sub(start)})
 		}
 	}
-	healthChanged := s.health != healthBefore
 	s.mu.Unlock()
 	if closeIt {
 		p.conn.Close(conn)
@@ -442,8 +467,8 @@ func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
 	if observing {
 		p.emit(Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: StateConnecting, To: to})
 	}
-	if to == StateIdle && p.waiting.Load() > 0 {
-		p.dispatch()
+	if to == StateIdle {
+		p.handOff(sl, p.tickClock(now))
 	}
 	p.poke()
 }
@@ -451,10 +476,8 @@ func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
 // check runs the health check (or, if recycle, the recycle hook) on sl's
 // connection; sl is checking or recycling and busy.
 func (p *Pool[C]) check(ctx context.Context, s *set[C], sl *slot[C], recycle bool) {
-	s.mu.Lock()
-	conn := sl.conn
-	from := sl.state
-	s.mu.Unlock()
+	conn := sl.conn // the busy goroutine owns the slot
+	from := sl.getState()
 	cctx, cancel := context.WithTimeout(ctx, p.pol.HealthTimeout)
 	start := time.Now()
 	var err error
@@ -467,11 +490,11 @@ func (p *Pool[C]) check(ctx context.Context, s *set[C], sl *slot[C], recycle boo
 	now := time.Now()
 	closeIt := false
 	var events []Event
+	to := StateIdle
 	s.mu.Lock()
 	sl.busy = false
-	to := StateIdle
 	switch {
-	case sl.unwanted || s.health == HealthRemoved || p.closing.Load():
+	case sl.unwanted.Load() || s.getHealth() == HealthRemoved || p.closing.Load():
 		s.detachLocked(sl)
 		s.removeSlotLocked(sl)
 		to, closeIt = StateClosed, true
@@ -482,7 +505,7 @@ func (p *Pool[C]) check(ctx context.Context, s *set[C], sl *slot[C], recycle boo
 	case recycle && sl.recheck:
 		// The backend fell under suspicion while this connection was
 		// out: check it before anyone gets it.
-		sl.state = StateChecking
+		sl.setState(StateChecking)
 		to = StateChecking
 	default:
 		if !recycle {
@@ -493,7 +516,7 @@ func (p *Pool[C]) check(ctx context.Context, s *set[C], sl *slot[C], recycle boo
 				sl.recheck = false
 			}
 		}
-		s.pushIdleLocked(sl, p.tickClock(now))
+		sl.setState(StateIdle) // see connect
 	}
 	s.mu.Unlock()
 	if closeIt {
@@ -514,8 +537,8 @@ func (p *Pool[C]) check(ctx context.Context, s *set[C], sl *slot[C], recycle boo
 			p.emit(e)
 		}
 	}
-	if to == StateIdle && p.waiting.Load() > 0 {
-		p.dispatch()
+	if to == StateIdle {
+		p.handOff(sl, p.tickClock(now))
 	}
 	p.poke()
 }

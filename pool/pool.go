@@ -179,6 +179,10 @@ func cmpErr(first, next error) error {
 	return next
 }
 
+// clockNow reads the monotonic clock, in nanoseconds since the pool's
+// epoch: cheaper than time.Now, which also reads the wall clock.
+func (p *Pool[C]) clockNow() int64 { return int64(time.Since(p.epoch)) }
+
 // mono converts t to nanoseconds since the pool's epoch.
 func (p *Pool[C]) mono(t time.Time) int64 { return int64(t.Sub(p.epoch)) }
 
@@ -259,21 +263,22 @@ func (p *Pool[C]) Close(ctx context.Context) error {
 	p.mu.Unlock()
 	for _, s := range sets {
 		s.mu.Lock()
+		for _, sl := range s.drainIdleLocked() {
+			q = append(q, sl.conn)
+			s.removeSlotLocked(sl)
+		}
 		for _, sl := range append([]*slot[C](nil), s.slots...) {
-			switch sl.state {
-			case StateIdle:
-				q = append(q, sl.conn)
-				s.removeIdleLocked(sl)
-			case StateRecycling:
+			switch sl.getState() {
+			case StateClaimed:
+				continue
+			case StateRecycling, StateChecking:
 				q = append(q, sl.conn)
 			case StateBackingOff:
 				if sl.stale {
 					q = append(q, sl.conn)
 				}
 			}
-			if sl.state != StateClaimed {
-				s.removeSlotLocked(sl)
-			}
+			s.removeSlotLocked(sl)
 		}
 		s.mu.Unlock()
 	}
@@ -290,7 +295,7 @@ func (p *Pool[C]) Close(ctx context.Context) error {
 			for _, s := range sets {
 				s.mu.Lock()
 				for _, sl := range append([]*slot[C](nil), s.slots...) {
-					if sl.state == StateClaimed && sl.claim.Swap(0) != 0 {
+					if sl.getState() == StateClaimed && sl.claim.Swap(0) != 0 {
 						s.inUse.Add(-1)
 						force = append(force, sl.conn)
 						s.removeSlotLocked(sl)

@@ -40,13 +40,13 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 		b := s.backendValue()
 		in := info{s: s, prio: b.Priority, weight: weightOf(b)}
 		s.mu.Lock()
-		in.health = s.health
+		in.health = s.getHealth()
 		for _, sl := range s.slots {
 			in.existing++
-			if !sl.unwanted {
+			if !sl.unwanted.Load() {
 				in.live++
 			}
-			if sl.state == StateClaimed {
+			if sl.getState() == StateClaimed {
 				in.claimed++
 			}
 		}
@@ -108,24 +108,33 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 		s.mu.Lock()
 		// Cheapest first: slots without a connection, then idle ones,
 		// then ones busy with I/O, then claimed ones.
+		idle := s.drainIdleLocked()
+		isIdle := make(map[*slot[C]]bool, len(idle))
+		for _, sl := range idle {
+			isIdle[sl] = true
+		}
 		for _, pass := range [...]func(*slot[C]) bool{
-			func(sl *slot[C]) bool { return sl.state == StateBackingOff && !sl.busy },
-			func(sl *slot[C]) bool { return sl.state == StateConnecting },
-			func(sl *slot[C]) bool { return sl.state == StateIdle },
-			func(sl *slot[C]) bool { return sl.state != StateClaimed },
-			func(*slot[C]) bool { return true },
+			func(sl *slot[C]) bool { return sl.getState() == StateBackingOff && !sl.busy },
+			func(sl *slot[C]) bool { return sl.getState() == StateConnecting },
+			func(sl *slot[C]) bool { return isIdle[sl] },
+			func(sl *slot[C]) bool { return sl.getState() != StateClaimed && !isIdle[sl] },
+			func(sl *slot[C]) bool { return sl.getState() == StateClaimed },
 		} {
 			for _, sl := range append([]*slot[C](nil), s.slots...) {
 				if excess == 0 {
 					break
 				}
-				if sl.unwanted || !pass(sl) {
+				if sl.unwanted.Load() || !pass(sl) {
 					continue
 				}
-				sl.unwanted = true
+				sl.unwanted.Store(true)
 				excess--
-				from := sl.state
+				from := sl.getState()
 				switch {
+				case isIdle[sl]:
+					delete(isIdle, sl)
+					toClose = append(toClose, s.detachLocked(sl))
+					s.removeSlotLocked(sl)
 				case from == StateBackingOff && !sl.busy:
 					if sl.stale {
 						toClose = append(toClose, s.detachLocked(sl))
@@ -133,16 +142,17 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 						room++ // nothing to close: the room is free now
 					}
 					s.removeSlotLocked(sl)
-				case from == StateIdle:
-					s.removeIdleLocked(sl)
-					toClose = append(toClose, s.detachLocked(sl))
-					s.removeSlotLocked(sl)
 				default:
 					continue // closes when its I/O or claim ends
 				}
 				if observing {
 					events = append(events, Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: from, To: StateClosed})
 				}
+			}
+		}
+		for _, sl := range idle {
+			if isIdle[sl] {
+				s.pushIdle(sl, sl.idleSince)
 			}
 		}
 		s.mu.Unlock()
@@ -159,14 +169,14 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 		}
 		room -= add
 		s.mu.Lock()
-		if s.health == HealthRemoved {
+		if s.getHealth() == HealthRemoved {
 			s.mu.Unlock()
 			continue
 		}
-		s.wanted = wanted[i]
 		newSlots := make([]*slot[C], add)
 		for k := range newSlots {
-			sl := &slot[C]{id: p.slotIDs.Add(1), set: s, state: StateConnecting, busy: true}
+			sl := &slot[C]{id: p.slotIDs.Add(1), set: s, busy: true}
+			sl.setState(StateConnecting)
 			s.slots = append(s.slots, sl)
 			p.slotCount.Add(1)
 			newSlots[k] = sl

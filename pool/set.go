@@ -10,25 +10,39 @@ import (
 )
 
 // slot holds at most one connection to its set's backend.
+//
+// A slot always has exactly one owner, and only the owner changes it: the
+// set's idle channel (state idle), a claim (claimed), a goroutine of the
+// pool doing its I/O (busy: connecting, checking, recycling), or the
+// control loop through set.mu (backing off, or waiting for a check or
+// recycle to start). Ownership passes through the idle channel or set.mu,
+// which orders every write before the next owner's reads.
 type slot[C any] struct {
 	id  uint64
 	set *set[C]
 
+	// state is written by the owner and read by anyone; see getState.
+	state atomic.Uint32
 	// claim is the generation of the claim that holds the slot, or 0. A
 	// release swaps it to 0, so only the first of several releases of the
 	// same claim does anything.
 	claim atomic.Uint64
+	// claimedAt is when the current claim began, on the pool's clock.
+	claimedAt atomic.Int64
+	// unwanted: close the slot instead of reusing it. Set under set.mu,
+	// read by whoever owns the slot.
+	unwanted atomic.Bool
+
+	// Owner's fields.
+	conn C
+	// gen counts claims; the current claim's handle carries it.
+	gen       uint64
+	idleSince int64 // on the pool's clock
 
 	// The fields below are guarded by set.mu.
-	state State
-	conn  C
-	// gen counts claims; the current claim's handle carries it.
-	gen uint64
-	// busy: a goroutine of the pool is connecting, checking, recycling
-	// or closing the slot, and owns conn until it takes set.mu again.
+	// busy: a goroutine of the pool is connecting, checking or
+	// recycling the slot and owns it until it takes set.mu again.
 	busy bool
-	// unwanted: close the slot instead of reusing it.
-	unwanted bool
 	// recheck: health-check the connection before it is handed out again.
 	recheck bool
 	// stale: the slot is backing off but still holds its old connection,
@@ -39,10 +53,22 @@ type slot[C any] struct {
 	retryAt     time.Time
 	connectedAt time.Time
 	checkAt     time.Time // zero: no periodic check
-	// The times below are read off the pool's clock (see Pool.now).
-	expiresAt int64 // zero: never
-	idleSince int64
-	claimedAt int64
+	expiresAt   int64     // on the pool's clock; zero: never
+}
+
+// getState returns the slot's state. A claimed slot is one whose claim
+// word is set, so claims and releases need not store the state too.
+func (sl *slot[C]) getState() State {
+	if sl.claim.Load() != 0 {
+		return StateClaimed
+	}
+	return State(sl.state.Load())
+}
+
+func (sl *slot[C]) setState(st State) {
+	if State(sl.state.Load()) != st {
+		sl.state.Store(uint32(st))
+	}
 }
 
 // set is the slot set of one backend.
@@ -51,29 +77,44 @@ type set[C any] struct {
 	key     resolver.Key
 	backend atomic.Pointer[resolver.Backend]
 
+	// idle holds the idle slots. Its capacity is MaxPerBackend, the most
+	// slots a set ever has, so a send never blocks.
+	idle chan *slot[C]
+
 	// Read by claims without the lock.
-	idleN   atomic.Int32  // len(idle)
 	inUse   atomic.Int32  // claimed slots
 	served  atomic.Uint64 // claims served, for spreading sequential claims
 	suspect atomic.Bool   // a connection failed; prefer other backends
+	health  atomic.Uint32 // a Health, written under mu
 
 	mu sync.Mutex // protects the fields below
 	// slots holds every slot that is not closed.
-	slots []*slot[C]
-	// idle holds the idle slots, the most recently returned last.
-	idle       []*slot[C]
-	health     Health
+	slots      []*slot[C]
 	failStreak int // connection attempts failed in a row, across slots
 	wanted     int
 	lastErr    string
 	lastErrAt  time.Time
-	claims     uint64
+	servedAdj  uint64 // what rebuildPicker added to served
 	failures   uint64
 	waits      uint64
 	waitTime   time.Duration
 }
 
+func newSet[C any](p *Pool[C], b resolver.Backend) *set[C] {
+	s := &set[C]{p: p, key: b.Key(), idle: make(chan *slot[C], p.pol.MaxPerBackend)}
+	s.backend.Store(&b)
+	return s
+}
+
 func (s *set[C]) backendValue() resolver.Backend { return *s.backend.Load() }
+
+func (s *set[C]) getHealth() Health { return Health(s.health.Load()) }
+
+// setHealthLocked changes the backend's health and reports whether it
+// changed.
+func (s *set[C]) setHealthLocked(h Health) bool {
+	return Health(s.health.Swap(uint32(h))) != h
+}
 
 // weight is the backend's effective weight: SRV weight 0 counts as 1.
 func weightOf(b resolver.Backend) uint64 {
@@ -83,30 +124,42 @@ func weightOf(b resolver.Backend) uint64 {
 	return uint64(b.Weight)
 }
 
-// pushIdleLocked makes sl idle and claimable.
-func (s *set[C]) pushIdleLocked(sl *slot[C], now int64) {
-	sl.state = StateIdle
+// pushIdle makes sl, which the caller owns, idle and claimable; the idle
+// channel owns it from then on. It needs no lock.
+func (s *set[C]) pushIdle(sl *slot[C], now int64) {
 	sl.idleSince = now
-	s.idle = append(s.idle, sl)
-	s.idleN.Store(int32(len(s.idle)))
+	sl.setState(StateIdle)
+	select {
+	case s.idle <- sl:
+	default:
+		// Cannot happen while a set has at most MaxPerBackend slots; if it
+		// ever does, losing the slot beats blocking a release.
+		s.mu.Lock()
+		sl.unwanted.Store(true)
+		c := s.detachLocked(sl)
+		s.removeSlotLocked(sl)
+		s.mu.Unlock()
+		s.p.closeConn(c)
+	}
 }
 
-// removeIdleLocked takes sl, which must be idle, off the idle stack.
-func (s *set[C]) removeIdleLocked(sl *slot[C]) {
-	for i, x := range s.idle {
-		if x == sl {
-			copy(s.idle[i:], s.idle[i+1:])
-			s.idle[len(s.idle)-1] = nil
-			s.idle = s.idle[:len(s.idle)-1]
-			break
+// drainIdleLocked takes every slot out of the idle channel; the caller
+// owns them and must push back those it keeps.
+func (s *set[C]) drainIdleLocked() []*slot[C] {
+	var out []*slot[C]
+	for {
+		select {
+		case sl := <-s.idle:
+			out = append(out, sl)
+		default:
+			return out
 		}
 	}
-	s.idleN.Store(int32(len(s.idle)))
 }
 
-// removeSlotLocked forgets a closed slot.
+// removeSlotLocked forgets a slot the caller owns, which is closed.
 func (s *set[C]) removeSlotLocked(sl *slot[C]) {
-	sl.state = StateClosed
+	sl.setState(StateClosed)
 	for i, x := range s.slots {
 		if x == sl {
 			copy(s.slots[i:], s.slots[i+1:])
@@ -122,7 +175,7 @@ func (s *set[C]) removeSlotLocked(sl *slot[C]) {
 func (s *set[C]) connectedLocked() int {
 	n := 0
 	for _, sl := range s.slots {
-		switch sl.state {
+		switch sl.getState() {
 		case StateIdle, StateChecking, StateClaimed, StateRecycling:
 			n++
 		}
@@ -136,32 +189,44 @@ func (s *set[C]) noteErrLocked(err error, now time.Time) {
 	s.lastErrAt = now
 }
 
-// takeIdle claims the most recently returned idle slot, if there is one.
+// takeIdle claims an idle slot, if there is one.
 func (s *set[C]) takeIdle(now int64) (Claim[C], bool) {
-	s.mu.Lock()
-	n := len(s.idle)
-	if n == 0 {
-		s.mu.Unlock()
-		return Claim[C]{}, false
+	for {
+		var sl *slot[C]
+		select {
+		case sl = <-s.idle:
+		default:
+			return Claim[C]{}, false
+		}
+		if sl.unwanted.Load() || s.getHealth() == HealthRemoved {
+			// The backend went away while the slot sat idle.
+			s.mu.Lock()
+			c := s.detachLocked(sl)
+			s.removeSlotLocked(sl)
+			s.mu.Unlock()
+			s.p.closeConn(c)
+			continue
+		}
+		c := s.claimSlot(sl, now)
+		if len(s.idle) == 0 {
+			// The set just ran dry: the pool may want to grow.
+			s.p.wantRebalance()
+		}
+		return c, true
 	}
-	sl := s.idle[n-1]
-	s.idle[n-1] = nil
-	s.idle = s.idle[:n-1]
-	s.idleN.Store(int32(n - 1))
-	sl.state = StateClaimed
+}
+
+// claimSlot hands sl, which the caller owns, to a new claim.
+func (s *set[C]) claimSlot(sl *slot[C], now int64) Claim[C] {
 	sl.gen++
-	sl.claimedAt = now
+	if sl.claimedAt.Load() != now { // the coarse clock rarely moves
+		sl.claimedAt.Store(now)
+	}
+	sl.setState(StateIdle) // what it returns to when the claim ends
 	sl.claim.Store(sl.gen)
-	s.claims++
 	s.inUse.Add(1)
 	s.served.Add(1)
-	c := Claim[C]{slot: sl, gen: sl.gen, conn: sl.conn}
-	s.mu.Unlock()
-	if n == 1 {
-		// The set just ran dry: the pool may want to grow.
-		s.p.wantRebalance()
-	}
-	return c, true
+	return Claim[C]{slot: sl, gen: sl.gen, conn: sl.conn}
 }
 
 // lifetimeFrom draws a connection's expiry on the pool's clock:
@@ -242,19 +307,15 @@ func (pk *picker[C]) choose(f Filter) *set[C] {
 		hi++
 	}
 	n := hi - lo
-	start := 0
-	if n > 1 {
-		start = rand.IntN(n)
-	}
 	var (
 		best                *pickEntry[C]
 		bestUse, bestServed uint64
 		bestSuspect         bool
 	)
 	for i := 0; i < n; i++ {
-		e := &es[lo+(start+i)%n]
+		e := &es[lo+i]
 		s := e.set
-		if s.idleN.Load() <= 0 || e.health == HealthOffline {
+		if len(s.idle) == 0 || e.health == HealthOffline {
 			continue
 		}
 		if f != nil && !f(e.backend) {
@@ -304,7 +365,7 @@ func (pk *picker[C]) usable(f Filter) (online, offline bool) {
 // anyIdle reports whether any set in the snapshot has an idle slot.
 func (pk *picker[C]) anyIdle() bool {
 	for i := range pk.entries {
-		if pk.entries[i].set.idleN.Load() > 0 {
+		if len(pk.entries[i].set.idle) > 0 {
 			return true
 		}
 	}

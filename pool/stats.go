@@ -70,13 +70,14 @@ func (p *Pool[C]) Stats() Stats {
 	for _, s := range sets {
 		b := BackendStats{Backend: s.backendValue(), Suspect: s.suspect.Load()}
 		s.mu.Lock()
-		b.Health = s.health
+		b.Health = s.getHealth()
 		b.Wanted = s.wanted
-		b.Claims, b.Waits, b.WaitTime = s.claims, s.waits, s.waitTime
+		b.Claims = s.served.Load() - s.servedAdj
+		b.Waits, b.WaitTime = s.waits, s.waitTime
 		b.Failures = s.failures
 		b.LastError, b.LastErrorAt = s.lastErr, s.lastErrAt
 		for _, sl := range s.slots {
-			switch sl.state {
+			switch sl.getState() {
 			case StateConnecting:
 				b.Connecting++
 			case StateIdle:
@@ -85,7 +86,7 @@ func (p *Pool[C]) Stats() Stats {
 				b.Checking++
 			case StateClaimed:
 				b.Claimed++
-				b.OldestClaim = max(b.OldestClaim, time.Duration(p.mono(now)-sl.claimedAt))
+				b.OldestClaim = max(b.OldestClaim, time.Duration(p.mono(now)-sl.claimedAt.Load()))
 			case StateRecycling:
 				b.Recycling++
 			case StateBackingOff:
