@@ -1,0 +1,266 @@
+package qorb
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"net"
+
+	"github.com/qorb-go/qorb/pool"
+)
+
+// conn is the driver.Conn database/sql sees: a light handle that holds a
+// pooled connection only while database/sql uses it.
+//
+// It claims a connection in Connector.Connect, and again in ResetSession,
+// which database/sql calls with the operation's context before it reuses
+// a handle it kept idle. It gives the connection back in IsValid, which
+// database/sql calls when the operation ends, and in Close. So however
+// many handles database/sql keeps, connections are claimed per operation
+// and the pool decides which backend serves each one.
+//
+// database/sql never uses a driver.Conn from two goroutines at once, so
+// conn needs no lock.
+type conn struct {
+	c  *Connector
+	cl pool.Claim[*physConn]
+	pc *physConn // nil while no connection is claimed
+	// broken is the error that showed the physical connection dead.
+	broken error
+}
+
+// The interfaces database/sql looks for. Where the driver's connection
+// lacks one, conn does what database/sql does without it.
+var (
+	_ driver.Conn               = (*conn)(nil)
+	_ driver.ConnBeginTx        = (*conn)(nil)
+	_ driver.ConnPrepareContext = (*conn)(nil)
+	_ driver.ExecerContext      = (*conn)(nil)
+	_ driver.QueryerContext     = (*conn)(nil)
+	_ driver.Pinger             = (*conn)(nil)
+	_ driver.NamedValueChecker  = (*conn)(nil)
+	_ driver.SessionResetter    = (*conn)(nil)
+	_ driver.Validator          = (*conn)(nil)
+)
+
+// bind claims a connection for the operation ctx belongs to.
+func (cn *conn) bind(ctx context.Context) error {
+	cl, err := cn.c.pool.ClaimFiltered(ctx, cn.c.filter(roleFrom(ctx, cn.c.role)))
+	if err != nil {
+		return err
+	}
+	cn.cl, cn.pc, cn.broken = cl, cl.Conn(), nil
+	return nil
+}
+
+// unbind gives the connection back: as broken when an operation showed it
+// dead, so the pool replaces it and suspects its backend.
+func (cn *conn) unbind() {
+	if cn.pc == nil {
+		return
+	}
+	if cn.broken != nil {
+		cn.cl.Discard(cn.broken)
+	} else {
+		cn.cl.Release()
+	}
+	cn.cl, cn.pc = pool.Claim[*physConn]{}, nil
+}
+
+// dc returns the driver's connection, or ErrBadConn when none is claimed:
+// nothing has reached a server then, so database/sql may retry.
+func (cn *conn) dc() (driver.Conn, error) {
+	if cn.pc == nil {
+		return nil, driver.ErrBadConn
+	}
+	return cn.pc.dc, nil
+}
+
+// check notes an error that shows the physical connection dead.
+func (cn *conn) check(err error) error {
+	if err != nil && cn.broken == nil && connectionError(err) {
+		cn.broken = err
+	}
+	return err
+}
+
+// connectionError reports whether err says the connection itself failed,
+// rather than the statement.
+func connectionError(err error) bool {
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
+}
+
+// Unwrap returns the driver's own connection (such as *stdlib.Conn for
+// pgx), for code that reaches it through [sql.Conn.Raw]. It is nil when
+// the handle holds no connection.
+func (cn *conn) Unwrap() driver.Conn {
+	if cn.pc == nil {
+		return nil
+	}
+	return cn.pc.dc
+}
+
+// ResetSession claims a connection before database/sql reuses the handle,
+// with the operation's context, then lets the driver reset its session.
+func (cn *conn) ResetSession(ctx context.Context) error {
+	if cn.pc == nil {
+		if err := cn.bind(ctx); err != nil {
+			// ErrBadConn makes database/sql drop this handle and try
+			// another, and at last Connect, which reports the error.
+			return driver.ErrBadConn
+		}
+	}
+	if r, ok := cn.pc.dc.(driver.SessionResetter); ok {
+		if err := r.ResetSession(ctx); err != nil {
+			cn.check(err)
+			if errors.Is(err, driver.ErrBadConn) {
+				cn.unbind()
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// IsValid gives the connection back when database/sql is done with the
+// handle. It keeps the handle unless the connection failed.
+func (cn *conn) IsValid() bool {
+	ok := cn.broken == nil
+	cn.unbind()
+	return ok
+}
+
+// Close gives the connection back, if the handle holds one.
+func (cn *conn) Close() error {
+	cn.unbind()
+	return nil
+}
+
+func (cn *conn) Prepare(query string) (driver.Stmt, error) {
+	return cn.PrepareContext(context.Background(), query)
+}
+
+// PrepareContext prepares query on the claimed connection, or finds it in
+// that connection's statement cache. The statement it returns prepares
+// itself again on whichever connection runs it later.
+func (cn *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	ds, err := cn.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return &stmt{cn: cn, query: query, numInput: ds.NumInput()}, nil
+}
+
+// prepared returns query prepared on the claimed connection.
+func (cn *conn) prepared(ctx context.Context, query string) (driver.Stmt, error) {
+	if cn.pc == nil {
+		return nil, driver.ErrBadConn
+	}
+	pc := cn.pc
+	if ds, ok := pc.stmts[query]; ok {
+		return ds, nil
+	}
+	var ds driver.Stmt
+	var err error
+	if p, ok := pc.dc.(driver.ConnPrepareContext); ok {
+		ds, err = p.PrepareContext(ctx, query)
+	} else {
+		ds, err = pc.dc.Prepare(query)
+	}
+	if err != nil {
+		return nil, cn.check(err)
+	}
+	if pc.stmts == nil {
+		pc.stmts = make(map[string]driver.Stmt)
+	}
+	if len(pc.stmts) >= maxStmts {
+		for q, old := range pc.stmts { // evict one at random
+			old.Close()
+			delete(pc.stmts, q)
+			break
+		}
+	}
+	pc.stmts[query] = ds
+	return ds, nil
+}
+
+func (cn *conn) Begin() (driver.Tx, error) {
+	dc, err := cn.dc()
+	if err != nil {
+		return nil, err
+	}
+	//lint:ignore SA1019 the driver may lack BeginTx
+	tx, err := dc.Begin()
+	return tx, cn.check(err)
+}
+
+func (cn *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	dc, err := cn.dc()
+	if err != nil {
+		return nil, err
+	}
+	if b, ok := dc.(driver.ConnBeginTx); ok {
+		tx, err := b.BeginTx(ctx, opts)
+		return tx, cn.check(err)
+	}
+	if opts.Isolation != driver.IsolationLevel(0) || opts.ReadOnly {
+		return nil, errors.New("qorb: the driver supports only default transactions")
+	}
+	//lint:ignore SA1019 the driver lacks BeginTx
+	tx, err := dc.Begin()
+	return tx, cn.check(err)
+}
+
+func (cn *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	dc, err := cn.dc()
+	if err != nil {
+		return nil, err
+	}
+	e, ok := dc.(driver.ExecerContext)
+	if !ok {
+		return nil, driver.ErrSkip
+	}
+	res, err := e.ExecContext(ctx, query, args)
+	return res, cn.check(err)
+}
+
+func (cn *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	dc, err := cn.dc()
+	if err != nil {
+		return nil, err
+	}
+	q, ok := dc.(driver.QueryerContext)
+	if !ok {
+		return nil, driver.ErrSkip
+	}
+	rows, err := q.QueryContext(ctx, query, args)
+	return rows, cn.check(err)
+}
+
+// Ping pings through the driver, or with the dialect's health check when
+// the driver has no Ping.
+func (cn *conn) Ping(ctx context.Context) error {
+	dc, err := cn.dc()
+	if err != nil {
+		return err
+	}
+	if p, ok := dc.(driver.Pinger); ok {
+		return cn.check(p.Ping(ctx))
+	}
+	return cn.check(cn.c.opener.Ping(ctx, dc))
+}
+
+func (cn *conn) CheckNamedValue(nv *driver.NamedValue) error {
+	if cn.pc == nil {
+		return driver.ErrSkip
+	}
+	if c, ok := cn.pc.dc.(driver.NamedValueChecker); ok {
+		return c.CheckNamedValue(nv)
+	}
+	return driver.ErrSkip
+}

@@ -1,0 +1,158 @@
+package qorb
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/qorb-go/qorb/pool"
+	"github.com/qorb-go/qorb/resolver"
+)
+
+// DefaultCloseTimeout is how long [Connector.Close] waits, unless told
+// otherwise, for connections still in use before it closes them anyway.
+const DefaultCloseTimeout = 5 * time.Second
+
+// Config configures a [Connector].
+type Config struct {
+	// Opener opens connections to single backends. Required.
+	Opener Opener
+	// Resolver finds the backends. Required.
+	Resolver resolver.Resolver
+	// Settings are the pool policy and the rest of what qorb's DSN
+	// parameters can say.
+	Settings
+}
+
+// Connector is a [driver.Connector] over a pool of connections to the
+// backends of one service. Give it to [sql.OpenDB]; [sql.Open] with the
+// driver name "qorb" makes one from a DSN.
+//
+// Every database/sql operation claims a pooled connection when it starts
+// and gives it back when it ends, so the pool, not database/sql, decides
+// which backend serves it. A [sql.Conn] or [sql.Tx] keeps its connection,
+// and so its backend, until it is closed.
+//
+// Close, which [sql.DB.Close] calls, stops the resolver and the pool and
+// closes every connection.
+type Connector struct {
+	opener       Opener
+	pool         *pool.Pool[*physConn]
+	role         Role
+	reset        bool
+	closeTimeout time.Duration
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var (
+	_ driver.Connector           = (*Connector)(nil)
+	_ interface{ Close() error } = (*Connector)(nil)
+)
+
+// NewConnector starts a connector: its resolver and pool begin finding
+// backends and opening connections at once.
+func NewConnector(cfg Config) (*Connector, error) {
+	if cfg.Opener == nil || cfg.Resolver == nil {
+		return nil, errors.New("qorb: NewConnector needs an Opener and a Resolver")
+	}
+	c := &Connector{
+		opener:       cfg.Opener,
+		role:         cfg.DefaultRole,
+		reset:        cfg.Reset,
+		closeTimeout: cfg.CloseTimeout,
+	}
+	if c.closeTimeout <= 0 {
+		c.closeTimeout = DefaultCloseTimeout
+	}
+	pol := cfg.Policy
+	// Without a full reset, recycling only looks at in-memory session
+	// state, so it runs on the releasing goroutine.
+	pol.InlineRecycle = !cfg.Reset
+	p, err := pool.New[*physConn](cfg.Resolver, backendConns{c}, pol)
+	if err != nil {
+		return nil, err
+	}
+	c.pool = p
+	return c, nil
+}
+
+// Connect claims a pooled connection for one database/sql operation. It
+// waits for one until ctx ends or the pool's claim timeout passes, and
+// then fails with an error wrapping [pool.ErrClaimTimeout] that says what
+// each backend last did. It never returns [driver.ErrBadConn].
+func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
+	cn := &conn{c: c}
+	if err := cn.bind(ctx); err != nil {
+		return nil, err
+	}
+	return cn, nil
+}
+
+// Driver returns the qorb driver.
+func (c *Connector) Driver() driver.Driver { return qorbDriver }
+
+// Stats returns a snapshot of the connector's pool.
+func (c *Connector) Stats() pool.Stats { return c.pool.Stats() }
+
+// Close stops the resolver and the pool, closes idle connections at once
+// and those still in use when they come back, or after the close timeout
+// (pool_close_timeout, default 5 s) at the latest. It may be called more
+// than once.
+func (c *Connector) Close() error {
+	c.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.closeTimeout)
+		defer cancel()
+		c.closeErr = c.pool.Close(ctx)
+	})
+	return c.closeErr
+}
+
+// physConn is one physical connection in the pool, with the statements
+// prepared on it.
+type physConn struct {
+	dc    driver.Conn
+	stmts map[string]driver.Stmt
+}
+
+// maxStmts bounds a connection's statement cache.
+const maxStmts = 256
+
+// closeStmts closes the connection's cached statements.
+func (pc *physConn) closeStmts() {
+	for q, s := range pc.stmts {
+		s.Close()
+		delete(pc.stmts, q)
+	}
+}
+
+// backendConns adapts an Opener to the pool's Connector.
+type backendConns struct{ c *Connector }
+
+func (b backendConns) Connect(ctx context.Context, be resolver.Backend) (*physConn, error) {
+	dc, err := b.c.opener.Connect(ctx, be)
+	if err != nil {
+		return nil, err
+	}
+	return &physConn{dc: dc}, nil
+}
+
+func (b backendConns) IsValid(ctx context.Context, pc *physConn) error {
+	return b.c.opener.Ping(ctx, pc.dc)
+}
+
+func (b backendConns) OnRecycle(ctx context.Context, pc *physConn) error {
+	if b.c.reset {
+		// A full reset forgets prepared statements on the server.
+		pc.closeStmts()
+	}
+	return b.c.opener.Recycle(ctx, pc.dc)
+}
+
+func (b backendConns) Close(pc *physConn) error {
+	pc.closeStmts()
+	return pc.dc.Close()
+}

@@ -1,0 +1,100 @@
+package qorb
+
+import (
+	"context"
+	"database/sql/driver"
+	"fmt"
+	"net/url"
+	"sort"
+	"sync"
+
+	"github.com/qorb-go/qorb/resolver"
+)
+
+// A Dialect knows one kind of database: the SRV service it is published
+// under, its default port, and how to turn the database part of a DSN into
+// an [Opener]. The dialect packages (dialects/pgdialect and
+// dialects/mysqldialect) register theirs with [Register] when imported.
+type Dialect interface {
+	// Name names the dialect in errors and stats, such as "postgres".
+	Name() string
+	// Service returns the SRV service and protocol labels that a +srv DSN
+	// puts before its name, such as "_postgresql._tcp".
+	Service() string
+	// DefaultPort is the port of a static host given without one.
+	DefaultPort() uint16
+	// Open returns an Opener for the user, password, database and driver
+	// parameters of cfg. It fails for parameters the driver rejects.
+	Open(cfg DriverConfig) (Opener, error)
+}
+
+// DriverConfig is what a DSN says about the database itself, once qorb
+// has taken out its own parameters and the host list.
+type DriverConfig struct {
+	User     string
+	Password string
+	Database string
+	// Params are the DSN's query parameters meant for the database
+	// driver, such as sslmode or parseTime.
+	Params url.Values
+	// Reset asks Recycle for a full session reset (pool_reset_session).
+	Reset bool
+}
+
+// An Opener opens connections to single backends through a database
+// driver's own connector, and looks after them for the pool. Its methods
+// are called concurrently, for different connections.
+type Opener interface {
+	// Connect opens a connection to b. It dials b.Addr and, when TLS is
+	// on, verifies the certificate against b.Host, never the IP address
+	// DNS gave. ctx bounds the whole connection setup.
+	Connect(ctx context.Context, b resolver.Backend) (driver.Conn, error)
+	// Ping checks an idle connection with a round trip to the server.
+	Ping(ctx context.Context, c driver.Conn) error
+	// Recycle decides whether a connection given back may be reused: it
+	// fails for one that is broken or inside a transaction. With
+	// DriverConfig.Reset it also resets the session, which takes a round
+	// trip; without it, it must do no I/O.
+	Recycle(ctx context.Context, c driver.Conn) error
+	// Role asks the server whether it is a primary or a replica.
+	Role(ctx context.Context, c driver.Conn) (resolver.Role, error)
+}
+
+var (
+	dialectsMu sync.RWMutex
+	dialects   = map[string]Dialect{}
+)
+
+// Register makes a dialect available under DSN schemes, such as
+// "postgres" and "postgres+srv". It is meant to be called from a dialect
+// package's init and panics if a scheme is taken, as [sql.Register] does.
+func Register(d Dialect, schemes ...string) {
+	dialectsMu.Lock()
+	defer dialectsMu.Unlock()
+	for _, s := range schemes {
+		if _, dup := dialects[s]; dup {
+			panic(fmt.Sprintf("qorb: Register called twice for scheme %q", s))
+		}
+		dialects[s] = d
+	}
+}
+
+// lookupDialect returns the dialect registered for scheme.
+func lookupDialect(scheme string) (Dialect, bool) {
+	dialectsMu.RLock()
+	defer dialectsMu.RUnlock()
+	d, ok := dialects[scheme]
+	return d, ok
+}
+
+// schemes lists the registered schemes, for error messages.
+func schemes() []string {
+	dialectsMu.RLock()
+	defer dialectsMu.RUnlock()
+	out := make([]string, 0, len(dialects))
+	for s := range dialects {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}

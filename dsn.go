@@ -1,0 +1,151 @@
+package qorb
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/qorb-go/qorb/resolver"
+)
+
+// OpenConnector parses a qorb DSN and starts a [Connector] for it. The
+// DSN's scheme names a dialect registered by importing its package:
+//
+//	postgres+srv://user:pass@NAME/db?params   (also postgresql+srv)
+//	mysql+srv://user:pass@NAME/db?params
+//	postgres://user:pass@h1:5432,h2:5433/db?params   (also postgresql, mysql)
+//
+// A +srv DSN looks up the SRV records of the dialect's service under NAME
+// (_postgresql._tcp.NAME, _mysql._tcp.NAME), or of NAME itself when it
+// starts with "_"; the others use the hosts listed. Errors wrap
+// [ErrBadDSN] and never show the password.
+func OpenConnector(dsn string) (*Connector, error) {
+	d, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	opener, err := d.dialect.Open(d.driver)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadDSN, redact(dsn), err)
+	}
+	var r resolver.Resolver
+	if d.srv != "" {
+		r, err = resolver.NewSRV(d.srv, resolver.SRVConfig{Servers: d.settings.DNSServers})
+	} else {
+		r, err = resolver.NewStatic(d.hosts...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadDSN, redact(dsn), err)
+	}
+	return NewConnector(Config{Opener: opener, Resolver: r, Settings: d.settings})
+}
+
+// parsedDSN is a DSN taken apart.
+type parsedDSN struct {
+	dialect  Dialect
+	srv      string             // the SRV name, for a +srv DSN
+	hosts    []resolver.Backend // the static list otherwise
+	driver   DriverConfig
+	settings Settings
+}
+
+func parseDSN(dsn string) (parsedDSN, error) {
+	var d parsedDSN
+	bad := func(format string, args ...any) (parsedDSN, error) {
+		return parsedDSN{}, fmt.Errorf("%w: %s: %s", ErrBadDSN, redact(dsn), fmt.Sprintf(format, args...))
+	}
+	scheme, rest, ok := strings.Cut(dsn, "://")
+	if !ok || scheme == "" {
+		return bad("want scheme://[user[:password]@]hosts[/database][?params]")
+	}
+	d.dialect, ok = lookupDialect(scheme)
+	if !ok {
+		return bad("no dialect registered for scheme %q (registered: %s; import a dialect package such as github.com/qorb-go/qorb/dialects/pgdialect)",
+			scheme, strings.Join(schemes(), ", "))
+	}
+
+	authority, pathQuery := rest, ""
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		authority, pathQuery = rest[:i], rest[i:]
+	}
+	if i := strings.LastIndex(authority, "@"); i >= 0 {
+		userinfo := authority[:i]
+		authority = authority[i+1:]
+		user, pass, hasPass := strings.Cut(userinfo, ":")
+		var err error
+		if d.driver.User, err = url.PathUnescape(user); err != nil {
+			return bad("user name: %v", err)
+		}
+		if hasPass {
+			if d.driver.Password, err = url.PathUnescape(pass); err != nil {
+				return bad("password is not properly escaped")
+			}
+		}
+	}
+	path, query, _ := strings.Cut(pathQuery, "?")
+	if path != "" {
+		db, err := url.PathUnescape(strings.TrimPrefix(path, "/"))
+		if err != nil {
+			return bad("database name: %v", err)
+		}
+		d.driver.Database = db
+	}
+	params, err := url.ParseQuery(query)
+	if err != nil {
+		return bad("parameters: %v", err)
+	}
+	if d.settings, err = TakeSettings(params); err != nil {
+		return parsedDSN{}, fmt.Errorf("%s: %w", redact(dsn), err)
+	}
+	d.driver.Params = params
+	d.driver.Reset = d.settings.Reset
+
+	if authority == "" {
+		return bad("no host")
+	}
+	if strings.HasSuffix(scheme, "+srv") {
+		if strings.ContainsAny(authority, ",:") {
+			return bad("a +srv DSN takes one name without a port, not %q", authority)
+		}
+		d.srv = authority
+		if !strings.HasPrefix(authority, "_") {
+			d.srv = d.dialect.Service() + "." + authority
+		}
+		return d, nil
+	}
+	if len(d.settings.DNSServers) > 0 {
+		return bad("dns_server is for +srv DSNs only")
+	}
+	hosts := strings.Split(authority, ",")
+	for i, h := range hosts {
+		if hosts[i], err = url.PathUnescape(h); err != nil {
+			return bad("host %q: %v", h, err)
+		}
+	}
+	if d.hosts, err = resolver.ParseAddrs(d.dialect.DefaultPort(), hosts...); err != nil {
+		return bad("%v", err)
+	}
+	return d, nil
+}
+
+// redact returns dsn with its password replaced by "xxxxx", for error
+// messages.
+func redact(dsn string) string {
+	scheme, rest, ok := strings.Cut(dsn, "://")
+	if !ok {
+		return "(unparsable DSN)"
+	}
+	end := len(rest)
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		end = i
+	}
+	at := strings.LastIndex(rest[:end], "@")
+	if at < 0 {
+		return dsn
+	}
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if !hasPass {
+		return dsn
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
+}

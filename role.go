@@ -1,0 +1,92 @@
+package qorb
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/qorb-go/qorb/pool"
+	"github.com/qorb-go/qorb/resolver"
+)
+
+// Role says which backends an operation may use.
+type Role uint8
+
+// The roles an operation can ask for.
+const (
+	// RoleAny: any backend.
+	RoleAny Role = iota
+	// RolePrimary: only the primary, the backend that takes writes.
+	RolePrimary
+	// RoleReplica: only replicas.
+	RoleReplica
+	// RolePreferReplica: a replica, or the primary when no replica is
+	// online.
+	RolePreferReplica
+)
+
+var roleNames = [...]string{
+	RoleAny:           "any",
+	RolePrimary:       "primary",
+	RoleReplica:       "replica",
+	RolePreferReplica: "prefer-replica",
+}
+
+// String returns "any", "primary", "replica" or "prefer-replica".
+func (r Role) String() string {
+	if int(r) < len(roleNames) {
+		return roleNames[r]
+	}
+	return "role(" + strconv.Itoa(int(r)) + ")"
+}
+
+// ParseTargetSessionAttrs maps a libpq target_session_attrs value to a
+// role: read-write and primary to RolePrimary, read-only and standby to
+// RoleReplica, prefer-standby to RolePreferReplica, any to RoleAny.
+func ParseTargetSessionAttrs(s string) (Role, error) {
+	switch s {
+	case "any", "":
+		return RoleAny, nil
+	case "read-write", "primary":
+		return RolePrimary, nil
+	case "read-only", "standby":
+		return RoleReplica, nil
+	case "prefer-standby":
+		return RolePreferReplica, nil
+	}
+	return 0, fmt.Errorf("target_session_attrs %q: want any, read-write, primary, read-only, standby or prefer-standby", s)
+}
+
+type roleKey struct{}
+
+// WithRole returns a context that makes the operations run with it use
+// backends of role r, instead of the connector's default.
+func WithRole(ctx context.Context, r Role) context.Context {
+	return context.WithValue(ctx, roleKey{}, r)
+}
+
+// roleFrom returns the role ctx asks for, or def.
+func roleFrom(ctx context.Context, def Role) Role {
+	if r, ok := ctx.Value(roleKey{}).(Role); ok {
+		return r
+	}
+	return def
+}
+
+// Claim filters for each role. They capture nothing, so a claim costs no
+// allocation. A backend whose role nobody knows yet may serve any role.
+var (
+	primaryOnly = func(b resolver.Backend) bool { return b.Role != resolver.RoleReplica }
+	replicaOnly = func(b resolver.Backend) bool { return b.Role != resolver.RolePrimary }
+)
+
+// filter returns the pool filter for role r.
+func (c *Connector) filter(r Role) pool.Filter {
+	switch r {
+	case RolePrimary:
+		return primaryOnly
+	case RoleReplica, RolePreferReplica:
+		return replicaOnly
+	}
+	return nil
+}
