@@ -175,7 +175,7 @@ func (p *Pool[C]) firstWaiterLocked(b resolver.Backend) *waiter[C] {
 // It returns the slot's new state.
 func (s *set[C]) replaceLocked(sl *slot[C]) State {
 	sl.setState(StateBackingOff)
-	sl.retryAt = time.Time{}
+	sl.retryAt = 0
 	sl.attempts = 0
 	sl.stale = true
 	return StateBackingOff

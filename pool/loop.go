@@ -272,15 +272,15 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, period
 		if sl.getState() != StateIdle {
 			continue
 		}
-		due := sl.recheck || (!sl.checkAt.IsZero() && !now.Before(sl.checkAt)) ||
+		due := sl.recheck || (sl.checkAt != 0 && mnow >= sl.checkAt) ||
 			(sl.expiresAt != 0 && mnow >= sl.expiresAt)
 		if due {
 			drain = true
 			break
 		}
-		soonest(sl.checkAt)
+		soonest(p.at(sl.checkAt))
 		if sl.expiresAt != 0 {
-			soonest(p.epoch.Add(time.Duration(sl.expiresAt)))
+			soonest(p.at(sl.expiresAt))
 		}
 	}
 	if drain {
@@ -300,15 +300,15 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, period
 				sl.busy = true
 				change(sl, StateIdle, StateConnecting)
 				jobs = append(jobs, j)
-			case sl.recheck || (!sl.checkAt.IsZero() && !now.Before(sl.checkAt)):
+			case sl.recheck || (sl.checkAt != 0 && mnow >= sl.checkAt):
 				sl.setState(StateChecking)
 				sl.busy = true
 				change(sl, StateIdle, StateChecking)
 				jobs = append(jobs, job{sl: sl, kind: StateChecking})
 			default:
-				soonest(sl.checkAt)
+				soonest(p.at(sl.checkAt))
 				if sl.expiresAt != 0 {
-					soonest(p.epoch.Add(time.Duration(sl.expiresAt)))
+					soonest(p.at(sl.expiresAt))
 				}
 				s.pushIdle(sl, sl.idleSince)
 			}
@@ -328,8 +328,8 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, period
 				change(sl, st, StateClosed)
 				continue
 			}
-			if now.Before(sl.retryAt) {
-				soonest(sl.retryAt)
+			if mnow < sl.retryAt {
+				soonest(p.at(sl.retryAt))
 				continue
 			}
 			j := job{sl: sl, kind: StateConnecting}
@@ -414,7 +414,7 @@ func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
 			to = StateClosed
 		} else {
 			sl.setState(StateBackingOff)
-			sl.retryAt = now.Add(p.backoff(sl.attempts))
+			sl.retryAt = p.mono(now.Add(p.backoff(sl.attempts)))
 			to = StateBackingOff
 		}
 		if h := s.getHealth(); h != HealthOffline && h != HealthRemoved &&
@@ -435,7 +435,6 @@ func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
 		sl.conn = conn
 		sl.attempts = 0
 		s.failStreak = 0
-		sl.connectedAt = now
 		sl.expiresAt = p.lifetimeFrom(now)
 		sl.checkAt = p.nextCheckFrom(now)
 		sl.recheck = false

@@ -186,6 +186,15 @@ func (p *Pool[C]) clockNow() int64 { return int64(time.Since(p.epoch)) }
 // mono converts t to nanoseconds since the pool's epoch.
 func (p *Pool[C]) mono(t time.Time) int64 { return int64(t.Sub(p.epoch)) }
 
+// at converts a time on the pool's clock back to a time.Time; zero stays
+// zero.
+func (p *Pool[C]) at(m int64) time.Time {
+	if m == 0 {
+		return time.Time{}
+	}
+	return p.epoch.Add(time.Duration(m))
+}
+
 // tickClock moves the coarse clock forward to t.
 func (p *Pool[C]) tickClock(t time.Time) int64 {
 	m := p.mono(t)

@@ -50,10 +50,10 @@ type slot[C any] struct {
 	stale bool
 	// attempts counts the connection attempts that failed in a row.
 	attempts    int
-	retryAt     time.Time
-	connectedAt time.Time
-	checkAt     time.Time // zero: no periodic check
-	expiresAt   int64     // on the pool's clock; zero: never
+	// Times on the pool's clock.
+	retryAt   int64 // when BackingOff ends
+	checkAt   int64 // next periodic health check; zero: none
+	expiresAt int64 // end of life; zero: never
 }
 
 // getState returns the slot's state. A claimed slot is one whose claim
@@ -242,13 +242,13 @@ func (p *Pool[C]) lifetimeFrom(now time.Time) int64 {
 
 // nextCheckFrom draws the next periodic health check: the interval plus up
 // to a tenth, so checks of connections opened together spread out.
-func (p *Pool[C]) nextCheckFrom(now time.Time) time.Time {
+func (p *Pool[C]) nextCheckFrom(now time.Time) int64 {
 	if p.pol.HealthInterval < 0 {
-		return time.Time{}
+		return 0
 	}
 	d := p.pol.HealthInterval
 	d += time.Duration(rand.Int64N(int64(d)/10 + 1))
-	return now.Add(d)
+	return p.mono(now.Add(d))
 }
 
 // backoff returns the wait before connection attempt n+1 after n failures
