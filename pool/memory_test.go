@@ -87,4 +87,3 @@ func BenchmarkIdleSlotMemory(b *testing.B) {
 	b.ReportMetric(perSlot, "bytes/slot")
 	b.ReportMetric(0, "ns/op")
 }
-

@@ -49,7 +49,7 @@ type slot[C any] struct {
 	// which its next connection attempt closes first.
 	stale bool
 	// attempts counts the connection attempts that failed in a row.
-	attempts    int
+	attempts int
 	// Times on the pool's clock.
 	retryAt   int64 // when BackingOff ends
 	checkAt   int64 // next periodic health check; zero: none
