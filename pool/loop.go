@@ -310,7 +310,9 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, period
 				if sl.expiresAt != 0 {
 					soonest(p.at(sl.expiresAt))
 				}
-				s.pushIdle(sl, sl.idleSince)
+				if c, drop := s.pushIdleLocked(sl, sl.idleSince); drop {
+					toClose = append(toClose, c)
+				}
 			}
 		}
 	}

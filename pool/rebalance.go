@@ -152,7 +152,9 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 		}
 		for _, sl := range idle {
 			if isIdle[sl] {
-				s.pushIdle(sl, sl.idleSince)
+				if c, drop := s.pushIdleLocked(sl, sl.idleSince); drop {
+					toClose = append(toClose, c)
+				}
 			}
 		}
 		s.mu.Unlock()

@@ -127,20 +127,44 @@ func weightOf(b resolver.Backend) uint64 {
 // pushIdle makes sl, which the caller owns, idle and claimable; the idle
 // channel owns it from then on. It needs no lock.
 func (s *set[C]) pushIdle(sl *slot[C], now int64) {
+	if !s.tryPushIdle(sl, now) {
+		s.mu.Lock()
+		c := s.dropLocked(sl)
+		s.mu.Unlock()
+		s.p.closeConn(c)
+	}
+}
+
+// pushIdleLocked is pushIdle for a caller that holds s.mu; it returns a
+// connection to close if the slot had to be dropped.
+func (s *set[C]) pushIdleLocked(sl *slot[C], now int64) (c C, drop bool) {
+	if !s.tryPushIdle(sl, now) {
+		return s.dropLocked(sl), true
+	}
+	return c, false
+}
+
+// tryPushIdle sends sl to the idle channel. It fails only if the channel
+// is full, which cannot happen while a set has at most MaxPerBackend
+// slots; if it ever does, losing the slot beats blocking a release.
+func (s *set[C]) tryPushIdle(sl *slot[C], now int64) bool {
 	sl.idleSince = now
 	sl.setState(StateIdle)
 	select {
 	case s.idle <- sl:
+		return true
 	default:
-		// Cannot happen while a set has at most MaxPerBackend slots; if it
-		// ever does, losing the slot beats blocking a release.
-		s.mu.Lock()
-		sl.unwanted.Store(true)
-		c := s.detachLocked(sl)
-		s.removeSlotLocked(sl)
-		s.mu.Unlock()
-		s.p.closeConn(c)
+		return false
 	}
+}
+
+// dropLocked closes a slot the caller owns and returns its connection,
+// for p.closeConn.
+func (s *set[C]) dropLocked(sl *slot[C]) C {
+	sl.unwanted.Store(true)
+	c := s.detachLocked(sl)
+	s.removeSlotLocked(sl)
+	return c
 }
 
 // drainIdleLocked takes every slot out of the idle channel; the caller
