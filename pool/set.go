@@ -225,8 +225,7 @@ func (s *set[C]) takeIdle(now int64) (Claim[C], bool) {
 		if sl.unwanted.Load() || s.getHealth() == HealthRemoved {
 			// The backend went away while the slot sat idle.
 			s.mu.Lock()
-			c := s.detachLocked(sl)
-			s.removeSlotLocked(sl)
+			c := s.dropLocked(sl)
 			s.mu.Unlock()
 			s.p.closeConn(c)
 			continue
