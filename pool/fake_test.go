@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/qorb-go/qorb/resolver"
 )
@@ -24,9 +25,28 @@ type fakeConn struct {
 
 // backendMode is how a fake backend behaves.
 type backendMode struct {
-	connectErr error // Connect fails with it
-	hang       bool  // Connect, IsValid and OnRecycle block until ctx ends
-	checkErr   error // IsValid fails with it
+	connectErr error         // Connect fails with it
+	hang       bool          // Connect, IsValid and OnRecycle block until ctx ends
+	checkErr   error         // IsValid fails with it
+	delay      time.Duration // Connect and IsValid take this long
+}
+
+// wait blocks as the mode says: until ctx ends if hanging, or for delay.
+func (m backendMode) wait(ctx context.Context) error {
+	if m.hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if m.delay > 0 {
+		t := time.NewTimer(m.delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // fakeConnector opens fakeConns, behaving per backend as the test says.
@@ -63,9 +83,8 @@ func (f *fakeConnector) mode(addr string) backendMode {
 func (f *fakeConnector) Connect(ctx context.Context, b resolver.Backend) (*fakeConn, error) {
 	f.connects.Add(1)
 	m := f.mode(b.Addr)
-	if m.hang {
-		<-ctx.Done()
-		return nil, ctx.Err()
+	if err := m.wait(ctx); err != nil {
+		return nil, err
 	}
 	if m.connectErr != nil {
 		return nil, m.connectErr
@@ -81,9 +100,8 @@ func (f *fakeConnector) Connect(ctx context.Context, b resolver.Backend) (*fakeC
 func (f *fakeConnector) IsValid(ctx context.Context, c *fakeConn) error {
 	f.checks.Add(1)
 	m := f.mode(c.backend)
-	if m.hang {
-		<-ctx.Done()
-		return ctx.Err()
+	if err := m.wait(ctx); err != nil {
+		return err
 	}
 	if c.broken.Load() {
 		return errors.New("fake: connection broken")

@@ -726,3 +726,40 @@ func TestOldestClaimInStats(t *testing.T) {
 		release(c)
 	})
 }
+
+func TestSlowBackendDoesNotHoldUpClaims(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bs := backends(2)
+		fc := newFakeConnector()
+		fc.setMode(bs[0].Addr, backendMode{delay: 5 * time.Second})
+		r, _ := resolver.NewStatic(bs...)
+		p, err := New(r, fc, Policy{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close(context.Background())
+		start := time.Now()
+		for range 10 {
+			c := claimFrom(t, p, t.Context())
+			if c.Backend().Addr != bs[1].Addr {
+				t.Errorf("claim went to the backend still connecting")
+			}
+			release(c)
+		}
+		if waited := time.Since(start); waited != 0 {
+			t.Errorf("claims waited %v for a slow backend while another was ready", waited)
+		}
+		// Once the slow backend is connected it takes its share.
+		time.Sleep(6 * time.Second)
+		synctest.Wait()
+		seen := map[string]bool{}
+		for range 10 {
+			c := claimFrom(t, p, t.Context())
+			seen[c.Backend().Addr] = true
+			release(c)
+		}
+		if !seen[bs[0].Addr] {
+			t.Error("slow backend got no claims once connected")
+		}
+	})
+}
