@@ -1,0 +1,468 @@
+package qorb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/DATA-DOG/go-sqlmock"
+
+	"github.com/qorb-go/qorb/pool"
+	"github.com/qorb-go/qorb/resolver"
+)
+
+// TestOperationsSpreadOverBackends shows DESIGN decision 1: every
+// operation claims a connection when it starts and gives it back when it
+// ends, so operations issued one after another spread evenly over the
+// backends although database/sql keeps its handles idle, and no claim is
+// left outstanding between operations. It holds for sql.Open and
+// sql.OpenDB alike, with no extra call by the user.
+func TestOperationsSpreadOverBackends(t *testing.T) {
+	const nBackends, ops = 3, 30
+	tests := []struct {
+		name string
+		// open returns the DB, and the Connector when the test can reach it.
+		open func(t *testing.T, o *fakeOpener, bs []resolver.Backend) (*sql.DB, *Connector)
+	}{
+		{"sql.OpenDB", func(t *testing.T, o *fakeOpener, bs []resolver.Backend) (*sql.DB, *Connector) {
+			c := newConnector(t, o, onePerBackend(len(bs)), bs...)
+			return openDB(t, c), c
+		}},
+		{"sql.Open", func(t *testing.T, o *fakeOpener, bs []resolver.Backend) (*sql.DB, *Connector) {
+			hosts := make([]string, len(bs))
+			for i, b := range bs {
+				hosts[i] = b.Addr
+			}
+			dsn := "fake://app:s3cret@" + strings.Join(hosts, ",") + "/appdb?pool_max_conns=3&pool_max_conns_per_backend=1&fake_opener=" + registerOpener(t, o)
+			db, err := sql.Open("qorb", dsn)
+			if err != nil {
+				t.Fatalf("sql.Open: %v", err)
+			}
+			t.Cleanup(func() {
+				db.Close()
+				if n := o.open.Load(); n != 0 {
+					t.Errorf("%d connections open after DB.Close, want 0", n)
+				}
+			})
+			return db, nil
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				bs := backends(nBackends)
+				o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, ops) }}
+				db, c := tt.open(t, o, bs)
+				synctest.Wait() // let the pool open its connections
+				ctx := t.Context()
+				served := map[string]int{}
+				for i := range ops {
+					rows, err := db.QueryContext(ctx, "SELECT backend")
+					if err != nil {
+						t.Fatalf("query %d: %v", i, err)
+					}
+					if c != nil && claimed(c) != 1 {
+						t.Errorf("query %d: %d connections claimed while its rows are open, want 1", i, claimed(c))
+					}
+					var addr string
+					for rows.Next() {
+						if err := rows.Scan(&addr); err != nil {
+							t.Fatal(err)
+						}
+					}
+					if err := rows.Close(); err != nil {
+						t.Fatal(err)
+					}
+					served[backendOf(addr)]++
+					if c != nil && claimed(c) != 0 {
+						t.Errorf("after query %d: %d connections claimed, want 0", i, claimed(c))
+					}
+					if got, want := sum(o.recycles()), i+1; got != want {
+						t.Errorf("after query %d: connections given back %d times, want %d", i, got, want)
+					}
+				}
+				for _, b := range bs {
+					if got, want := served[b.Addr], ops/nBackends; got != want {
+						t.Errorf("backend %s served %d of %d queries, want %d (all: %v)", b.Addr, got, ops, want, served)
+					}
+				}
+				// database/sql did keep a handle idle all along: the spread
+				// is not because it opened a new conn for each query.
+				if st := db.Stats(); st.Idle == 0 || st.OpenConnections > 2 {
+					t.Errorf("db.Stats() = %d open, %d idle; want database/sql to keep its handle idle", st.OpenConnections, st.Idle)
+				}
+				if got, want := len(o.opened()), nBackends; got != want {
+					t.Errorf("opened %d physical connections, want %d", got, want)
+				}
+			})
+		})
+	}
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// TestConnAndTxKeepOneConnection shows that a sql.Conn and a sql.Tx keep
+// one physical connection, and so one backend, for every statement they
+// run, and give it back when they end.
+func TestConnAndTxKeepOneConnection(t *testing.T) {
+	type held interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}
+	tests := []struct {
+		name  string
+		begin func(ctx context.Context, db *sql.DB) (held, func() error, error)
+	}{
+		{"sql.Conn", func(ctx context.Context, db *sql.DB) (held, func() error, error) {
+			c, err := db.Conn(ctx)
+			if err != nil {
+				return nil, nil, err
+			}
+			return c, c.Close, nil
+		}},
+		{"sql.Tx commit", func(ctx context.Context, db *sql.DB) (held, func() error, error) {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return nil, nil, err
+			}
+			return tx, tx.Commit, nil
+		}},
+		{"sql.Tx rollback", func(ctx context.Context, db *sql.DB) (held, func() error, error) {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return nil, nil, err
+			}
+			return tx, tx.Rollback, nil
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) {
+					serveBackend(m, b, n, 100)
+					for range 5 {
+						m.ExpectBegin()
+						m.ExpectCommit()
+						m.ExpectRollback()
+					}
+				}}
+				// Two connections per backend, so the operations that
+				// run beside the held one could land on its backend too.
+				c := newConnector(t, o, pool.Policy{MaxSlots: 6, MaxPerBackend: 2, Spares: 6}, backends(3)...)
+				db := openDB(t, c)
+				synctest.Wait()
+				ctx := t.Context()
+				queryBackend(t, ctx, db) // leaves an idle handle in database/sql
+
+				h, end, err := tt.begin(ctx, db)
+				if err != nil {
+					t.Fatal(err)
+				}
+				first := queryBackend(t, ctx, h)
+				others := map[string]bool{}
+				for i := range 10 {
+					if got := queryBackend(t, ctx, h); got != first {
+						t.Fatalf("statement %d ran on connection %s, want %s like the first", i, got, first)
+					}
+					if got := claimed(c); got != 1 {
+						t.Errorf("after statement %d: %d connections claimed, want 1 (the held one)", i, got)
+					}
+					// An operation beside it claims and gives back its own.
+					others[queryBackend(t, ctx, db)] = true
+				}
+				if others[first] {
+					t.Errorf("an operation beside the held connection ran on it (%s)", first)
+				}
+				if len(others) < 2 {
+					t.Errorf("operations beside the held connection used %d connections, want them spread", len(others))
+				}
+				recycled := sum(o.recycles())
+				if err := end(); err != nil {
+					t.Fatalf("end: %v", err)
+				}
+				if got := claimed(c); got != 0 {
+					t.Errorf("after the end: %d connections claimed, want 0", got)
+				}
+				if got := sum(o.recycles()); got != recycled+1 {
+					t.Errorf("the end gave connections back %d times, want once", got-recycled)
+				}
+			})
+		})
+	}
+}
+
+// TestPreparedStatementPreparedOncePerConnection shows that a statement
+// prepared with db.Prepare and executed again and again is prepared once
+// on each physical connection it runs on, not once per execution, although
+// each execution claims a connection anew and they spread over the
+// backends.
+func TestPreparedStatementPreparedOncePerConnection(t *testing.T) {
+	const (
+		nBackends = 3
+		execs     = 9 // three per backend
+		insert    = "INSERT INTO t VALUES (?)"
+	)
+	tests := []struct {
+		name    string
+		maxIdle int // for db.SetMaxIdleConns
+	}{
+		// database/sql keeps the handle, and the statement on it, idle;
+		// qorb prepares it on each connection it binds.
+		{"idle handles", 2},
+		// database/sql opens a handle for each execution and prepares
+		// the statement on it; qorb finds it in the connection's cache.
+		{"no idle handles", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) {
+					p := m.ExpectPrepare(insert).WillBeClosed()
+					for range execs / nBackends {
+						p.ExpectExec().WillReturnResult(sqlmock.NewResult(0, 1))
+					}
+				}}
+				c := newConnector(t, o, onePerBackend(nBackends), backends(nBackends)...)
+				db := openDB(t, c)
+				db.SetMaxIdleConns(tt.maxIdle)
+				synctest.Wait()
+				ctx := t.Context()
+
+				st, err := db.PrepareContext(ctx, insert)
+				if err != nil {
+					t.Fatalf("Prepare: %v", err)
+				}
+				for i := range execs {
+					if _, err := st.ExecContext(ctx, i); err != nil {
+						t.Fatalf("execution %d: %v", i, err)
+					}
+					if got := claimed(c); got != 0 {
+						t.Errorf("after execution %d: %d connections claimed, want 0", i, got)
+					}
+				}
+				if err := st.Close(); err != nil {
+					t.Fatal(err)
+				}
+				for _, b := range c.Stats().Backends {
+					// One claim for db.Prepare, on one backend.
+					if b.Claims < execs/nBackends {
+						t.Errorf("backend %s served %d claims, want at least %d", b.Backend.Addr, b.Claims, execs/nBackends)
+					}
+				}
+				for _, oc := range o.opened() {
+					mc := oc.dc.(*mockConn)
+					if got := mc.prepares.Load(); got != 1 {
+						t.Errorf("connection %s/%d prepared the statement %d times, want once", oc.backend, oc.n, got)
+					}
+					if got := mc.execs.Load(); got != 0 {
+						t.Errorf("connection %s/%d ran %d executions without the prepared statement, want 0", oc.backend, oc.n, got)
+					}
+				}
+				// Closing the connections closes their cached statements,
+				// after which each mock has seen exactly its script.
+				if err := db.Close(); err != nil {
+					t.Fatalf("db.Close: %v", err)
+				}
+				for _, oc := range o.opened() {
+					if err := oc.mock.ExpectationsWereMet(); err != nil {
+						t.Errorf("connection %s/%d: %v", oc.backend, oc.n, err)
+					}
+				}
+				if got, want := len(o.opened()), nBackends; got != want {
+					t.Errorf("opened %d connections, want %d", got, want)
+				}
+			})
+		})
+	}
+}
+
+// TestConnectNeverReturnsErrBadConn shows DESIGN decision 2: when no
+// connection can be had, Connect fails with the pool's typed error, which
+// names every backend and what it last did, and never with ErrBadConn,
+// which database/sql would not retry anyway.
+func TestConnectNeverReturnsErrBadConn(t *testing.T) {
+	refused := errors.New("dial tcp: connection refused")
+	tests := []struct {
+		name    string
+		opener  func() *fakeOpener
+		pol     pool.Policy
+		timeout time.Duration // of the caller's context; 0: none
+		want    []error
+		detail  string // in the message, besides every backend's address
+	}{
+		{
+			name:   "claim timeout while backends hang",
+			opener: func() *fakeOpener { return &fakeOpener{hang: true} },
+			pol:    pool.Policy{ClaimTimeout: time.Second},
+			want:   []error{pool.ErrClaimTimeout},
+			detail: "connecting",
+		},
+		{
+			name:    "caller's deadline first",
+			opener:  func() *fakeOpener { return &fakeOpener{hang: true} },
+			timeout: 100 * time.Millisecond,
+			want:    []error{pool.ErrClaimTimeout, context.DeadlineExceeded},
+			detail:  "connecting",
+		},
+		{
+			name: "every backend refuses",
+			opener: func() *fakeOpener {
+				return &fakeOpener{connectErr: func(resolver.Backend) error { return refused }}
+			},
+			want:   []error{pool.ErrNoBackendsOnline},
+			detail: refused.Error(),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				bs := backends(3)
+				c := newConnector(t, tt.opener(), tt.pol, bs...)
+				db := openDB(t, c)
+				// newCtx returns a fresh context for each attempt.
+				newCtx := func() context.Context {
+					if tt.timeout == 0 {
+						return t.Context()
+					}
+					ctx, cancel := context.WithTimeout(t.Context(), tt.timeout)
+					t.Cleanup(cancel)
+					return ctx
+				}
+				dc, cerr := c.Connect(newCtx())
+				if dc != nil {
+					t.Errorf("Connect returned a connection with error %v", cerr)
+				}
+				perr := db.PingContext(newCtx())
+				for name, err := range map[string]error{"Connect": cerr, "db.PingContext": perr} {
+					if err == nil {
+						t.Errorf("%s succeeded, want an error", name)
+						continue
+					}
+					for _, w := range tt.want {
+						if !errors.Is(err, w) {
+							t.Errorf("%s = %v, want it to wrap %v", name, err, w)
+						}
+					}
+					if errors.Is(err, driver.ErrBadConn) {
+						t.Errorf("%s = %v, which wraps driver.ErrBadConn", name, err)
+					}
+					var ce *pool.ClaimError
+					if !errors.As(err, &ce) {
+						t.Errorf("%s = %T, want a *pool.ClaimError", name, err)
+					}
+					msg := err.Error()
+					for _, b := range bs {
+						if !strings.Contains(msg, b.Addr) {
+							t.Errorf("%s = %q, want it to name backend %s", name, msg, b.Addr)
+						}
+					}
+					if !strings.Contains(msg, tt.detail) {
+						t.Errorf("%s = %q, want it to say %q", name, msg, tt.detail)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestDBCloseClosesEveryConnection shows DESIGN decision 8: db.Close
+// closes the Connector, which closes every physical connection, idle or
+// still in use, and stops every goroutine (synctest.Test fails if one is
+// left). The Connector's Close may be called again.
+func TestDBCloseClosesEveryConnection(t *testing.T) {
+	tests := []struct {
+		name string
+		// hold: a sql.Conn is still in use when db.Close is called.
+		hold bool
+		// giveBack: it is closed while db.Close waits; otherwise db.Close
+		// closes it after the close timeout.
+		giveBack bool
+	}{
+		{name: "all idle"},
+		{name: "one in use, given back", hold: true, giveBack: true},
+		{name: "one in use past the close timeout", hold: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 10) }}
+				r, err := resolver.NewStatic(backends(3)...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := NewConnector(Config{Opener: o, Resolver: r, Settings: Settings{
+					Policy:       pool.Policy{MaxSlots: 6, MaxPerBackend: 2, Spares: 6},
+					CloseTimeout: 2 * time.Second,
+				}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				db := sql.OpenDB(c)
+				synctest.Wait()
+				ctx := t.Context()
+				for range 6 {
+					queryBackend(t, ctx, db)
+				}
+				var conn *sql.Conn
+				if tt.hold {
+					if conn, err = db.Conn(ctx); err != nil {
+						t.Fatal(err)
+					}
+					queryBackend(t, ctx, conn)
+				}
+				if o.open.Load() == 0 {
+					t.Fatal("no connection open before db.Close")
+				}
+
+				closed := make(chan error, 1)
+				go func() { closed <- db.Close() }()
+				synctest.Wait()
+				if tt.hold {
+					select {
+					case err := <-closed:
+						t.Fatalf("db.Close returned %v with a connection still in use, want it to wait", err)
+					default:
+					}
+					if got := o.open.Load(); got != 1 {
+						t.Errorf("%d connections open while db.Close waits, want only the one in use", got)
+					}
+					if tt.giveBack {
+						if err := conn.Close(); err != nil {
+							t.Errorf("conn.Close: %v", err)
+						}
+					}
+				}
+				err = <-closed
+				if tt.hold && !tt.giveBack {
+					if err == nil || !strings.Contains(err.Error(), "still claimed") {
+						t.Errorf("db.Close = %v, want an error saying a connection was still claimed", err)
+					}
+					if cerr := conn.Close(); cerr != nil {
+						t.Errorf("conn.Close after db.Close: %v", cerr)
+					}
+				} else if err != nil {
+					t.Errorf("db.Close = %v, want nil", err)
+				}
+				if got := o.open.Load(); got != 0 {
+					t.Errorf("%d connections open after db.Close, want 0", got)
+				}
+				if again := c.Close(); again != err {
+					t.Errorf("second Connector.Close = %v, want the first's %v", again, err)
+				}
+				if _, err := c.Connect(ctx); !errors.Is(err, pool.ErrClosed) || errors.Is(err, driver.ErrBadConn) {
+					t.Errorf("Connect after Close = %v, want pool.ErrClosed and not driver.ErrBadConn", err)
+				}
+			})
+		})
+	}
+}
