@@ -128,12 +128,20 @@ func (cn *conn) ResetSession(ctx context.Context) error {
 }
 
 // IsValid gives the connection back when database/sql is done with the
-// handle. It keeps the handle unless the connection failed.
+// handle. It keeps the handle unless the connection failed, which the
+// driver's own IsValid may say too.
 func (cn *conn) IsValid() bool {
+	if v, ok := cn.Unwrap().(driver.Validator); ok && cn.broken == nil && !v.IsValid() {
+		cn.broken = errInvalid
+	}
 	ok := cn.broken == nil
 	cn.unbind()
 	return ok
 }
+
+// errInvalid is why a connection is dropped when its driver says it is no
+// longer valid.
+var errInvalid = errors.New("qorb: the driver reported the connection invalid")
 
 // Close gives the connection back, if the handle holds one.
 func (cn *conn) Close() error {
