@@ -28,6 +28,9 @@ type conn struct {
 	pc *physConn // nil while no connection is claimed
 	// broken is the error that showed the physical connection dead.
 	broken error
+	// claimErr is why ResetSession could not claim a connection; the
+	// operation that follows fails with it.
+	claimErr error
 }
 
 // The interfaces database/sql looks for. Where the driver's connection
@@ -50,7 +53,7 @@ func (cn *conn) bind(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cn.cl, cn.pc, cn.broken = cl, cl.Conn(), nil
+	cn.cl, cn.pc, cn.broken, cn.claimErr = cl, cl.Conn(), nil, nil
 	return nil
 }
 
@@ -68,10 +71,14 @@ func (cn *conn) unbind() {
 	cn.cl, cn.pc = pool.Claim[*physConn]{}, nil
 }
 
-// dc returns the driver's connection, or ErrBadConn when none is claimed:
-// nothing has reached a server then, so database/sql may retry.
+// dc returns the driver's connection. When none is claimed it fails with
+// the claim's error, or ErrBadConn: nothing has reached a server then, so
+// database/sql may retry.
 func (cn *conn) dc() (driver.Conn, error) {
 	if cn.pc == nil {
+		if cn.claimErr != nil {
+			return nil, cn.claimErr
+		}
 		return nil, driver.ErrBadConn
 	}
 	return cn.pc.dc, nil
@@ -110,9 +117,12 @@ func (cn *conn) Unwrap() driver.Conn {
 func (cn *conn) ResetSession(ctx context.Context) error {
 	if cn.pc == nil {
 		if err := cn.bind(ctx); err != nil {
-			// ErrBadConn makes database/sql drop this handle and try
-			// another, and at last Connect, which reports the error.
-			return driver.ErrBadConn
+			// The operation reports the error. ErrBadConn would make
+			// database/sql retry on other handles and at last Connect,
+			// each waiting for a claim again: three claim timeouts in
+			// all, or just ctx.Err() once ctx has ended.
+			cn.claimErr = err
+			return nil
 		}
 	}
 	if r, ok := cn.pc.dc.(driver.SessionResetter); ok {
@@ -166,8 +176,8 @@ func (cn *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, 
 
 // prepared returns query prepared on the claimed connection.
 func (cn *conn) prepared(ctx context.Context, query string) (driver.Stmt, error) {
-	if cn.pc == nil {
-		return nil, driver.ErrBadConn
+	if _, err := cn.dc(); err != nil {
+		return nil, err
 	}
 	pc := cn.pc
 	if ds, ok := pc.stmts[query]; ok {
