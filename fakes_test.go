@@ -299,6 +299,7 @@ type mockConn struct {
 
 	invalid                                         atomic.Bool // IsValid reports false
 	resets, valids, pings, execs, queries, prepares atomic.Int64
+	faults                                          atomic.Int64 // calls failNext failed
 
 	mu     sync.Mutex
 	txOpts []driver.TxOptions // what each BeginTx was given
@@ -345,6 +346,7 @@ func (c *mockConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, e
 func (c *mockConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
 	c.execs.Add(1)
 	if err := c.o.takeFault(); err != nil {
+		c.faults.Add(1)
 		return nil, err
 	}
 	return c.m.(driver.ExecerContext).ExecContext(ctx, q, args)
@@ -353,6 +355,7 @@ func (c *mockConn) ExecContext(ctx context.Context, q string, args []driver.Name
 func (c *mockConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
 	c.queries.Add(1)
 	if err := c.o.takeFault(); err != nil {
+		c.faults.Add(1)
 		return nil, err
 	}
 	return c.m.(driver.QueryerContext).QueryContext(ctx, q, args)

@@ -1,0 +1,546 @@
+package qorb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/DATA-DOG/go-sqlmock"
+
+	"github.com/qorb-go/qorb/pool"
+	"github.com/qorb-go/qorb/resolver"
+)
+
+const update = "UPDATE t SET x = 1"
+
+// serveUpdate scripts a mock to run update up to times times.
+func serveUpdate(m sqlmock.Sqlmock, times int) {
+	for range times {
+		m.ExpectExec(update).WillReturnResult(sqlmock.NewResult(0, 1))
+	}
+}
+
+// TestFailedStatement shows DESIGN decision 3. An error that says the
+// connection is dead discards it: the pool closes it, opens another and
+// counts a failure against its backend. When nothing reached the server
+// (driver.ErrBadConn) database/sql retries, and the operation succeeds on
+// another backend; otherwise the caller sees the error. An error of the
+// statement alone keeps the connection.
+func TestFailedStatement(t *testing.T) {
+	tests := []struct {
+		name      string
+		err       error
+		retried   bool // the operation succeeds on another backend
+		discarded bool
+	}{
+		{"ErrBadConn", driver.ErrBadConn, true, true},
+		{"wrapped ErrBadConn", &net.OpError{Op: "write", Net: "tcp", Err: driver.ErrBadConn}, true, true},
+		{"unexpected EOF", io.ErrUnexpectedEOF, false, true},
+		{"network error", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, false, true},
+		{"statement error", errors.New(`ERROR: relation "t" does not exist`), false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveUpdate(m, 10) }}
+				bs := backends(3)
+				c := newConnector(t, o, onePerBackend(len(bs)), bs...)
+				db := openDB(t, c)
+				synctest.Wait()
+				ctx := t.Context()
+
+				o.failNext(tt.err)
+				_, err := db.ExecContext(ctx, update)
+				synctest.Wait() // let the pool replace what it discarded
+
+				var failed *opened
+				ran := 0
+				for _, oc := range o.opened() {
+					mc := oc.dc.(*mockConn)
+					ran += int(mc.execs.Load())
+					if mc.faults.Load() > 0 {
+						failed = oc
+					}
+				}
+				if failed == nil {
+					t.Fatal("the fault hit no connection")
+				}
+				if tt.retried {
+					if err != nil {
+						t.Fatalf("ExecContext = %v, want database/sql to retry it on another connection", err)
+					}
+					if ran != 2 {
+						t.Errorf("the statement ran %d times, want 2 (the failure and the retry)", ran)
+					}
+					for _, oc := range o.opened() {
+						if oc.backend == failed.backend && oc.dc.(*mockConn).execs.Load() > 0 && oc != failed {
+							t.Errorf("the retry ran on backend %s, the one that failed", oc.backend)
+						}
+					}
+				} else {
+					if !errors.Is(err, tt.err) {
+						t.Fatalf("ExecContext = %v, want %v", err, tt.err)
+					}
+					if ran != 1 {
+						t.Errorf("the statement ran %d times, want once", ran)
+					}
+				}
+
+				st := backendStats(t, c, failed.backend)
+				if got := failed.tr.closed.Load(); got != tt.discarded {
+					t.Errorf("failed connection closed = %v, want %v", got, tt.discarded)
+				}
+				wantConnects := 1
+				if tt.discarded {
+					wantConnects = 2
+					if st.Failures == 0 {
+						t.Errorf("backend %s: Failures = 0, want the discarded connection counted", failed.backend)
+					}
+					if !strings.Contains(st.LastError, tt.err.Error()) {
+						t.Errorf("backend %s: LastError = %q, want it to contain %q", failed.backend, st.LastError, tt.err)
+					}
+				} else if st.Failures != 0 {
+					t.Errorf("backend %s: Failures = %d (%s), want 0", failed.backend, st.Failures, st.LastError)
+				}
+				if got := o.connects(failed.backend); got != wantConnects {
+					t.Errorf("backend %s: %d connections opened, want %d", failed.backend, got, wantConnects)
+				}
+				if got := claimed(c); got != 0 {
+					t.Errorf("%d connections claimed after the operation, want 0", got)
+				}
+				// Every backend serves again.
+				for range 2 * len(bs) {
+					if _, err := db.ExecContext(ctx, update); err != nil {
+						t.Fatalf("ExecContext after the failure: %v", err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestResetSession shows that the handle database/sql keeps idle claims a
+// connection in ResetSession, with the operation's context, and forwards
+// the call to the driver's conn when it has one.
+func TestResetSession(t *testing.T) {
+	t.Run("forwarded", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 10) }}
+			c := newConnector(t, o, onePerBackend(1), backends(1)...)
+			db := openDB(t, c)
+			synctest.Wait()
+			for range 4 {
+				queryBackend(t, t.Context(), db)
+			}
+			// The first operation used the handle Connect returned; the
+			// other three reused it.
+			mc := o.conn(backends(1)[0].Addr, 1).dc.(*mockConn)
+			if got := mc.resets.Load(); got != 3 {
+				t.Errorf("driver ResetSession called %d times, want 3", got)
+			}
+			if got := db.Stats().OpenConnections; got != 1 {
+				t.Errorf("database/sql has %d handles open, want the 1 it reused", got)
+			}
+		})
+	})
+
+	t.Run("driver says ErrBadConn", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := backends(1)[0]
+			o := &fakeOpener{
+				script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 10) },
+				resetErr: func(_ resolver.Backend, n int) error {
+					if n == 1 {
+						return driver.ErrBadConn
+					}
+					return nil
+				},
+			}
+			c := newConnector(t, o, onePerBackend(1), b)
+			db := openDB(t, c)
+			synctest.Wait()
+			ctx := t.Context()
+			if got, want := queryBackend(t, ctx, db), b.Addr+"/1"; got != want {
+				t.Fatalf("first query ran on %s, want %s", got, want)
+			}
+			// The idle handle claims connection 1 again, whose driver
+			// refuses the reset: database/sql retries, and Connect waits
+			// for the connection the pool opens in its place.
+			if got, want := queryBackend(t, ctx, db), b.Addr+"/2"; got != want {
+				t.Errorf("second query ran on %s, want %s", got, want)
+			}
+			if !o.conn(b.Addr, 1).tr.closed.Load() {
+				t.Error("the connection whose reset failed is still open")
+			}
+			if st := backendStats(t, c, b.Addr); st.Failures == 0 {
+				t.Error("backend Failures = 0, want the connection whose reset failed counted")
+			}
+		})
+	})
+
+	// When database/sql reuses an idle handle and no connection comes
+	// free, the operation fails with the pool's typed error once the
+	// claim timeout or the caller's deadline passes, whichever is first,
+	// and does not wait again for each retry database/sql would make.
+	for _, tt := range []struct {
+		name     string
+		claimFor time.Duration // the pool's claim timeout
+		deadline time.Duration // the caller's; 0: none
+		want     []error
+	}{
+		{"claim timeout", time.Second, 0, []error{pool.ErrClaimTimeout}},
+		{"caller's deadline", time.Minute, 100 * time.Millisecond, []error{pool.ErrClaimTimeout, context.DeadlineExceeded}},
+	} {
+		t.Run("no connection to claim/"+tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := backends(1)[0]
+				o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 10) }}
+				c := newConnector(t, o, pool.Policy{MaxSlots: 2, MaxPerBackend: 2, Spares: 2, ClaimTimeout: tt.claimFor}, b)
+				db := openDB(t, c)
+				synctest.Wait()
+				// Leave two handles idle in database/sql, the most it keeps.
+				sc, err := db.Conn(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				queryBackend(t, t.Context(), db)
+				sc.Close()
+				if got := db.Stats().Idle; got != 2 {
+					t.Fatalf("database/sql keeps %d handles idle, want 2", got)
+				}
+				// Claim every connection past database/sql.
+				var held []driver.Conn
+				for range 2 {
+					dc, err := c.Connect(t.Context())
+					if err != nil {
+						t.Fatal(err)
+					}
+					held = append(held, dc)
+				}
+				ctx, limit := t.Context(), tt.claimFor
+				if tt.deadline > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+					defer cancel()
+					limit = tt.deadline
+				}
+				start := time.Now()
+				err = db.QueryRowContext(ctx, "SELECT backend").Scan(new(string))
+				waited := time.Since(start)
+				for _, w := range tt.want {
+					if !errors.Is(err, w) {
+						t.Errorf("query with every connection claimed = %v, want it to wrap %v", err, w)
+					}
+				}
+				if errors.Is(err, driver.ErrBadConn) {
+					t.Errorf("query with every connection claimed = %v, which wraps driver.ErrBadConn", err)
+				}
+				if err != nil && !strings.Contains(err.Error(), b.Addr) {
+					t.Errorf("query with every connection claimed = %q, want it to name backend %s", err, b.Addr)
+				}
+				if waited < limit || waited > limit+limit/2 {
+					t.Errorf("query failed after %v, want %v", waited, limit)
+				}
+				for _, dc := range held {
+					dc.Close()
+				}
+				queryBackend(t, t.Context(), db)
+			})
+		})
+	}
+}
+
+// TestDriverConnInvalid shows that a connection whose driver conn reports
+// itself invalid (driver.Validator) when an operation ends is not reused.
+func TestDriverConnInvalid(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := backends(1)[0]
+		o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 10) }}
+		c := newConnector(t, o, onePerBackend(1), b)
+		db := openDB(t, c)
+		synctest.Wait()
+		ctx := t.Context()
+		first := queryBackend(t, ctx, db)
+		o.conn(b.Addr, 1).dc.(*mockConn).invalid.Store(true)
+		second := queryBackend(t, ctx, db)
+		// The second query still ran on connection 1: IsValid is asked
+		// when an operation ends.
+		if first != second {
+			t.Fatalf("queries ran on %s and %s, want one connection", first, second)
+		}
+		synctest.Wait()
+		if got, want := queryBackend(t, ctx, db), b.Addr+"/2"; got != want {
+			t.Errorf("after connection 1 said it was invalid, a query ran on %s, want %s", got, want)
+		}
+		oc := o.conn(b.Addr, 1)
+		if oc.dc.(*mockConn).valids.Load() == 0 {
+			t.Error("the driver conn's IsValid was never called")
+		}
+		if !oc.tr.closed.Load() {
+			t.Error("the invalid connection is still open")
+		}
+	})
+}
+
+// TestForwarding shows that the wrapped conn hands every call to a driver
+// conn that implements it, and that database/sql works unchanged through
+// the fallbacks for a driver conn that implements only driver.Conn.
+func TestForwarding(t *testing.T) {
+	// Each script is exactly what its subtest does to the one mock.
+	fullScript := func(m sqlmock.Sqlmock, b resolver.Backend, n int) {
+		serveUpdate(m, 3) // two ExecContext calls and one prepared execution
+		serveBackend(m, b, n, 1)
+		m.ExpectBegin()
+		m.ExpectCommit()
+		m.ExpectPrepare(update)
+	}
+	// Without ExecerContext and QueryerContext database/sql prepares
+	// every statement; the connection's cache prepares each query once.
+	baseScript := func(m sqlmock.Sqlmock, b resolver.Backend, n int) {
+		p := m.ExpectPrepare(update)
+		p.ExpectExec().WillReturnResult(sqlmock.NewResult(0, 1))
+		p.ExpectExec().WillReturnResult(sqlmock.NewResult(0, 1))
+		m.ExpectPrepare("SELECT backend").ExpectQuery().WillReturnRows(m.NewRows([]string{"backend"}).AddRow(b.Addr))
+		m.ExpectBegin()
+		m.ExpectCommit()
+	}
+	serializable := &sql.TxOptions{Isolation: sql.LevelSerializable, ReadOnly: true}
+
+	t.Run("full", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			o := &fakeOpener{script: fullScript}
+			c := newConnector(t, o, onePerBackend(1), backends(1)...)
+			db := openDB(t, c)
+			synctest.Wait()
+			ctx := t.Context()
+			mc := o.opened()[0].dc.(*mockConn)
+
+			if _, err := db.ExecContext(ctx, update); err != nil {
+				t.Fatalf("ExecContext: %v", err)
+			}
+			if got := mc.execs.Load(); got != 1 {
+				t.Errorf("driver ExecContext called %d times, want 1", got)
+			}
+			queryBackend(t, ctx, db)
+			if got := mc.queries.Load(); got != 1 {
+				t.Errorf("driver QueryContext called %d times, want 1", got)
+			}
+			if got := mc.prepares.Load(); got != 0 {
+				t.Errorf("driver PrepareContext called %d times, want 0: Exec and Query go straight through", got)
+			}
+			// A type only the driver's NamedValueChecker accepts.
+			if _, err := db.ExecContext(ctx, update, point{1, 2}); err != nil {
+				t.Errorf("ExecContext with an argument only the driver accepts: %v", err)
+			}
+			pings := o.pings.Load()
+			if err := db.PingContext(ctx); err != nil {
+				t.Errorf("PingContext: %v", err)
+			}
+			if got := mc.pings.Load(); got != 1 {
+				t.Errorf("driver Ping called %d times, want 1", got)
+			}
+			if got := o.pings.Load(); got != pings {
+				t.Errorf("Opener.Ping called %d times for db.PingContext, want 0", got-pings)
+			}
+			tx, err := db.BeginTx(ctx, serializable)
+			if err != nil {
+				t.Fatalf("BeginTx: %v", err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			want := driver.TxOptions{Isolation: driver.IsolationLevel(sql.LevelSerializable), ReadOnly: true}
+			if got := mc.beginOpts(); len(got) != 1 || got[0] != want {
+				t.Errorf("driver BeginTx got %+v, want one call with %+v", got, want)
+			}
+			st, err := db.PrepareContext(ctx, update)
+			if err != nil {
+				t.Fatalf("PrepareContext: %v", err)
+			}
+			defer st.Close()
+			if _, err := st.ExecContext(ctx); err != nil {
+				t.Errorf("prepared ExecContext: %v", err)
+			}
+			if got := mc.prepares.Load(); got != 1 {
+				t.Errorf("driver PrepareContext called %d times, want 1", got)
+			}
+			if mc.resets.Load() == 0 || mc.valids.Load() == 0 {
+				t.Errorf("driver ResetSession called %d times, IsValid %d times; want both called", mc.resets.Load(), mc.valids.Load())
+			}
+			if err := o.opened()[0].mock.ExpectationsWereMet(); err != nil {
+				t.Errorf("mock: %v", err)
+			}
+		})
+	})
+
+	t.Run("base only", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			o := &fakeOpener{kind: baseKind, script: baseScript}
+			c := newConnector(t, o, onePerBackend(1), backends(1)...)
+			db := openDB(t, c)
+			synctest.Wait()
+			ctx := t.Context()
+			oc := o.opened()[0]
+
+			// ExecContext and QueryContext say ErrSkip, so database/sql
+			// prepares the statement (the mock expects Prepare).
+			if _, err := db.ExecContext(ctx, update); err != nil {
+				t.Errorf("ExecContext: %v", err)
+			}
+			var got string
+			if err := db.QueryRowContext(ctx, "SELECT backend").Scan(&got); err != nil {
+				t.Errorf("QueryRowContext: %v", err)
+			}
+			// Without a NamedValueChecker the default conversion applies.
+			if _, err := db.ExecContext(ctx, update, point{1, 2}); err == nil || !strings.Contains(err.Error(), "unsupported type") {
+				t.Errorf("ExecContext with an argument the default converter rejects = %v, want unsupported type", err)
+			}
+			if _, err := db.ExecContext(ctx, update, int64(7)); err != nil {
+				t.Errorf("ExecContext with an int64 argument: %v", err)
+			}
+			// Ping falls back to the Opener's health check.
+			pings := o.pings.Load()
+			if err := db.PingContext(ctx); err != nil {
+				t.Errorf("PingContext: %v", err)
+			}
+			if got := o.pings.Load() - pings; got != 1 {
+				t.Errorf("Opener.Ping called %d times for db.PingContext, want 1", got)
+			}
+			// A default transaction goes through Begin; any other is an
+			// error, as database/sql itself would give.
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatalf("BeginTx(nil): %v", err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			for _, opts := range []*sql.TxOptions{serializable, {ReadOnly: true}, {Isolation: sql.LevelRepeatableRead}} {
+				if tx, err := db.BeginTx(ctx, opts); err == nil {
+					tx.Rollback()
+					t.Errorf("BeginTx(%+v) succeeded, want an error: the driver has no BeginTx", *opts)
+				}
+			}
+			if got := claimed(c); got != 0 {
+				t.Errorf("%d connections claimed after the failed BeginTx, want 0", got)
+			}
+			if err := oc.mock.ExpectationsWereMet(); err != nil {
+				t.Errorf("mock: %v", err)
+			}
+		})
+	})
+
+	t.Run("driver-level fallbacks", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			o := &fakeOpener{kind: baseKind}
+			c := newConnector(t, o, onePerBackend(1), backends(1)...)
+			dc, err := c.Connect(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dc.Close()
+			ctx := t.Context()
+			if _, err := dc.(driver.ExecerContext).ExecContext(ctx, update, nil); !errors.Is(err, driver.ErrSkip) {
+				t.Errorf("ExecContext = %v, want driver.ErrSkip", err)
+			}
+			if _, err := dc.(driver.QueryerContext).QueryContext(ctx, "SELECT 1", nil); !errors.Is(err, driver.ErrSkip) {
+				t.Errorf("QueryContext = %v, want driver.ErrSkip", err)
+			}
+			nv := &driver.NamedValue{Ordinal: 1, Value: point{}}
+			if err := dc.(driver.NamedValueChecker).CheckNamedValue(nv); !errors.Is(err, driver.ErrSkip) {
+				t.Errorf("CheckNamedValue = %v, want driver.ErrSkip", err)
+			}
+			if err := dc.(driver.SessionResetter).ResetSession(ctx); err != nil {
+				t.Errorf("ResetSession = %v, want nil", err)
+			}
+			opts := driver.TxOptions{Isolation: driver.IsolationLevel(sql.LevelSerializable)}
+			if _, err := dc.(driver.ConnBeginTx).BeginTx(ctx, opts); err == nil {
+				t.Error("BeginTx with serializable isolation succeeded, want an error")
+			}
+		})
+	})
+}
+
+// TestRawReachesDriverConn shows that sql.Conn.Raw reaches the driver's own
+// conn, the one the Opener made for the backend serving the sql.Conn,
+// through Unwrap.
+func TestRawReachesDriverConn(t *testing.T) {
+	for _, kind := range []struct {
+		name string
+		kind connKind
+	}{{"sqlmock", rawKind}, {"full", fullKind}, {"base only", baseKind}} {
+		t.Run(kind.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				o := &fakeOpener{kind: kind.kind, script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) {
+					serveBackend(m, b, n, 10)
+					m.ExpectPrepare("SELECT backend").ExpectQuery().WillReturnRows(m.NewRows([]string{"backend"}).AddRow(b.Addr + "/" + string(rune('0'+n))))
+				}}
+				c := newConnector(t, o, onePerBackend(3), backends(3)...)
+				db := openDB(t, c)
+				synctest.Wait()
+				ctx := t.Context()
+				queryBackend(t, ctx, db) // so the sql.Conn is not on the first backend
+				conn, err := db.Conn(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				answer := queryBackend(t, ctx, conn)
+				err = conn.Raw(func(dc any) error {
+					u, ok := dc.(interface{ Unwrap() driver.Conn })
+					if !ok {
+						t.Fatalf("Raw gave %T, which has no Unwrap() driver.Conn", dc)
+					}
+					inner := u.Unwrap()
+					oc := o.find(inner)
+					if oc == nil {
+						t.Fatalf("Unwrap() = %T %p, not a conn the Opener made", inner, inner)
+					}
+					if got := oc.backend + "/" + string(rune('0'+oc.n)); got != answer {
+						t.Errorf("Unwrap() is connection %s, want %s, which serves the sql.Conn", got, answer)
+					}
+					if kind.kind == rawKind {
+						if _, ok := inner.(driver.QueryerContext); !ok {
+							t.Errorf("Unwrap() = %T, want the sqlmock conn", inner)
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					t.Errorf("Raw: %v", err)
+				}
+			})
+		})
+	}
+
+	t.Run("no connection claimed", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			o := &fakeOpener{}
+			c := newConnector(t, o, onePerBackend(1), backends(1)...)
+			dc, err := c.Connect(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := dc.(interface{ Unwrap() driver.Conn })
+			if u.Unwrap() != o.opened()[0].dc {
+				t.Errorf("Unwrap() = %v, want the claimed driver conn", u.Unwrap())
+			}
+			dc.(driver.Validator).IsValid() // gives the connection back
+			if got := u.Unwrap(); got != nil {
+				t.Errorf("Unwrap() with no connection claimed = %v, want nil", got)
+			}
+			if got := claimed(c); got != 0 {
+				t.Errorf("%d connections claimed after IsValid, want 0", got)
+			}
+			dc.Close()
+		})
+	})
+}
