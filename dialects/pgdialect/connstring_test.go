@@ -1,0 +1,235 @@
+package pgdialect
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/qorb-go/qorb"
+	"github.com/qorb-go/qorb/resolver"
+)
+
+func TestSplitKeywords(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []pair
+	}{
+		{"", nil},
+		{"   ", nil},
+		{"host=a", []pair{{"host", "a", "host=a"}}},
+		{" host = a  port=5432 ", []pair{{"host", "a", "host = a"}, {"port", "5432", "port=5432"}}},
+		{`password='it\'s a \\ test' user=u`, []pair{{"password", `it's a \ test`, `password='it\'s a \\ test'`}, {"user", "u", "user=u"}}},
+		{`a=b\ c d=`, []pair{{"a", "b c", `a=b\ c`}, {"d", "", "d="}}},
+		{"a='' b=x", []pair{{"a", "", "a=''"}, {"b", "x", "b=x"}}},
+		{"a='x'b=y", []pair{{"a", "x", "a='x'"}, {"b", "y", "b=y"}}},
+		{`a=x\`, []pair{{"a", "x", `a=x\`}}},
+	}
+	for _, tt := range tests {
+		got, err := splitKeywords(tt.in)
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("splitKeywords(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestSplitKeywordsErrors(t *testing.T) {
+	for _, in := range []string{
+		"host",
+		"=a",
+		"host a=b",
+		"password='Secr3t",
+		`password='Secr3t\`,
+		"password=my Secr3t dbname=x",
+		"password='Secr3t''s' x=1", // '' is no escape: the quote closes early
+	} {
+		_, err := splitKeywords(in)
+		if err == nil {
+			t.Errorf("splitKeywords(%q) succeeded, want an error", in)
+			continue
+		}
+		if strings.Contains(err.Error(), "Secr3t") {
+			t.Errorf("splitKeywords(%q): error shows the password: %v", in, err)
+		}
+	}
+}
+
+func TestParseNative(t *testing.T) {
+	t.Setenv("PGPASSFILE", "/nonexistent")
+	tests := []struct {
+		name     string
+		dsn      string
+		backends []string // Backend.String
+		role     qorb.Role
+		reset    bool
+		maxConns int
+		params   map[string]string // run-time parameters pgx will send
+	}{
+		{
+			name:     "keyword, one host",
+			dsn:      "host=10.0.0.1 port=5433 user=app dbname=app sslmode=disable application_name=svc pool_max_conns=7",
+			backends: []string{"10.0.0.1:5433"},
+			maxConns: 7,
+			params:   map[string]string{"application_name": "svc"},
+		},
+		{
+			name:     "keyword, several hosts and ports",
+			dsn:      "host=db1.example,db2.example,10.0.0.3 port=5432,5433,5434 user=app target_session_attrs=read-write pool_reset_session=true",
+			backends: []string{"db1.example:5432", "db2.example:5433", "10.0.0.3:5434"},
+			role:     qorb.RolePrimary,
+			reset:    true,
+			params:   map[string]string{},
+		},
+		{
+			name:     "keyword, quoted values",
+			dsn:      `host = 10.0.0.1 user = 'app' options = '-c search_path=a,b' target_session_attrs = 'prefer-standby'`,
+			backends: []string{"10.0.0.1:5432"},
+			role:     qorb.RolePreferReplica,
+			params:   map[string]string{"options": "-c search_path=a,b"},
+		},
+		{
+			name:     "URL, hosts with and without ports",
+			dsn:      "postgres://app:pw@db1.example:6432,db2.example/app?sslmode=require&pool_max_conns=3&target_session_attrs=standby&search_path=s1",
+			backends: []string{"db1.example:6432", "db2.example:5432"},
+			role:     qorb.RoleReplica,
+			maxConns: 3,
+			params:   map[string]string{"search_path": "s1"},
+		},
+		{
+			name:     "URL, IPv6",
+			dsn:      "postgresql://app@[::1]:5433,[2001:db8::2]/app?sslmode=disable",
+			backends: []string{"[::1]:5433", "[2001:db8::2]:5432"},
+			params:   map[string]string{},
+		},
+		{
+			name:     "URL, no query",
+			dsn:      "postgres://app@10.0.0.9/app",
+			backends: []string{"10.0.0.9:5432"},
+			params:   map[string]string{},
+		},
+		{
+			name:     "URL, '?' in the password",
+			dsn:      "postgres://app:p?ss@10.0.0.9/app?pool_max_conns=2",
+			backends: []string{"10.0.0.9:5432"},
+			maxConns: 2,
+			params:   map[string]string{},
+		},
+		{
+			name:     "the same host twice is one backend",
+			dsn:      "host=10.0.0.1,10.0.0.1 sslmode=prefer",
+			backends: []string{"10.0.0.1:5432"},
+			params:   map[string]string{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, err := parseNative(tt.dsn)
+			if err != nil {
+				t.Fatalf("parseNative: %v", err)
+			}
+			var got []string
+			for _, b := range n.backends {
+				got = append(got, b.String())
+				if b.Weight != 1 {
+					t.Errorf("backend %v has weight %d", b, b.Weight)
+				}
+			}
+			if !reflect.DeepEqual(got, tt.backends) {
+				t.Errorf("backends = %q, want %q", got, tt.backends)
+			}
+			if n.settings.DefaultRole != tt.role {
+				t.Errorf("default role = %v, want %v", n.settings.DefaultRole, tt.role)
+			}
+			if n.settings.Reset != tt.reset || n.opener.reset != tt.reset {
+				t.Errorf("reset = %v (opener %v), want %v", n.settings.Reset, n.opener.reset, tt.reset)
+			}
+			if n.settings.Policy.MaxSlots != tt.maxConns {
+				t.Errorf("MaxSlots = %d, want %d", n.settings.Policy.MaxSlots, tt.maxConns)
+			}
+			if rp := n.opener.cfg.RuntimeParams; !reflect.DeepEqual(rp, tt.params) {
+				t.Errorf("run-time parameters = %q, want %q", rp, tt.params)
+			}
+			if n.opener.cfg.ValidateConnect != nil {
+				t.Error("pgx would apply target_session_attrs")
+			}
+			if n.opener.cfg.Host != placeholderHost {
+				t.Errorf("template host = %q", n.opener.cfg.Host)
+			}
+		})
+	}
+}
+
+func TestParseNativePassword(t *testing.T) {
+	for _, dsn := range []string{
+		"host=10.0.0.1 user=app password=s3cret",
+		"postgres://app:s3cret@10.0.0.1/app",
+		"postgres://app:s3%63ret@10.0.0.1/app",
+		"postgres://app@10.0.0.1/app?password=s3cret",
+	} {
+		n, err := parseNative(dsn)
+		if err != nil {
+			t.Errorf("parseNative(%q): %v", dsn, err)
+			continue
+		}
+		if n.opener.cfg.Password != "s3cret" {
+			t.Errorf("parseNative(%q): password %q, want s3cret", dsn, n.opener.cfg.Password)
+		}
+	}
+}
+
+func TestParseNativeErrors(t *testing.T) {
+	tests := []struct {
+		dsn  string
+		want string
+	}{
+		{"host=10.0.0.1 password=Secr3t sslmode=sometimes", "sslmode is invalid"},
+		{"postgres://app:Secr3t@10.0.0.1/app?sslmode=sometimes", "sslmode is invalid"},
+		{"postgres://app:Secr3t@10.0.0.1:99999/app", "invalid port"},
+		{"host=10.0.0.1,10.0.0.2 port=1,2,3 password=Secr3t", "port numbers"},
+		{"host=10.0.0.1 password=Secr3t pool_max_conns=lots", "pool_max_conns"},
+		{"host=10.0.0.1 password=Secr3t pool_nonsense=1", "pool_nonsense"},
+		{"host=10.0.0.1 password=Secr3t dns_server=10.0.0.53", "dns_server"},
+		{"host=10.0.0.1 password=Secr3t target_session_attrs=writable", "target_session_attrs"},
+		{"host=10.0.0.1 password=my Secr3t", "keyword"},
+		{"host=10.0.0.1 password='Secr3t", "quote"},
+		{"postgres://app:Secr3t@10.0.0.1/app?sslpassword=Secr3tToo&sslcert=/nonexistent", "sslkey"},
+		{"postgres://app:Secr3t@[::1/app", "IPv6"},
+		{"postgres://app:Secr3t@10.0.0.1/app?a=1&&b=2", "separator"},
+	}
+	for _, tt := range tests {
+		_, err := parseNative(tt.dsn)
+		if err == nil {
+			t.Errorf("parseNative(%q) succeeded, want an error", tt.dsn)
+			continue
+		}
+		msg := err.Error()
+		if !errors.Is(err, qorb.ErrBadDSN) {
+			t.Errorf("parseNative(%q) = %q, want it to wrap qorb.ErrBadDSN", tt.dsn, msg)
+		}
+		if !strings.Contains(msg, tt.want) {
+			t.Errorf("parseNative(%q) = %q, want it to mention %q", tt.dsn, msg, tt.want)
+		}
+		if strings.Contains(msg, "Secr3t") || strings.Contains(msg, placeholderHost) {
+			t.Errorf("parseNative(%q) = %q: shows a secret or the placeholder", tt.dsn, msg)
+		}
+	}
+}
+
+func TestParseNativeDefaultHost(t *testing.T) {
+	t.Setenv("PGHOST", "10.9.8.7")
+	t.Setenv("PGPORT", "6543")
+	n, err := parseNative("user=app sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []resolver.Backend{{Host: "10.9.8.7", Addr: "10.9.8.7:6543", Weight: 1}}
+	if !reflect.DeepEqual(n.backends, want) {
+		t.Errorf("backends = %v, want %v", n.backends, want)
+	}
+}
+
+func TestNewConnectorErrors(t *testing.T) {
+	if c, err := NewConnector("host=10.0.0.1 pool_max_conns=x"); err == nil || c != nil {
+		t.Errorf("NewConnector(bad) = %v, %v; want an error", c, err)
+	}
+}

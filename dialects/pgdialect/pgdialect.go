@@ -1,0 +1,297 @@
+package pgdialect
+
+import (
+	"context"
+	"crypto/tls"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/qorb-go/qorb"
+	"github.com/qorb-go/qorb/resolver"
+)
+
+func init() {
+	qorb.Register(Dialect{}, "postgres+srv", "postgresql+srv", "postgres", "postgresql")
+}
+
+// Errors that [Opener.Recycle] and the other Opener methods return, to be
+// matched with [errors.Is].
+var (
+	// ErrClosed: pgx reports the connection closed.
+	ErrClosed = errors.New("pgdialect: connection is closed")
+	// ErrBusy: a query's results were not read to the end.
+	ErrBusy = errors.New("pgdialect: connection is busy")
+	// ErrInTransaction: the connection is inside a transaction, or a
+	// failed one that was never rolled back.
+	ErrInTransaction = errors.New("pgdialect: connection is inside a transaction")
+	// ErrForeignConn: the connection was not opened by an Opener of this
+	// package.
+	ErrForeignConn = errors.New("pgdialect: not a pgx connection")
+)
+
+// placeholderHost stands in for the backends' hosts while a configuration
+// is parsed. It is in the reserved .invalid domain, so it never resolves;
+// every connection replaces it with a backend's address and name.
+const placeholderHost = "qorb.invalid"
+
+// Dialect is the PostgreSQL dialect. It is registered with qorb for the
+// schemes postgres+srv, postgresql+srv, postgres and postgresql when the
+// package is imported.
+type Dialect struct{}
+
+var _ qorb.Dialect = Dialect{}
+
+// Name returns "postgres".
+func (Dialect) Name() string { return "postgres" }
+
+// Service returns "_postgresql._tcp", the SRV service of a +srv DSN.
+func (Dialect) Service() string { return "_postgresql._tcp" }
+
+// DefaultPort returns 5432.
+func (Dialect) DefaultPort() uint16 { return 5432 }
+
+// Open returns an [*Opener] for cfg, as [NewOpener] does.
+func (Dialect) Open(cfg qorb.DriverConfig) (qorb.Opener, error) {
+	o, err := NewOpener(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// Opener opens connections to PostgreSQL backends through pgx's
+// database/sql connector, and checks, recycles and asks the role of the
+// connections it opened. It is safe for concurrent use; each connection
+// is used by one goroutine at a time.
+type Opener struct {
+	// cfg is parsed with placeholderHost as its only host. It is never
+	// modified: each connection gets a copy.
+	cfg   *pgx.ConnConfig
+	reset bool
+}
+
+var _ qorb.Opener = (*Opener)(nil)
+
+// NewOpener returns an Opener for the user, password, database and pgx
+// connection parameters of cfg (such as sslmode, sslrootcert,
+// connect_timeout, application_name), with cfg.Reset for
+// pool_reset_session. It checks the parameters with [pgx.ParseConfig]
+// and fails for those pgx rejects; parameters pgx does not know are sent
+// to the server as run-time parameters when connecting, as pgx does. The
+// host list belongs to the resolver, so host, hostaddr and port are
+// errors here, as are qorb's own parameters. Errors never show a password.
+func NewOpener(cfg qorb.DriverConfig) (*Opener, error) {
+	var cs connString
+	cs.add("host", placeholderHost)
+	if cfg.User != "" {
+		cs.add("user", cfg.User)
+	}
+	if cfg.Database != "" {
+		cs.add("dbname", cfg.Database)
+	}
+	password := cfg.Password
+	keys := make([]string, 0, len(cfg.Params))
+	for k := range cfg.Params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		vs := cfg.Params[k]
+		switch {
+		case k == "host" || k == "hostaddr" || k == "port":
+			return nil, fmt.Errorf("pgdialect: parameter %s: the hosts come from the DSN's host list or SRV records", k)
+		case strings.HasPrefix(k, "pool_") || k == "dns_server":
+			return nil, fmt.Errorf("pgdialect: parameter %s is qorb's own and must not reach the driver", k)
+		case !validKeyword(k):
+			return nil, fmt.Errorf("pgdialect: parameter name %q is not a connection-string keyword", k)
+		case k == "password":
+			// The last one wins, as in a libpq URI, where a password
+			// parameter overrides the one in the user information.
+			if len(vs) > 0 {
+				password = vs[len(vs)-1]
+			}
+			continue
+		}
+		for _, v := range vs {
+			cs.add(k, v)
+		}
+	}
+	secrets := append(cs.secrets, password)
+	pc, err := pgx.ParseConfig(cs.String())
+	if err != nil {
+		return nil, parseError("pgdialect: driver parameters", err, secrets)
+	}
+	if password != "" {
+		pc.Password = password
+	}
+	return newOpener(pc, cfg.Reset), nil
+}
+
+// newOpener returns an Opener over cfg, which was parsed with
+// placeholderHost as its host. It takes cfg over.
+func newOpener(cfg *pgx.ConnConfig, reset bool) *Opener {
+	// qorb routes operations by role; pgx must not reject backends at
+	// connect time for target_session_attrs (or PGTARGETSESSIONATTRS).
+	cfg.ValidateConnect = nil
+	return &Opener{cfg: cfg, reset: reset}
+}
+
+// Connect opens a connection to b through [stdlib.GetConnector]. It dials
+// b.Addr and, where TLS sends or verifies a server name, uses b.Host (the
+// host of b.Addr when b.Host is empty). ctx bounds the whole connection
+// setup, TLS and authentication included. The connection is a
+// *stdlib.Conn.
+func (o *Opener) Connect(ctx context.Context, b resolver.Backend) (driver.Conn, error) {
+	cfg, err := o.configFor(b)
+	if err != nil {
+		return nil, err
+	}
+	c, err := stdlib.GetConnector(*cfg, stdlib.OptionShouldPing(neverPing)).Connect(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("pgdialect: connect to %s: %w", b, err)
+	}
+	return c, nil
+}
+
+// neverPing keeps stdlib from pinging a connection in ResetSession: the
+// pool health-checks idle connections itself.
+func neverPing(context.Context, stdlib.ShouldPingParams) bool { return false }
+
+// configFor returns a copy of the Opener's configuration that connects to
+// b: b's host and port in the main entry and every fallback, and b's name
+// in each TLS configuration that sends or verifies a server name.
+func (o *Opener) configFor(b resolver.Backend) (*pgx.ConnConfig, error) {
+	host, port, err := splitAddr(b.Addr)
+	if err != nil {
+		return nil, err
+	}
+	name := b.Host
+	if name == "" {
+		name = host
+	}
+	cfg := o.cfg.Copy()
+	cfg.Host, cfg.Port = host, port
+	if strings.HasPrefix(host, "/") {
+		// A Unix socket directory: no TLS, as in pgx, and so no
+		// fallback without it either.
+		cfg.TLSConfig, cfg.Fallbacks = nil, nil
+		return cfg, nil
+	}
+	cfg.TLSConfig = withServerName(cfg.TLSConfig, name)
+	for _, fb := range cfg.Fallbacks {
+		fb.Host, fb.Port = host, port
+		fb.TLSConfig = withServerName(fb.TLSConfig, name)
+	}
+	return cfg, nil
+}
+
+// withServerName returns a clone of t that sends and verifies name, if t
+// had a server name: the placeholder, since the configuration was parsed
+// for it. pgx leaves the name empty for sslsni=0 (unless verify-full needs
+// it), and then so does withServerName.
+func withServerName(t *tls.Config, name string) *tls.Config {
+	if t == nil {
+		return nil
+	}
+	t = t.Clone()
+	if t.ServerName != "" {
+		t.ServerName = name
+	}
+	return t
+}
+
+// splitAddr splits a backend's "host:port" address.
+func splitAddr(addr string) (string, uint16, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("pgdialect: backend address %q: %w", addr, err)
+	}
+	port, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || port == 0 || host == "" {
+		return "", 0, fmt.Errorf("pgdialect: backend address %q: want host:port with a port from 1 to 65535", addr)
+	}
+	return host, uint16(port), nil
+}
+
+// conn returns the pgx connection under c, a connection Connect opened.
+func conn(c driver.Conn) (*pgx.Conn, error) {
+	sc, ok := c.(*stdlib.Conn)
+	if !ok {
+		return nil, fmt.Errorf("%w: %T", ErrForeignConn, c)
+	}
+	return sc.Conn(), nil
+}
+
+// Ping checks c with a round trip to the server (an empty query).
+func (o *Opener) Ping(ctx context.Context, c driver.Conn) error {
+	pc, err := conn(c)
+	if err != nil {
+		return err
+	}
+	return pc.Ping(ctx)
+}
+
+// Recycle decides whether c may be reused. Without pool_reset_session it
+// does no I/O: it fails with [ErrClosed], [ErrBusy] or [ErrInTransaction]
+// for a connection pgx reports closed, busy or inside a transaction. With
+// it, it also resets the session with DISCARD ALL and makes pgx forget
+// the statements it prepared (see the package documentation).
+func (o *Opener) Recycle(ctx context.Context, c driver.Conn) error {
+	pc, err := conn(c)
+	if err != nil {
+		return err
+	}
+	switch pg := pc.PgConn(); {
+	case pc.IsClosed():
+		return ErrClosed
+	case pg.IsBusy():
+		return ErrBusy
+	case pg.TxStatus() != 'I':
+		return fmt.Errorf("%w (status %q)", ErrInTransaction, pg.TxStatus())
+	}
+	if !o.reset {
+		return nil
+	}
+	if _, err := pc.PgConn().Exec(ctx, "DISCARD ALL").ReadAll(); err != nil {
+		return fmt.Errorf("pgdialect: reset session: %w", err)
+	}
+	// The server forgot every prepared statement; so must pgx, or its
+	// statement cache would name statements that no longer exist.
+	if err := pc.DeallocateAll(ctx); err != nil {
+		return fmt.Errorf("pgdialect: reset session: %w", err)
+	}
+	return nil
+}
+
+// Role asks the server whether it is in recovery: a standby is
+// [resolver.RoleReplica], any other server [resolver.RolePrimary]. It
+// uses the simple protocol, so it prepares nothing on the connection.
+func (o *Opener) Role(ctx context.Context, c driver.Conn) (resolver.Role, error) {
+	pc, err := conn(c)
+	if err != nil {
+		return resolver.RoleUnknown, err
+	}
+	res, err := pc.PgConn().Exec(ctx, "SELECT pg_is_in_recovery()").ReadAll()
+	if err != nil {
+		return resolver.RoleUnknown, fmt.Errorf("pgdialect: role: %w", err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 1 {
+		return resolver.RoleUnknown, errors.New("pgdialect: role: pg_is_in_recovery() returned no value")
+	}
+	switch v := string(res[0].Rows[0][0]); v {
+	case "t":
+		return resolver.RoleReplica, nil
+	case "f":
+		return resolver.RolePrimary, nil
+	default:
+		return resolver.RoleUnknown, fmt.Errorf("pgdialect: role: pg_is_in_recovery() returned %q", v)
+	}
+}
