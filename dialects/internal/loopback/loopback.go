@@ -216,5 +216,6 @@ func (ca *CA) ServerTLS(c net.Conn) (*tls.Conn, Hello) {
 	})
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	h.Err = tc.Handshake()
+	c.SetDeadline(time.Time{})
 	return tc, h
 }
