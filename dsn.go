@@ -68,6 +68,15 @@ func parseDSN(dsn string) (parsedDSN, error) {
 	if i := strings.IndexAny(rest, "/?"); i >= 0 {
 		authority, pathQuery = rest[:i], rest[i:]
 	}
+	// A '/' or '?' in an unescaped password ends the authority early: it
+	// then holds "user:start-of-password", which errors must not quote.
+	hideHosts := !strings.Contains(authority, "@") && strings.Contains(pathQuery, "@")
+	badHosts := func(format string, args ...any) (parsedDSN, error) {
+		if hideHosts {
+			return bad("cannot parse the hosts; percent-encode '/', '?' and '@' in the user name and password")
+		}
+		return bad(format, args...)
+	}
 	if i := strings.LastIndex(authority, "@"); i >= 0 {
 		userinfo := authority[:i]
 		authority = authority[i+1:]
@@ -105,7 +114,7 @@ func parseDSN(dsn string) (parsedDSN, error) {
 	}
 	if strings.HasSuffix(scheme, "+srv") {
 		if strings.ContainsAny(authority, ",:") {
-			return bad("a +srv DSN takes one name without a port, not %q", authority)
+			return badHosts("a +srv DSN takes one name without a port, not %q", authority)
 		}
 		d.srv = authority
 		if !strings.HasPrefix(authority, "_") {
@@ -119,17 +128,19 @@ func parseDSN(dsn string) (parsedDSN, error) {
 	hosts := strings.Split(authority, ",")
 	for i, h := range hosts {
 		if hosts[i], err = url.PathUnescape(h); err != nil {
-			return bad("host %q: %v", h, err)
+			return badHosts("host %q: %v", h, err)
 		}
 	}
 	if d.hosts, err = resolver.ParseAddrs(d.dialect.DefaultPort(), hosts...); err != nil {
-		return bad("%v", err)
+		return badHosts("%v", err)
 	}
 	return d, nil
 }
 
 // redact returns dsn with its password replaced by "xxxxx", for error
-// messages.
+// messages. It hides too much rather than too little: a password with an
+// unescaped '/' or '?' in it runs to the last '@', and the values of
+// parameters such as password and sslpassword are hidden too.
 func redact(dsn string) string {
 	scheme, rest, ok := strings.Cut(dsn, "://")
 	if !ok {
@@ -141,11 +152,21 @@ func redact(dsn string) string {
 	}
 	at := strings.LastIndex(rest[:end], "@")
 	if at < 0 {
-		return dsn
+		at = strings.LastIndex(rest, "@")
 	}
-	user, _, hasPass := strings.Cut(rest[:at], ":")
-	if !hasPass {
-		return dsn
+	if at >= 0 {
+		if user, _, hasPass := strings.Cut(rest[:at], ":"); hasPass {
+			rest = user + ":xxxxx" + rest[at:]
+		}
 	}
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
+	if base, query, ok := strings.Cut(rest, "?"); ok {
+		params := strings.Split(query, "&")
+		for i, p := range params {
+			if k, _, ok := strings.Cut(p, "="); ok && strings.Contains(strings.ToLower(k), "password") {
+				params[i] = k + "=xxxxx"
+			}
+		}
+		rest = base + "?" + strings.Join(params, "&")
+	}
+	return scheme + "://" + rest
 }
