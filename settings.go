@@ -107,7 +107,7 @@ func TakeSettings(params url.Values) (Settings, error) {
 						continue
 					}
 					if _, _, err := net.SplitHostPort(a); err != nil {
-						a = net.JoinHostPort(a, "53")
+						a = net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(a, "["), "]"), "53")
 					}
 					s.DNSServers = append(s.DNSServers, a)
 				}
