@@ -42,6 +42,9 @@ func (d fakeDialect) Open(cfg DriverConfig) (Opener, error) {
 		return nil, fmt.Errorf("fake: parameter fake_reject=%s rejected", v)
 	}
 	name := cfg.Params.Get("fake_opener")
+	if name == "" {
+		return &fakeOpener{cfg: cfg}, nil
+	}
 	o, ok := openers.Load(name)
 	if !ok {
 		return nil, fmt.Errorf("fake: no opener %q", name)
