@@ -49,7 +49,13 @@ var (
 
 // bind claims a connection for the operation ctx belongs to.
 func (cn *conn) bind(ctx context.Context) error {
-	cl, err := cn.c.pool.ClaimFiltered(ctx, cn.c.filter(roleFrom(ctx, cn.c.role)))
+	role := roleFrom(ctx, cn.c.role)
+	cl, err := cn.c.pool.ClaimFiltered(ctx, cn.c.filter(role))
+	if err != nil && role == RolePreferReplica &&
+		(errors.Is(err, pool.ErrNoBackends) || errors.Is(err, pool.ErrNoBackendsOnline)) {
+		// No replica is online: the primary serves.
+		cl, err = cn.c.pool.ClaimFiltered(ctx, primaryOnly)
+	}
 	if err != nil {
 		return err
 	}
