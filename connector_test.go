@@ -466,3 +466,106 @@ func TestDBCloseClosesEveryConnection(t *testing.T) {
 		})
 	}
 }
+
+// TestRoles shows that an operation uses only the backends of the role its
+// context asks for, or of the connector's default role, and that a
+// backend whose role is not known serves any role.
+func TestRoles(t *testing.T) {
+	bs := backends(4)
+	bs[0].Role = resolver.RolePrimary
+	bs[1].Role = resolver.RoleReplica
+	bs[2].Role = resolver.RoleReplica
+	// bs[3]'s role is unknown.
+	primary, replicas, unknown := bs[0].Addr, []string{bs[1].Addr, bs[2].Addr}, bs[3].Addr
+	tests := []struct {
+		name    string
+		def     Role  // the connector's default role
+		ctxRole *Role // the context's, if any
+		want    []string
+	}{
+		{"default any", RoleAny, nil, []string{primary, replicas[0], replicas[1], unknown}},
+		{"context primary", RoleAny, ptr(RolePrimary), []string{primary, unknown}},
+		{"context replica", RoleAny, ptr(RoleReplica), []string{replicas[0], replicas[1], unknown}},
+		{"context prefer-replica", RoleAny, ptr(RolePreferReplica), []string{replicas[0], replicas[1], unknown}},
+		{"default replica", RoleReplica, nil, []string{replicas[0], replicas[1], unknown}},
+		{"default replica, context primary", RoleReplica, ptr(RolePrimary), []string{primary, unknown}},
+		{"default primary, context any", RolePrimary, ptr(RoleAny), []string{primary, replicas[0], replicas[1], unknown}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 20) }}
+				r, err := resolver.NewStatic(bs...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := NewConnector(Config{Opener: o, Resolver: r, Settings: Settings{Policy: onePerBackend(len(bs)), DefaultRole: tt.def}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				db := sql.OpenDB(c)
+				defer db.Close()
+				synctest.Wait()
+				ctx := t.Context()
+				if tt.ctxRole != nil {
+					ctx = WithRole(ctx, *tt.ctxRole)
+				}
+				served := map[string]int{}
+				for range 4 * len(tt.want) {
+					served[backendOf(queryBackend(t, ctx, db))]++
+				}
+				for _, addr := range tt.want {
+					if served[addr] != 4 {
+						t.Errorf("backend %s served %d queries, want 4 (all: %v)", addr, served[addr], served)
+					}
+				}
+				if len(served) != len(tt.want) {
+					t.Errorf("queries went to %v, want only %v", served, tt.want)
+				}
+			})
+		})
+	}
+
+	// A replica, or the primary when no replica is online.
+	t.Run("prefer-replica with no replica online", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			bs := backends(2)
+			bs[0].Role, bs[1].Role = resolver.RolePrimary, resolver.RoleReplica
+			o := &fakeOpener{
+				script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 20) },
+				connectErr: func(b resolver.Backend) error {
+					if b.Role == resolver.RoleReplica {
+						return errors.New("connection refused")
+					}
+					return nil
+				},
+			}
+			c := newConnector(t, o, onePerBackend(2), bs...)
+			db := openDB(t, c)
+			time.Sleep(time.Second) // the replica goes offline after its first attempts fail
+			synctest.Wait()
+			if h := backendStats(t, c, bs[1].Addr).Health; h != pool.HealthOffline {
+				t.Fatalf("replica is %v, want offline", h)
+			}
+			ctx := WithRole(t.Context(), RolePreferReplica)
+			if got := backendOf(queryBackend(t, ctx, db)); got != bs[0].Addr {
+				t.Errorf("prefer-replica query ran on %s, want the primary %s", got, bs[0].Addr)
+			}
+			ctx = WithRole(t.Context(), RoleReplica)
+			if err := db.QueryRowContext(ctx, "SELECT backend").Scan(new(string)); !errors.Is(err, pool.ErrNoBackendsOnline) {
+				t.Errorf("replica query = %v, want pool.ErrNoBackendsOnline", err)
+			}
+		})
+	})
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestRoleString(t *testing.T) {
+	for r, want := range map[Role]string{RoleAny: "any", RolePrimary: "primary", RoleReplica: "replica", RolePreferReplica: "prefer-replica", Role(9): "role(9)"} {
+		if got := r.String(); got != want {
+			t.Errorf("Role(%d).String() = %q, want %q", uint8(r), got, want)
+		}
+	}
+}
