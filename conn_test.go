@@ -406,6 +406,10 @@ func TestForwarding(t *testing.T) {
 			if _, err := db.ExecContext(ctx, update, int64(7)); err != nil {
 				t.Errorf("ExecContext with an int64 argument: %v", err)
 			}
+			// Its statements take no named parameters.
+			if _, err := db.ExecContext(ctx, update, sql.Named("x", 1)); err == nil || !strings.Contains(err.Error(), "named parameters") {
+				t.Errorf("ExecContext with a named parameter = %v, want an error about named parameters", err)
+			}
 			// Ping falls back to the Opener's health check.
 			pings := o.pings.Load()
 			if err := db.PingContext(ctx); err != nil {
@@ -440,7 +444,11 @@ func TestForwarding(t *testing.T) {
 
 	t.Run("driver-level fallbacks", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			o := &fakeOpener{kind: baseKind}
+			o := &fakeOpener{kind: baseKind, script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) {
+				m.ExpectBegin()
+				m.ExpectCommit()
+				m.ExpectPrepare(update)
+			}}
 			c := newConnector(t, o, onePerBackend(1), backends(1)...)
 			dc, err := c.Connect(t.Context())
 			if err != nil {
@@ -464,6 +472,28 @@ func TestForwarding(t *testing.T) {
 			opts := driver.TxOptions{Isolation: driver.IsolationLevel(sql.LevelSerializable)}
 			if _, err := dc.(driver.ConnBeginTx).BeginTx(ctx, opts); err == nil {
 				t.Error("BeginTx with serializable isolation succeeded, want an error")
+			}
+			// The methods of driver.Conn itself.
+			//lint:ignore SA1019 the wrapper must still have Begin
+			tx, err := dc.Begin()
+			if err != nil {
+				t.Fatalf("Begin: %v", err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Errorf("Commit: %v", err)
+			}
+			for range 2 {
+				st, err := dc.Prepare(update)
+				if err != nil {
+					t.Fatalf("Prepare: %v", err)
+				}
+				if got := st.NumInput(); got != -1 {
+					t.Errorf("NumInput() = %d, want the driver's -1", got)
+				}
+				st.Close()
+			}
+			if err := o.opened()[0].mock.ExpectationsWereMet(); err != nil {
+				t.Errorf("mock: %v", err) // Prepare ran once: the second came from the cache
 			}
 		})
 	})

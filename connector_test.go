@@ -569,3 +569,74 @@ func TestRoleString(t *testing.T) {
 		}
 	}
 }
+
+// TestFullResetForgetsStatements shows that with pool_reset_session the
+// statement cache is emptied each time a connection comes back, since a
+// full reset (DISCARD ALL) forgets prepared statements on the server: each
+// execution prepares again, and every statement is closed.
+func TestFullResetForgetsStatements(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const execs = 3
+		o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) {
+			for range 1 + execs {
+				m.ExpectPrepare(update).WillBeClosed()
+			}
+			serveUpdate(m, execs)
+		}}
+		c := newConnectorWith(t, o, Settings{Policy: onePerBackend(1), Reset: true}, backends(1)...)
+		db := openDB(t, c)
+		synctest.Wait()
+		ctx := t.Context()
+		st, err := db.PrepareContext(ctx, update)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		for range execs {
+			if _, err := st.ExecContext(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait() // the last recycle runs in the background
+		oc := o.opened()[0]
+		mc := oc.dc.(*mockConn)
+		if got, want := mc.prepares.Load(), int64(1+execs); got != want {
+			t.Errorf("statement prepared %d times, want %d: once per claim", got, want)
+		}
+		if got, want := o.recycles()[oc.backend], 1+execs; got != want {
+			t.Errorf("connection recycled %d times, want %d", got, want)
+		}
+		if err := oc.mock.ExpectationsWereMet(); err != nil {
+			t.Errorf("mock: %v", err)
+		}
+	})
+}
+
+// TestHealthCheckUsesOpenerPing shows that the pool checks idle
+// connections with the Opener's Ping, and replaces one whose check fails.
+func TestHealthCheckUsesOpenerPing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := backends(1)[0]
+		o := &fakeOpener{}
+		c := newConnector(t, o, pool.Policy{MaxSlots: 1, MaxPerBackend: 1, HealthInterval: time.Minute}, b)
+		synctest.Wait()
+		time.Sleep(2 * time.Minute) // virtual time: at least one check is due
+		synctest.Wait()
+		if o.pings.Load() == 0 {
+			t.Fatal("no health check called Opener.Ping")
+		}
+		if got := o.connects(b.Addr); got != 1 {
+			t.Errorf("%d connections opened while checks passed, want 1", got)
+		}
+		o.pingFail.Store(true)
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		if got := o.connects(b.Addr); got < 2 {
+			t.Errorf("%d connections opened after a check failed, want the failed one replaced", got)
+		}
+		if st := backendStats(t, c, b.Addr); !strings.Contains(st.LastError, errPing.Error()) {
+			t.Errorf("LastError = %q, want the ping's error", st.LastError)
+		}
+		o.pingFail.Store(false)
+	})
+}

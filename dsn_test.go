@@ -326,6 +326,12 @@ func TestOpenConnector(t *testing.T) {
 	if c.role != RoleReplica {
 		t.Errorf("default role = %v, want %v from target_session_attrs", c.role, RoleReplica)
 	}
+	if _, ok := c.Driver().(*Driver); !ok {
+		t.Errorf("Driver() = %T, want *Driver", c.Driver())
+	}
+	if _, err := c.Driver().Open("fake://h/db"); err == nil {
+		t.Error("Driver.Open succeeded, want an error pointing to sql.Open")
+	}
 	if err := c.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
@@ -333,6 +339,31 @@ func TestOpenConnector(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 	waitGoroutines(t, before)
+}
+
+func TestNewConnectorErrors(t *testing.T) {
+	r, err := resolver.NewStatic(backends(1)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		cfg  Config
+		want error // nil: any error
+	}{
+		{"no Opener", Config{Resolver: r}, nil},
+		{"no Resolver", Config{Opener: &fakeOpener{}}, nil},
+		{"bad policy", Config{Opener: &fakeOpener{}, Resolver: r, Settings: Settings{Policy: pool.Policy{MaxSlots: -1}}}, pool.ErrBadPolicy},
+	}
+	for _, tt := range tests {
+		c, err := NewConnector(tt.cfg)
+		if err == nil {
+			c.Close()
+			t.Errorf("%s: NewConnector succeeded, want an error", tt.name)
+		} else if tt.want != nil && !errors.Is(err, tt.want) {
+			t.Errorf("%s: NewConnector = %v, want %v", tt.name, err, tt.want)
+		}
+	}
 }
 
 // waitGoroutines waits until no more than n goroutines run, and fails the

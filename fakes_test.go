@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -99,8 +100,8 @@ type fakeOpener struct {
 	// resetErr, if set, is what ResetSession of the n-th *mockConn to b
 	// returns.
 	resetErr func(b resolver.Backend, n int) error
-	// pingErr is what Ping returns.
-	pingErr error
+	// pingFail makes Ping fail.
+	pingFail atomic.Bool
 	// invalid says whether the n-th *mockConn to b reports itself
 	// invalid from the start.
 	invalid func(b resolver.Backend, n int) bool
@@ -118,6 +119,8 @@ type fakeOpener struct {
 	open  atomic.Int64 // connections open now
 	pings atomic.Int64
 }
+
+var errPing = errors.New("fake: ping: connection reset by peer")
 
 // opened is a connection a fakeOpener handed out.
 type opened struct {
@@ -194,7 +197,10 @@ func (o *fakeOpener) Connect(ctx context.Context, b resolver.Backend) (driver.Co
 
 func (o *fakeOpener) Ping(ctx context.Context, c driver.Conn) error {
 	o.pings.Add(1)
-	return o.pingErr
+	if o.pingFail.Load() {
+		return errPing
+	}
+	return nil
 }
 
 func (o *fakeOpener) Recycle(ctx context.Context, c driver.Conn) error {
@@ -403,7 +409,13 @@ type baseConn struct {
 	m driver.Conn
 }
 
-func (c *baseConn) Prepare(q string) (driver.Stmt, error) { return c.m.Prepare(q) }
+func (c *baseConn) Prepare(q string) (driver.Stmt, error) {
+	s, err := c.m.Prepare(q)
+	if err != nil {
+		return nil, err
+	}
+	return baseStmt{s}, nil
+}
 
 func (c *baseConn) Close() error {
 	c.close()
@@ -413,6 +425,19 @@ func (c *baseConn) Close() error {
 
 //lint:ignore SA1019 a base-only conn has nothing but Begin
 func (c *baseConn) Begin() (driver.Tx, error) { return c.m.Begin() }
+
+// baseStmt has only the methods of driver.Stmt, as a base-only driver's
+// statements would.
+type baseStmt struct{ s driver.Stmt }
+
+func (s baseStmt) Close() error  { return s.s.Close() }
+func (s baseStmt) NumInput() int { return s.s.NumInput() }
+
+//lint:ignore SA1019 a base-only statement has nothing but Exec
+func (s baseStmt) Exec(args []driver.Value) (driver.Result, error) { return s.s.Exec(args) }
+
+//lint:ignore SA1019 a base-only statement has nothing but Query
+func (s baseStmt) Query(args []driver.Value) (driver.Rows, error) { return s.s.Query(args) }
 
 // backends returns n loopback backends; nothing is dialled, since the
 // Opener is fake.
@@ -435,11 +460,17 @@ func onePerBackend(n int) pool.Policy {
 // was closed.
 func newConnector(t testing.TB, o *fakeOpener, pol pool.Policy, bs ...resolver.Backend) *Connector {
 	t.Helper()
+	return newConnectorWith(t, o, Settings{Policy: pol}, bs...)
+}
+
+// newConnectorWith is newConnector with all the settings.
+func newConnectorWith(t testing.TB, o *fakeOpener, s Settings, bs ...resolver.Backend) *Connector {
+	t.Helper()
 	r, err := resolver.NewStatic(bs...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewConnector(Config{Opener: o, Resolver: r, Settings: Settings{Policy: pol}})
+	c, err := NewConnector(Config{Opener: o, Resolver: r, Settings: s})
 	if err != nil {
 		t.Fatal(err)
 	}
