@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -117,9 +118,23 @@ func TestFailedStatement(t *testing.T) {
 					t.Errorf("%d connections claimed after the operation, want 0", got)
 				}
 				// Every backend serves again.
+				execs := func() map[string]int {
+					m := map[string]int{}
+					for _, oc := range o.opened() {
+						m[oc.backend] += int(oc.dc.(*mockConn).execs.Load())
+					}
+					return m
+				}
+				before := execs()
 				for range 2 * len(bs) {
 					if _, err := db.ExecContext(ctx, update); err != nil {
 						t.Fatalf("ExecContext after the failure: %v", err)
+					}
+				}
+				after := execs()
+				for _, b := range bs {
+					if after[b.Addr] == before[b.Addr] {
+						t.Errorf("backend %s ran no statement after the failure", b.Addr)
 					}
 				}
 			})
@@ -482,7 +497,7 @@ func TestForwarding(t *testing.T) {
 			if err := tx.Commit(); err != nil {
 				t.Errorf("Commit: %v", err)
 			}
-			for range 2 {
+			for range 2 { // the mock expects one Prepare: the second comes from the cache
 				st, err := dc.Prepare(update)
 				if err != nil {
 					t.Fatalf("Prepare: %v", err)
@@ -493,7 +508,7 @@ func TestForwarding(t *testing.T) {
 				st.Close()
 			}
 			if err := o.opened()[0].mock.ExpectationsWereMet(); err != nil {
-				t.Errorf("mock: %v", err) // Prepare ran once: the second came from the cache
+				t.Errorf("mock: %v", err)
 			}
 		})
 	})
@@ -511,7 +526,7 @@ func TestRawReachesDriverConn(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				o := &fakeOpener{kind: kind.kind, script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) {
 					serveBackend(m, b, n, 10)
-					m.ExpectPrepare("SELECT backend").ExpectQuery().WillReturnRows(m.NewRows([]string{"backend"}).AddRow(b.Addr + "/" + string(rune('0'+n))))
+					m.ExpectPrepare("SELECT backend").ExpectQuery().WillReturnRows(m.NewRows([]string{"backend"}).AddRow(b.Addr + "/" + strconv.Itoa(n)))
 				}}
 				c := newConnector(t, o, onePerBackend(3), backends(3)...)
 				db := openDB(t, c)
@@ -527,14 +542,16 @@ func TestRawReachesDriverConn(t *testing.T) {
 				err = conn.Raw(func(dc any) error {
 					u, ok := dc.(interface{ Unwrap() driver.Conn })
 					if !ok {
-						t.Fatalf("Raw gave %T, which has no Unwrap() driver.Conn", dc)
+						t.Errorf("Raw gave %T, which has no Unwrap() driver.Conn", dc)
+						return nil
 					}
 					inner := u.Unwrap()
 					oc := o.find(inner)
 					if oc == nil {
-						t.Fatalf("Unwrap() = %T %p, not a conn the Opener made", inner, inner)
+						t.Errorf("Unwrap() = %T %p, not a conn the Opener made", inner, inner)
+						return nil
 					}
-					if got := oc.backend + "/" + string(rune('0'+oc.n)); got != answer {
+					if got := oc.backend + "/" + strconv.Itoa(oc.n); got != answer {
 						t.Errorf("Unwrap() is connection %s, want %s, which serves the sql.Conn", got, answer)
 					}
 					if kind.kind == rawKind {
