@@ -640,3 +640,55 @@ func TestHealthCheckUsesOpenerPing(t *testing.T) {
 		o.pingFail.Store(false)
 	})
 }
+
+// TestConcurrentOperations runs operations from many goroutines at once
+// (under -race): each succeeds, every backend serves, the pool never
+// opens more than its cap, and no claim is left when they are done.
+func TestConcurrentOperations(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const goroutines, each = 32, 10
+		bs := backends(3)
+		o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) {
+			serveBackend(m, b, n, goroutines*each)
+		}}
+		c := newConnector(t, o, pool.Policy{MaxSlots: 6, MaxPerBackend: 2}, bs...)
+		db := openDB(t, c)
+		synctest.Wait()
+		errs := make(chan error, goroutines)
+		answers := make(chan string, goroutines*each)
+		for range goroutines {
+			go func() {
+				for range each {
+					var a string
+					if err := db.QueryRowContext(t.Context(), "SELECT backend").Scan(&a); err != nil {
+						errs <- err
+						return
+					}
+					answers <- a
+				}
+				errs <- nil
+			}()
+		}
+		for range goroutines {
+			if err := <-errs; err != nil {
+				t.Errorf("query: %v", err)
+			}
+		}
+		close(answers)
+		served := map[string]int{}
+		for a := range answers {
+			served[backendOf(a)]++
+		}
+		for _, b := range bs {
+			if served[b.Addr] == 0 {
+				t.Errorf("backend %s served no query (all: %v)", b.Addr, served)
+			}
+		}
+		if got := claimed(c); got != 0 {
+			t.Errorf("%d connections claimed after every operation ended, want 0", got)
+		}
+		if got := len(o.opened()); got > 6 {
+			t.Errorf("opened %d connections, want at most the cap of 6", got)
+		}
+	})
+}
