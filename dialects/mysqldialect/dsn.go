@@ -128,8 +128,9 @@ func parseNative(dsn string) (native, error) {
 	for _, raw := range pairs {
 		k, _, _ := strings.Cut(raw, "=")
 		if _, ok := params[k]; ok || !strings.Contains(raw, "=") {
-			if k == "strict" {
-				return bad("parameter strict was removed from go-sql-driver/mysql; set sql_mode instead")
+			switch k {
+			case "strict", "password":
+				return bad(strings.TrimPrefix(checkParam(k).Error(), "mysqldialect: "))
 			}
 			kept = append(kept, raw)
 		}

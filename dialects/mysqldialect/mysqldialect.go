@@ -161,6 +161,9 @@ func checkParam(k string) error {
 	case k == "strict":
 		// The driver panics on it.
 		return errors.New("mysqldialect: parameter strict was removed from go-sql-driver/mysql; set sql_mode instead")
+	case k == "password":
+		// The driver would run SET password=... on every connection.
+		return errors.New("mysqldialect: parameter password: put the password in the user information (user:password@)")
 	case strings.HasPrefix(k, "pool_") || k == "dns_server" || k == "target_session_attrs":
 		return fmt.Errorf("mysqldialect: parameter %s is qorb's own and must not reach the driver", k)
 	case k == "" || strings.ContainsAny(k, "&=/?"):

@@ -1,11 +1,13 @@
 package pgdialect
 
 import (
+	"context"
 	"errors"
 	"net/url"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/qorb-go/qorb"
 	"github.com/qorb-go/qorb/dialects/internal/loopback"
@@ -257,5 +259,33 @@ func TestForeignConn(t *testing.T) {
 	}
 	if err := o.Ping(t.Context(), nil); !errors.Is(err, ErrForeignConn) {
 		t.Errorf("Ping(nil) = %v, want ErrForeignConn", err)
+	}
+}
+
+func TestRoundTripContext(t *testing.T) {
+	done, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, _, err := roundTrip(done); !errors.Is(err, context.Canceled) {
+		t.Errorf("roundTrip(cancelled) = %v, want context.Canceled", err)
+	}
+
+	parent, cancelParent := context.WithTimeout(t.Context(), time.Hour)
+	ctx, cancel, err := roundTrip(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	cancelParent()
+	if ctx.Err() != nil {
+		t.Errorf("cancelling the parent ended the round trip's context")
+	}
+	if d1, _ := parent.Deadline(); func() bool { d2, ok := ctx.Deadline(); return !ok || !d2.Equal(d1) }() {
+		t.Errorf("the round trip's context lost the parent's deadline")
+	}
+
+	plain, cancelPlain := context.WithCancel(t.Context())
+	defer cancelPlain()
+	if ctx, _, _ := roundTrip(plain); ctx != plain {
+		t.Errorf("a context without a deadline must be kept as it is: cancelling it is the only way to end the round trip")
 	}
 }

@@ -91,7 +91,10 @@ func parseNative(dsn string) (native, error) {
 			kept = append(kept, p)
 		}
 	}
-	override := []pair{{raw: "host=" + placeholderHost}, {raw: "port=5432"}}
+	override := []pair{
+		{key: "host", value: placeholderHost, raw: "host=" + placeholderHost},
+		{key: "port", value: "5432", raw: "port=5432"},
+	}
 
 	cfg, err := pgx.ParseConfig(join(isURL, base, kept))
 	if err != nil {
@@ -117,23 +120,35 @@ func parseNative(dsn string) (native, error) {
 	for _, fb := range cfg.Fallbacks {
 		add(fb.Host, fb.Port)
 	}
+	for _, b := range backends {
+		if err := b.Validate(); err != nil {
+			return bad(fmt.Sprintf("host %q: %v", b.Host, err))
+		}
+	}
 	return native{opener: newOpener(tmpl, settings.Reset), backends: backends, settings: settings}, nil
 }
 
 // pair is one parameter of a connection string.
 type pair struct {
 	key, value string // unescaped
-	raw        string // as written
+	raw        string // as written (kept for URLs only)
 }
 
-// join puts a connection string together again from its parameters.
+// join puts a connection string together again from its parameters: a
+// URL's as they were written, a keyword/value string's quoted anew, since
+// an unquoted empty value takes the next parameter as its value unless it
+// is the last.
 func join(isURL bool, base string, pairs []pair) string {
+	if !isURL {
+		var cs connString
+		for _, p := range pairs {
+			cs.add(p.key, p.value)
+		}
+		return cs.String()
+	}
 	raws := make([]string, len(pairs))
 	for i, p := range pairs {
 		raws[i] = p.raw
-	}
-	if !isURL {
-		return strings.Join(raws, " ")
 	}
 	if len(raws) == 0 {
 		return base

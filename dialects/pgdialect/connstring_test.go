@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/qorb-go/qorb"
 	"github.com/qorb-go/qorb/resolver"
 )
@@ -232,4 +234,77 @@ func TestNewConnectorErrors(t *testing.T) {
 	if c, err := NewConnector("host=10.0.0.1 pool_max_conns=x"); err == nil || c != nil {
 		t.Errorf("NewConnector(bad) = %v, %v; want an error", c, err)
 	}
+}
+
+// FuzzSplitKeywords checks splitKeywords against pgx's own parser: both
+// accept the same keyword/value strings, and what splitKeywords splits it
+// puts back together to the same parameters.
+func FuzzSplitKeywords(f *testing.F) {
+	for _, s := range []string{
+		"", "host=a", " host = a  port=5432 ", `password='it\'s a \\ test' user=u`, `a=b\ c d=`,
+		"a='' b=x", "a='x'b=y", `a=x\`, "host", "=a", "host a=b", "password='open", "a b=c",
+		"host=a,b port=1,2 sslmode=disable pool_max_conns=3 target_session_attrs=primary",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") || strings.ContainsRune(s, 0) {
+			return
+		}
+		pairs, err := splitKeywords(s)
+		_, perr := pgxSyntax(s)
+		if (err == nil) != (perr == nil) {
+			t.Fatalf("splitKeywords(%q) = %v, pgx = %v", s, err, perr)
+		}
+		if err != nil {
+			return
+		}
+		// Put together again, with more after it, it says the same.
+		more := append(pairs, pair{key: "host", value: placeholderHost})
+		again, err := splitKeywords(join(false, "", more))
+		if err != nil || len(again) != len(more) {
+			t.Fatalf("splitKeywords(join(%q)) = %q, %v", more, again, err)
+		}
+		for i := range more {
+			if again[i].key != more[i].key || again[i].value != more[i].value {
+				t.Fatalf("splitKeywords(join(%q)) = %q", more, again)
+			}
+		}
+	})
+}
+
+// pgxSyntax parses s with pgx and returns only a syntax error.
+func pgxSyntax(s string) (bool, error) {
+	_, err := pgconn.ParseConfig(s)
+	if err != nil && strings.Contains(err.Error(), "failed to parse as keyword/value") {
+		return false, err
+	}
+	return true, nil
+}
+
+// FuzzParseNative: any string either parses or fails with an error that
+// wraps qorb.ErrBadDSN; nothing panics.
+func FuzzParseNative(f *testing.F) {
+	for _, s := range []string{
+		"host=10.0.0.1 user=app pool_max_conns=3",
+		"postgres://app:pw@h1:5432,[::1]/db?sslmode=disable&pool_max_conns=2&target_session_attrs=read-write",
+		"postgres://a:b@[::1/x", "postgresql://h?a=1&&b", "host=a,b port=1,2,3", "sslmode=bogus",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseNative(s)
+		if err != nil {
+			if !errors.Is(err, qorb.ErrBadDSN) {
+				t.Fatalf("parseNative(%q) = %v, want it to wrap ErrBadDSN", s, err)
+			}
+			return
+		}
+		if len(n.backends) == 0 || n.opener.cfg.Host != placeholderHost {
+			t.Fatalf("parseNative(%q): backends %v, template host %q", s, n.backends, n.opener.cfg.Host)
+		}
+		if _, err := resolver.NewStatic(n.backends...); err != nil {
+			t.Fatalf("parseNative(%q): backends %v: %v", s, n.backends, err)
+		}
+	})
 }

@@ -71,6 +71,13 @@ func (Dialect) Open(cfg qorb.DriverConfig) (qorb.Opener, error) {
 // database/sql connector, and checks, recycles and asks the role of the
 // connections it opened. It is safe for concurrent use; each connection
 // is used by one goroutine at a time.
+//
+// The round trips of Ping, Recycle and Role end at their context's
+// deadline, but a context cancelled while one is under way lets it
+// finish: pgx meets cancellation by cutting the connection's I/O short,
+// which leaves a TLS connection unable to send even its Terminate message,
+// and the connection and a goroutine of pgx then linger for up to 15 s.
+// A context already done when they start fails them at once.
 type Opener struct {
 	// cfg is parsed with placeholderHost as its only host. It is never
 	// modified: each connection gets a copy.
@@ -236,7 +243,36 @@ func (o *Opener) Ping(ctx context.Context, c driver.Conn) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel, err := roundTrip(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
 	return pc.Ping(ctx)
+}
+
+// roundTrip returns the context for one of the Opener's own round trips
+// on a connection: ctx's deadline without its cancellation, or ctx itself
+// if it has no deadline. It fails if ctx is done already.
+//
+// pgx meets a cancelled context by setting a deadline in the past on the
+// connection. If that cuts a write short, a TLS connection cannot write
+// again, not even the Terminate message, and pgx's closing goroutine
+// then waits up to 15 s for the server to hang up, while the server waits
+// for the client: a goroutine and a server session outlive the pool that
+// closed the connection. The pool cancels its health checks and
+// recycles when it closes, so they let their round trip finish instead,
+// which takes one round trip, or until the deadline.
+func roundTrip(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	d, ok := ctx.Deadline()
+	if !ok {
+		return ctx, func() {}, nil
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), d)
+	return ctx, cancel, nil
 }
 
 // Recycle decides whether c may be reused. Without pool_reset_session it
@@ -260,6 +296,11 @@ func (o *Opener) Recycle(ctx context.Context, c driver.Conn) error {
 	if !o.reset {
 		return nil
 	}
+	ctx, cancel, err := roundTrip(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
 	if _, err := pc.PgConn().Exec(ctx, "DISCARD ALL").ReadAll(); err != nil {
 		return fmt.Errorf("pgdialect: reset session: %w", err)
 	}
@@ -279,6 +320,11 @@ func (o *Opener) Role(ctx context.Context, c driver.Conn) (resolver.Role, error)
 	if err != nil {
 		return resolver.RoleUnknown, err
 	}
+	ctx, cancel, err := roundTrip(ctx)
+	if err != nil {
+		return resolver.RoleUnknown, err
+	}
+	defer cancel()
 	res, err := pc.PgConn().Exec(ctx, "SELECT pg_is_in_recovery()").ReadAll()
 	if err != nil {
 		return resolver.RoleUnknown, fmt.Errorf("pgdialect: role: %w", err)
