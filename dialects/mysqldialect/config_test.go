@@ -204,6 +204,12 @@ func TestParseNative(t *testing.T) {
 			vars:  map[string]string{"time_zone": "'+00:00'"},
 		},
 		{
+			name:     "the same address twice is one backend",
+			dsn:      "app@tcp(10.0.0.1,10.0.0.1:3306)/app",
+			backends: []string{"10.0.0.1:3306"},
+			user:     "app", db: "app",
+		},
+		{
 			name:     "no address",
 			dsn:      "root@/test",
 			backends: []string{"127.0.0.1:3306"},
@@ -320,4 +326,70 @@ func TestForeignConn(t *testing.T) {
 	if err := o.Ping(t.Context(), nil); !errors.Is(err, ErrForeignConn) {
 		t.Errorf("Ping(nil) = %v, want ErrForeignConn", err)
 	}
+}
+
+// FuzzParseNative: any string either parses, with backends a static
+// resolver takes, or fails with an error that wraps qorb.ErrBadDSN and
+// does not show the password; nothing panics (the driver itself panics on
+// some DSNs).
+func FuzzParseNative(f *testing.F) {
+	for _, s := range []string{
+		"app:secret@tcp(10.0.0.1:3307)/app?parseTime=true&pool_max_conns=5",
+		"app@tcp(db1.example:3306, db2.example,[2001:db8::3]:3310)/app?target_session_attrs=read-only",
+		"root@/test", "/test", "app:p@ss:w(o)r/d@tcp6([::1]:3306)/app", "a@tcp(h)/db?strict=1",
+		"a@tcp(h)/db?loc=%zz", "a@tcp(h/db", "a@unix(/s)/db", "a@tcp(h)/db?tls=nonesuch&&x",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, dsn string) {
+		n, err := parseNative(dsn)
+		if err != nil {
+			if !errors.Is(err, qorb.ErrBadDSN) {
+				t.Fatalf("parseNative(%q) = %v, want it to wrap ErrBadDSN", dsn, err)
+			}
+			if pw := fuzzPassword(dsn); len(pw) >= 6 && strings.Contains(err.Error(), pw) {
+				t.Fatalf("parseNative(%q) = %v: shows the password", dsn, err)
+			}
+			return
+		}
+		if _, err := resolver.NewStatic(n.backends...); err != nil {
+			t.Fatalf("parseNative(%q): backends %v: %v", dsn, n.backends, err)
+		}
+	})
+}
+
+// fuzzPassword finds the password of dsn where the driver does.
+func fuzzPassword(dsn string) string {
+	slash := strings.LastIndexByte(dsn, '/')
+	if slash < 0 {
+		return ""
+	}
+	at := strings.LastIndexByte(dsn[:slash], '@')
+	if at < 0 {
+		return ""
+	}
+	_, pw, _ := strings.Cut(dsn[:at], ":")
+	return pw
+}
+
+// FuzzNewOpener: any parameter either is taken or fails with an error;
+// nothing panics.
+func FuzzNewOpener(f *testing.F) {
+	f.Add("parseTime", "true")
+	f.Add("strict", "1")
+	f.Add("loc", "Europe/Berlin")
+	f.Add("charset", "utf8mb4,utf8")
+	f.Add("tls", "skip-verify")
+	f.Fuzz(func(t *testing.T, k, v string) {
+		o, err := NewOpener(qorb.DriverConfig{User: "app", Password: "Pw-s3cret", Params: url.Values{k: {v}}})
+		if err != nil {
+			if strings.Contains(err.Error(), "Pw-s3cret") {
+				t.Fatalf("NewOpener(%q=%q) = %v: shows the password", k, v, err)
+			}
+			return
+		}
+		if o.cfg.Passwd != "Pw-s3cret" || o.cfg.Addr != placeholderAddr {
+			t.Fatalf("NewOpener(%q=%q): password %q, address %q", k, v, o.cfg.Passwd, o.cfg.Addr)
+		}
+	})
 }

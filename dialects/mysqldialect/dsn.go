@@ -96,9 +96,18 @@ func parseNative(dsn string) (native, error) {
 			hosts[i] = strings.TrimSpace(h)
 		}
 	}
-	backends, err := resolver.ParseAddrs(3306, hosts...)
+	listed, err := resolver.ParseAddrs(3306, hosts...)
 	if err != nil {
 		return bad("address list: " + scrub(err.Error(), password))
+	}
+	// The same address twice is one backend.
+	var backends []resolver.Backend
+	seen := map[resolver.Key]bool{}
+	for _, b := range listed {
+		if !seen[b.Key()] {
+			seen[b.Key()] = true
+			backends = append(backends, b)
+		}
 	}
 
 	dbname, query, _ := strings.Cut(right, "?")
