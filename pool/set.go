@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -309,12 +310,17 @@ type pickEntry[C any] struct {
 }
 
 // choose returns the set a claim with filter f should take an idle slot
-// from, or nil when no set it may use has one. Only the lowest priority
-// tier with a backend that is not offline counts. Within it, a backend not
-// suspected of failure beats one that is; then the one with the fewest
-// claims outstanding for its weight; then the one that has served the
-// fewest claims for its weight, so that claims made one after another
-// spread evenly in proportion to weight.
+// from, or nil when no set it may use has one.
+//
+// Only the lowest priority tier with a backend that is not offline counts.
+// Within it, backends not suspected of failure come first. Among those,
+// the claim goes round robin in proportion to weight: to the backend that
+// has served the fewest claims for its weight, so that backends of equal
+// weight serve equal shares however fast each one is. Load bounds the
+// round robin: a backend with more than loadFactor times the outstanding
+// claims (for its weight) of the least loaded one, plus loadSlack, is
+// passed over, so a backend that backs up (slow, or hung) stops taking
+// claims long before its slots run out.
 func (pk *picker[C]) choose(f Filter) *set[C] {
 	es := pk.entries
 	lo := 0
@@ -329,44 +335,56 @@ func (pk *picker[C]) choose(f Filter) *set[C] {
 	for hi < len(es) && es[hi].backend.Priority == prio {
 		hi++
 	}
-	n := hi - lo
-	var (
-		best                *pickEntry[C]
-		bestUse, bestServed uint64
-		bestSuspect         bool
-	)
-	for i := 0; i < n; i++ {
-		e := &es[lo+i]
-		s := e.set
-		if len(s.idle) == 0 || e.health == HealthOffline {
+	tier := es[lo:hi]
+
+	usable := func(e *pickEntry[C]) bool {
+		return len(e.set.idle) > 0 && e.health != HealthOffline && (f == nil || f(e.backend))
+	}
+	// First pass: are there unsuspected candidates, and the least load.
+	clean, minLoad := false, math.Inf(1)
+	for i := range tier {
+		e := &tier[i]
+		if !usable(e) {
 			continue
 		}
-		if f != nil && !f(e.backend) {
+		suspect := e.set.suspect.Load()
+		load := float64(e.set.inUse.Load()) / float64(e.weight)
+		if !suspect && !clean {
+			clean, minLoad = true, load
+		} else if suspect == !clean {
+			minLoad = min(minLoad, load)
+		}
+	}
+	bound := minLoad*loadFactor + loadSlack
+	// Second pass: the fewest served for its weight, within the bound.
+	var best *pickEntry[C]
+	var bestServed float64
+	for i := range tier {
+		e := &tier[i]
+		if !usable(e) || (clean && e.set.suspect.Load()) {
 			continue
 		}
-		use := uint64(s.inUse.Load())
-		served := s.served.Load()
-		suspect := s.suspect.Load()
-		if best != nil {
-			if suspect != bestSuspect {
-				if suspect {
-					continue
-				}
-			} else {
-				// Compare use/weight and served/weight by cross-multiplying.
-				a, b := use*best.weight, bestUse*e.weight
-				if a > b || (a == b && served*best.weight >= bestServed*e.weight) {
-					continue
-				}
-			}
+		if float64(e.set.inUse.Load())/float64(e.weight) > bound {
+			continue
 		}
-		best, bestUse, bestServed, bestSuspect = e, use, served, suspect
+		served := float64(e.set.served.Load()) / float64(e.weight)
+		if best == nil || served < bestServed {
+			best, bestServed = e, served
+		}
 	}
 	if best == nil {
 		return nil
 	}
 	return best.set
 }
+
+// The load bound of choose: a backend may carry up to loadFactor times
+// the outstanding claims of the least loaded one, plus loadSlack, per
+// unit of weight.
+const (
+	loadFactor = 1.5
+	loadSlack  = 2
+)
 
 // usable reports whether some backend that is not offline passes f, and
 // whether some offline one does.
