@@ -12,7 +12,10 @@
 // lists them: mysql://app@10.0.0.1:3306,10.0.0.2/app. Every parameter that
 // is not qorb's own (pool_*, dns_server, target_session_attrs) is a
 // go-sql-driver/mysql DSN parameter, such as tls, parseTime, timeout,
-// charset, or a system variable to SET on each connection.
+// charset, or a system variable to SET on each connection. Two are
+// refused: password, which the driver would run as SET password=... on
+// every connection (the password belongs in user:password@), and strict,
+// which the driver no longer has and panics on.
 //
 // Existing go-sql-driver/mysql DSNs work unchanged through
 // [NewConnector], with the hosts inside tcp(...) (one or several, comma
@@ -40,8 +43,9 @@
 //
 // MySQL resets a session with COM_RESET_CONNECTION, which
 // go-sql-driver/mysql does not expose, and no SQL statement does the same.
-// So pool_reset_session=true does the nearest safe thing instead, in two
-// round trips on MariaDB 10.5 and MySQL 5.7 or later:
+// So pool_reset_session=true does the nearest safe thing instead. On a
+// server that has both @@in_transaction and RELEASE_ALL_LOCKS(), such as
+// MariaDB 10.5 and later, that takes two round trips:
 //
 //   - SELECT @@in_transaction, RELEASE_ALL_LOCKS(): a connection inside a
 //     transaction is rejected (and so closed, which rolls the transaction
@@ -49,16 +53,20 @@
 //     released.
 //   - UNLOCK TABLES releases the table locks taken with LOCK TABLES.
 //
-// Where the server has no @@in_transaction (MySQL), a ROLLBACK takes the
-// place of the check, so a transaction left open is rolled back rather
-// than refused; where it has no RELEASE_ALL_LOCKS(), named locks stay.
+// MySQL has no @@in_transaction: there a ROLLBACK takes the place of the
+// check, so a transaction left open is rolled back rather than refused,
+// and the reset takes three round trips (ROLLBACK, UNLOCK TABLES, SELECT
+// RELEASE_ALL_LOCKS()). Where the server has no RELEASE_ALL_LOCKS(),
+// named locks stay. Once one server lacked either, an Opener takes these
+// steps one by one from then on.
 //
 // Everything else in the session survives a reset, and the next user of
 // the connection sees it: user variables (@name), temporary tables,
 // session system variables changed with SET (sql_mode, time_zone,
-// autocommit, the character set, the isolation level, ...), prepared
-// statements made with SQL PREPARE, and the last insert ID. An application
-// that changes those must change them back, or not share its connections.
+// autocommit, the character set, the isolation level, ...), the current
+// database chosen with USE, prepared statements made with SQL PREPARE,
+// and the last insert ID. An application that changes those must change
+// them back, or not share its connections.
 //
 // # Passwords
 //

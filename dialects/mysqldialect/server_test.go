@@ -189,6 +189,13 @@ func TestServerReset(t *testing.T) {
 			if got := value(t, c, "SELECT @@session.sql_mode"); !strings.Contains(got, "ANSI") {
 				t.Errorf("sql_mode = %q; the documentation says session variables survive", got)
 			}
+			exec(t, c, "USE information_schema")
+			if err := o.Recycle(ctx, c); err != nil {
+				t.Fatalf("Recycle = %v", err)
+			}
+			if got := value(t, c, "SELECT DATABASE()"); got != "information_schema" {
+				t.Errorf("database = %q; the documentation says USE survives", got)
+			}
 		})
 	}
 }

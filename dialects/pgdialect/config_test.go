@@ -122,14 +122,15 @@ func TestConfigFor(t *testing.T) {
 			want:   []tlsAttempt{{Host: "/var/run/postgresql", Port: 5432}},
 		},
 		{
-			name:   "target_session_attrs is not pgx's to apply",
-			params: url.Values{"sslmode": {"disable"}, "target_session_attrs": {"read-write"}},
+			name:   "PGTARGETSESSIONATTRS is not pgx's to apply",
+			params: url.Values{"sslmode": {"disable"}},
 			b:      named,
 			want:   []tlsAttempt{{Host: "10.1.2.3", Port: 6432}},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("PGTARGETSESSIONATTRS", "read-write")
 			o, err := NewOpener(qorb.DriverConfig{User: "app", Database: "app", Params: tt.params})
 			if err != nil {
 				t.Fatalf("NewOpener: %v", err)
@@ -202,7 +203,7 @@ func TestNewOpenerErrors(t *testing.T) {
 	}{
 		{"bad sslmode", url.Values{"sslmode": {"sometimes"}}, "sslmode is invalid"},
 		{"bad connect_timeout", url.Values{"connect_timeout": {"soon"}}, "connect_timeout"},
-		{"bad target_session_attrs", url.Values{"target_session_attrs": {"writable"}}, "target_session_attrs"},
+		{"target_session_attrs", url.Values{"target_session_attrs": {"read-write"}}, "target_session_attrs"},
 		{"bad statement_cache_capacity", url.Values{"statement_cache_capacity": {"lots"}}, "statement_cache_capacity"},
 		{"bad channel_binding", url.Values{"channel_binding": {"maybe"}}, "channel_binding"},
 		{"missing CA file", url.Values{"sslmode": {"verify-full"}, "sslrootcert": {"/nonexistent/ca.pem"}}, "CA file"},
