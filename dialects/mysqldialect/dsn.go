@@ -27,7 +27,7 @@ import (
 // records.
 //
 // Errors wrap [qorb.ErrBadDSN] and never show the password. The caller
-// closes the connector, or the [sql.DB] given it.
+// closes the connector, or the *sql.DB given it.
 func NewConnector(dsn string) (*qorb.Connector, error) {
 	n, err := parseNative(dsn)
 	if err != nil {

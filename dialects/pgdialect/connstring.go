@@ -29,7 +29,7 @@ import (
 // error, since nothing is looked up in SRV records.
 //
 // Errors wrap [qorb.ErrBadDSN] and never show a password. The caller
-// closes the connector, or the [sql.DB] given it.
+// closes the connector, or the *sql.DB given it.
 func NewConnector(dsn string) (*qorb.Connector, error) {
 	n, err := parseNative(dsn)
 	if err != nil {

@@ -25,7 +25,7 @@
 //
 // Each backend connection is pgx's own database/sql connection
 // (*stdlib.Conn, from [stdlib.GetConnector]), so everything pgx offers
-// keeps working, and [sql.Conn.Raw] reaches it. It dials the backend's
+// keeps working, and sql.Conn.Raw reaches it. It dials the backend's
 // address (an IP address DNS gave, for a +srv DSN) and verifies TLS
 // against the backend's host name (the SRV target), never the IP address:
 // the parsed configuration, its fallbacks (sslmode=prefer and allow try
