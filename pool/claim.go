@@ -152,7 +152,7 @@ func (p *Pool[C]) handOff(sl *slot[C], now int64) State {
 	}
 	s.pushIdle(sl, now)
 	if p.waiting.Load() > 0 {
-		// A claim queued while the slot was on its way to the channel.
+		// A claim queued while the slot was on its way to the stack.
 		p.dispatch()
 	}
 	return StateIdle

@@ -235,9 +235,9 @@ func (p *Pool[C]) rebuildPicker() {
 // what is no longer wanted, and returns when s next needs attention and
 // whether the set went away.
 //
-// Idle slots sit in the idle channel, where only claims touch them. The
+// Idle slots sit on the idle stack, where only claims touch them. The
 // control loop reads their check and expiry times, which nobody else
-// writes, and takes them out of the channel only when one of them is due
+// writes, and takes them off the stack only when one of them is due
 // for something, or on the periodic rebalance, which also enforces
 // MaxIdleTime.
 func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, periodic bool) (next time.Time, gone bool) {
@@ -310,9 +310,7 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, period
 				if sl.expiresAt != 0 {
 					soonest(p.at(sl.expiresAt))
 				}
-				if c, drop := s.pushIdleLocked(sl, sl.idleSince); drop {
-					toClose = append(toClose, c)
-				}
+				s.pushIdle(sl, sl.idleSince)
 			}
 		}
 	}

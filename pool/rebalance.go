@@ -152,9 +152,7 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 		}
 		for _, sl := range idle {
 			if isIdle[sl] {
-				if c, drop := s.pushIdleLocked(sl, sl.idleSince); drop {
-					toClose = append(toClose, c)
-				}
+				s.pushIdle(sl, sl.idleSince)
 			}
 		}
 		s.mu.Unlock()
@@ -175,13 +173,16 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 			s.mu.Unlock()
 			continue
 		}
-		newSlots := make([]*slot[C], add)
-		for k := range newSlots {
+		newSlots := make([]*slot[C], 0, add)
+		for range add {
 			sl := &slot[C]{id: p.slotIDs.Add(1), set: s, busy: true}
+			if !s.idle.place(sl) {
+				break // cannot happen: a set has at most MaxPerBackend slots
+			}
 			sl.setState(StateConnecting)
 			s.slots = append(s.slots, sl)
 			p.slotCount.Add(1)
-			newSlots[k] = sl
+			newSlots = append(newSlots, sl)
 			if observing {
 				events = append(events, Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: StateClosed, To: StateConnecting})
 			}

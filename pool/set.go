@@ -13,14 +13,17 @@ import (
 // slot holds at most one connection to its set's backend.
 //
 // A slot always has exactly one owner, and only the owner changes it: the
-// set's idle channel (state idle), a claim (claimed), a goroutine of the
+// set's idle stack (state idle), a claim (claimed), a goroutine of the
 // pool doing its I/O (busy: connecting, checking, recycling), or the
 // control loop through set.mu (backing off, or waiting for a check or
-// recycle to start). Ownership passes through the idle channel or set.mu,
-// which orders every write before the next owner's reads.
+// recycle to start). Ownership passes through the idle stack's atomic head
+// or set.mu, which order every write before the next owner's reads.
 type slot[C any] struct {
 	id  uint64
 	set *set[C]
+	idx uint32 // index in the set's idle stack table; fixed
+	// next links the idle stack: the index+1 of the slot below.
+	next atomic.Uint32
 
 	// state is written by the owner and read by anyone; see getState.
 	state atomic.Uint32
@@ -78,9 +81,8 @@ type set[C any] struct {
 	key     resolver.Key
 	backend atomic.Pointer[resolver.Backend]
 
-	// idle holds the idle slots. Its capacity is MaxPerBackend, the most
-	// slots a set ever has, so a send never blocks.
-	idle chan *slot[C]
+	// idle holds the idle slots.
+	idle idleStack[C]
 
 	// Read by claims without the lock.
 	inUse   atomic.Int32  // claimed slots
@@ -102,7 +104,7 @@ type set[C any] struct {
 }
 
 func newSet[C any](p *Pool[C], b resolver.Backend) *set[C] {
-	s := &set[C]{p: p, key: b.Key(), idle: make(chan *slot[C], p.pol.MaxPerBackend)}
+	s := &set[C]{p: p, key: b.Key(), idle: newIdleStack[C](p.pol.MaxPerBackend)}
 	s.backend.Store(&b)
 	return s
 }
@@ -126,37 +128,21 @@ func weightOf(b resolver.Backend) uint64 {
 }
 
 // pushIdle makes sl, which the caller owns, idle and claimable; the idle
-// channel owns it from then on. It needs no lock.
+// stack owns it from then on. It needs no lock.
 func (s *set[C]) pushIdle(sl *slot[C], now int64) {
-	if !s.tryPushIdle(sl, now) {
-		s.mu.Lock()
-		c := s.dropLocked(sl)
-		s.mu.Unlock()
-		s.p.closeConn(c)
-	}
-}
-
-// pushIdleLocked is pushIdle for a caller that holds s.mu; it returns a
-// connection to close if the slot had to be dropped.
-func (s *set[C]) pushIdleLocked(sl *slot[C], now int64) (c C, drop bool) {
-	if !s.tryPushIdle(sl, now) {
-		return s.dropLocked(sl), true
-	}
-	return c, false
-}
-
-// tryPushIdle sends sl to the idle channel. It fails only if the channel
-// is full, which cannot happen while a set has at most MaxPerBackend
-// slots; if it ever does, losing the slot beats blocking a release.
-func (s *set[C]) tryPushIdle(sl *slot[C], now int64) bool {
 	sl.idleSince = now
 	sl.setState(StateIdle)
-	select {
-	case s.idle <- sl:
-		return true
-	default:
-		return false
+	s.idle.push(sl)
+}
+
+// drainIdleLocked takes every slot off the idle stack; the caller owns
+// them and must push back those it keeps.
+func (s *set[C]) drainIdleLocked() []*slot[C] {
+	var out []*slot[C]
+	for sl := s.idle.pop(); sl != nil; sl = s.idle.pop() {
+		out = append(out, sl)
 	}
+	return out
 }
 
 // dropLocked closes a slot the caller owns and returns its connection,
@@ -168,23 +154,10 @@ func (s *set[C]) dropLocked(sl *slot[C]) C {
 	return c
 }
 
-// drainIdleLocked takes every slot out of the idle channel; the caller
-// owns them and must push back those it keeps.
-func (s *set[C]) drainIdleLocked() []*slot[C] {
-	var out []*slot[C]
-	for {
-		select {
-		case sl := <-s.idle:
-			out = append(out, sl)
-		default:
-			return out
-		}
-	}
-}
-
 // removeSlotLocked forgets a slot the caller owns, which is closed.
 func (s *set[C]) removeSlotLocked(sl *slot[C]) {
 	sl.setState(StateClosed)
+	s.idle.forget(sl)
 	for i, x := range s.slots {
 		if x == sl {
 			copy(s.slots[i:], s.slots[i+1:])
@@ -217,10 +190,8 @@ func (s *set[C]) noteErrLocked(err error, now time.Time) {
 // takeIdle claims an idle slot, if there is one.
 func (s *set[C]) takeIdle(now int64) (Claim[C], bool) {
 	for {
-		var sl *slot[C]
-		select {
-		case sl = <-s.idle:
-		default:
+		sl := s.idle.pop()
+		if sl == nil {
 			return Claim[C]{}, false
 		}
 		if sl.unwanted.Load() || s.getHealth() == HealthRemoved {
@@ -232,7 +203,7 @@ func (s *set[C]) takeIdle(now int64) (Claim[C], bool) {
 			continue
 		}
 		c := s.claimSlot(sl, now)
-		if len(s.idle) == 0 {
+		if s.idle.empty() {
 			// The set just ran dry: the pool may want to grow.
 			s.p.wantRebalance()
 		}
@@ -338,7 +309,7 @@ func (pk *picker[C]) choose(f Filter) *set[C] {
 	tier := es[lo:hi]
 
 	usable := func(e *pickEntry[C]) bool {
-		return len(e.set.idle) > 0 && e.health != HealthOffline && (f == nil || f(e.backend))
+		return !e.set.idle.empty() && e.health != HealthOffline && (f == nil || f(e.backend))
 	}
 	// First pass: are there unsuspected candidates, and the least load.
 	clean, minLoad := false, math.Inf(1)
@@ -406,7 +377,7 @@ func (pk *picker[C]) usable(f Filter) (online, offline bool) {
 // anyIdle reports whether any set in the snapshot has an idle slot.
 func (pk *picker[C]) anyIdle() bool {
 	for i := range pk.entries {
-		if len(pk.entries[i].set.idle) > 0 {
+		if !pk.entries[i].set.idle.empty() {
 			return true
 		}
 	}
