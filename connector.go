@@ -149,7 +149,7 @@ func (b backendConns) OnRecycle(ctx context.Context, pc *physConn) error {
 		// A full reset forgets prepared statements on the server.
 		pc.closeStmts()
 	}
-	return b.c.opener.Recycle(ctx, pc.dc)
+	return b.c.opener.Recycle(ctx, pc.dc, b.c.reset)
 }
 
 func (b backendConns) Close(pc *physConn) error {

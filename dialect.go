@@ -37,8 +37,6 @@ type DriverConfig struct {
 	// Params are the DSN's query parameters meant for the database
 	// driver, such as sslmode or parseTime.
 	Params url.Values
-	// Reset asks Recycle for a full session reset (pool_reset_session).
-	Reset bool
 }
 
 // An Opener opens connections to single backends through a database
@@ -52,10 +50,11 @@ type Opener interface {
 	// Ping checks an idle connection with a round trip to the server.
 	Ping(ctx context.Context, c driver.Conn) error
 	// Recycle decides whether a connection given back may be reused: it
-	// fails for one that is broken or inside a transaction. With
-	// DriverConfig.Reset it also resets the session, which takes a round
-	// trip; without it, it must do no I/O.
-	Recycle(ctx context.Context, c driver.Conn) error
+	// fails for one that is broken or inside a transaction. With reset
+	// (pool_reset_session) it also resets the session, which takes a
+	// round trip, in the background; without it, it must do no I/O, as it
+	// runs on the goroutine that gives the connection back.
+	Recycle(ctx context.Context, c driver.Conn, reset bool) error
 	// Role asks the server whether it is a primary or a replica.
 	Role(ctx context.Context, c driver.Conn) (resolver.Role, error)
 }

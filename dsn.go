@@ -107,7 +107,6 @@ func parseDSN(dsn string) (parsedDSN, error) {
 		return parsedDSN{}, fmt.Errorf("%s: %w", redact(dsn), err)
 	}
 	d.driver.Params = params
-	d.driver.Reset = d.settings.Reset
 
 	if authority == "" {
 		return bad("no host")

@@ -36,7 +36,7 @@ func viewOf(d parsedDSN) dsnView {
 		Password: d.driver.Password,
 		Database: d.driver.Database,
 		Params:   d.driver.Params,
-		Reset:    d.driver.Reset,
+		Reset:    d.settings.Reset,
 		Settings: d.settings,
 	}
 	if d.dialect != nil {

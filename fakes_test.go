@@ -203,7 +203,7 @@ func (o *fakeOpener) Ping(ctx context.Context, c driver.Conn) error {
 	return nil
 }
 
-func (o *fakeOpener) Recycle(ctx context.Context, c driver.Conn) error {
+func (o *fakeOpener) Recycle(ctx context.Context, c driver.Conn, reset bool) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.recycled == nil {

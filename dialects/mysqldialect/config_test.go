@@ -254,8 +254,8 @@ func TestParseNative(t *testing.T) {
 			if c.Addr != placeholderAddr {
 				t.Errorf("template address = %q", c.Addr)
 			}
-			if n.settings.DefaultRole != tt.role || n.settings.Reset != tt.reset || n.opener.reset != tt.reset {
-				t.Errorf("role, reset = %v, %v (opener %v)", n.settings.DefaultRole, n.settings.Reset, n.opener.reset)
+			if n.settings.DefaultRole != tt.role || n.settings.Reset != tt.reset {
+				t.Errorf("role, reset = %v, %v", n.settings.DefaultRole, n.settings.Reset)
 			}
 			if n.settings.Policy.MaxSlots != tt.maxConns {
 				t.Errorf("MaxSlots = %d, want %d", n.settings.Policy.MaxSlots, tt.maxConns)
@@ -317,7 +317,7 @@ func TestForeignConn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := o.Recycle(t.Context(), nil); !errors.Is(err, ErrForeignConn) {
+	if err := o.Recycle(t.Context(), nil, false); !errors.Is(err, ErrForeignConn) {
 		t.Errorf("Recycle(nil) = %v, want ErrForeignConn", err)
 	}
 	if _, err := o.Role(t.Context(), nil); !errors.Is(err, ErrForeignConn) {

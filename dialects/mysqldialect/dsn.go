@@ -158,5 +158,5 @@ func parseNative(dsn string) (native, error) {
 	if err != nil {
 		return bad(scrub(err.Error(), password))
 	}
-	return native{opener: &Opener{cfg: cfg, reset: settings.Reset}, backends: backends, settings: settings}, nil
+	return native{opener: &Opener{cfg: cfg}, backends: backends, settings: settings}, nil
 }

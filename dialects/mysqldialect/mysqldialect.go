@@ -78,8 +78,7 @@ func (Dialect) Open(cfg qorb.DriverConfig) (qorb.Opener, error) {
 type Opener struct {
 	// cfg is normalized with placeholderAddr as its address. It is never
 	// modified: each connection gets a clone.
-	cfg   *mysql.Config
-	reset bool
+	cfg *mysql.Config
 	// stepwise is set once a server lacked @@in_transaction or
 	// RELEASE_ALL_LOCKS(): resets then take one step at a time.
 	stepwise atomic.Bool
@@ -89,8 +88,7 @@ var _ qorb.Opener = (*Opener)(nil)
 
 // NewOpener returns an Opener for the user, password, database and
 // go-sql-driver/mysql DSN parameters of cfg (such as tls, parseTime,
-// timeout, or a system variable to set), with cfg.Reset for
-// pool_reset_session. It checks the parameters with the driver's own
+// timeout, or a system variable to set). It checks the parameters with the driver's own
 // parser ([mysql.ParseDSN], from [mysql.NewConfig]'s defaults) and fails
 // for those it rejects, such as a bad boolean or duration or an
 // unregistered TLS configuration name. Errors never show a password.
@@ -108,7 +106,7 @@ func NewOpener(cfg qorb.DriverConfig) (*Opener, error) {
 		return nil, fmt.Errorf("mysqldialect: driver parameters: %s", scrub(err.Error(), cfg.Password))
 	}
 	mc.User, mc.Passwd, mc.DBName = cfg.User, cfg.Password, cfg.Database
-	return &Opener{cfg: mc, reset: cfg.Reset}, nil
+	return &Opener{cfg: mc}, nil
 }
 
 // rawParams are the parameters go-sql-driver/mysql (v1.10) reads without
@@ -233,12 +231,12 @@ func (o *Opener) Ping(ctx context.Context, c driver.Conn) error {
 	return p.Ping(ctx)
 }
 
-// Recycle decides whether c may be reused. Without pool_reset_session it
-// does no I/O and fails with [ErrInvalid] for a connection the driver
+// Recycle decides whether c may be reused. Without reset
+// (pool_reset_session) it does no I/O and fails with [ErrInvalid] for a connection the driver
 // reports unusable. With it, it also rejects a connection inside a
 // transaction with [ErrInTransaction] and releases the session's locks;
 // the package documentation says what that does and does not reset.
-func (o *Opener) Recycle(ctx context.Context, c driver.Conn) error {
+func (o *Opener) Recycle(ctx context.Context, c driver.Conn, reset bool) error {
 	v, ok := c.(driver.Validator)
 	if !ok {
 		return fmt.Errorf("%w: %T", ErrForeignConn, c)
@@ -246,7 +244,7 @@ func (o *Opener) Recycle(ctx context.Context, c driver.Conn) error {
 	if !v.IsValid() {
 		return ErrInvalid
 	}
-	if !o.reset {
+	if !reset {
 		return nil
 	}
 	if err := o.resetSession(ctx, c); err != nil {

@@ -128,13 +128,13 @@ func TestResetSteps(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o, err := NewOpener(qorb.DriverConfig{Reset: true})
+			o, err := NewOpener(qorb.DriverConfig{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			for i, want := range [][]string{tt.first, tt.second} {
 				c := tt.conn
-				err := o.Recycle(t.Context(), &c)
+				err := o.Recycle(t.Context(), &c, true)
 				if !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil) {
 					t.Errorf("Recycle #%d = %v, want %v", i+1, err, tt.err)
 				}
@@ -153,7 +153,7 @@ func TestRecycleNoReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &fakeServerConn{inTransaction: true}
-	if err := o.Recycle(t.Context(), c); err != nil || len(c.log) > 0 {
+	if err := o.Recycle(t.Context(), c, false); err != nil || len(c.log) > 0 {
 		t.Errorf("Recycle = %v, sent %q; want nil and nothing", err, c.log)
 	}
 }

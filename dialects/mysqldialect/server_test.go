@@ -38,9 +38,9 @@ func needServer(t *testing.T) {
 	c.Close()
 }
 
-func testOpener(t *testing.T, reset bool, params url.Values) *Opener {
+func testOpener(t *testing.T, params url.Values) *Opener {
 	t.Helper()
-	o, err := NewOpener(qorb.DriverConfig{User: serverUser, Database: serverDB, Params: params, Reset: reset})
+	o, err := NewOpener(qorb.DriverConfig{User: serverUser, Database: serverDB, Params: params})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func value(t *testing.T, c driver.Conn, query string) string {
 
 func TestServerOpener(t *testing.T) {
 	needServer(t)
-	o := testOpener(t, false, url.Values{"time_zone": {"'+02:00'"}})
+	o := testOpener(t, url.Values{"time_zone": {"'+02:00'"}})
 	c := connect(t, o, local)
 	ctx := t.Context()
 	if err := o.Ping(ctx, c); err != nil {
@@ -100,14 +100,14 @@ func TestServerOpener(t *testing.T) {
 	if got := value(t, c, "SELECT CONCAT(DATABASE(), '/', @@session.time_zone)"); got != "test/+02:00" {
 		t.Errorf("database/time_zone = %q", got)
 	}
-	if err := o.Recycle(ctx, c); err != nil {
+	if err := o.Recycle(ctx, c, false); err != nil {
 		t.Errorf("Recycle(clean) = %v", err)
 	}
 }
 
 func TestServerRecycle(t *testing.T) {
 	needServer(t)
-	o := testOpener(t, false, nil)
+	o := testOpener(t, nil)
 	c := connect(t, o, local)
 	ctx := t.Context()
 
@@ -115,7 +115,7 @@ func TestServerRecycle(t *testing.T) {
 	// obstacle.
 	done, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := o.Recycle(done, c); err != nil {
+	if err := o.Recycle(done, c, false); err != nil {
 		t.Errorf("Recycle(clean, cancelled ctx) = %v, want nil", err)
 	}
 
@@ -123,16 +123,16 @@ func TestServerRecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := o.Recycle(ctx, c); !errors.Is(err, ErrInvalid) {
+	if err := o.Recycle(ctx, c, false); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Recycle(rows not read) = %v, want ErrInvalid", err)
 	}
 	rows.Close()
-	if err := o.Recycle(ctx, c); err != nil {
+	if err := o.Recycle(ctx, c, false); err != nil {
 		t.Errorf("Recycle(rows closed) = %v, want nil", err)
 	}
 
 	c.Close()
-	if err := o.Recycle(ctx, c); !errors.Is(err, ErrInvalid) {
+	if err := o.Recycle(ctx, c, false); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Recycle(closed) = %v, want ErrInvalid", err)
 	}
 }
@@ -141,7 +141,7 @@ func TestServerRecycle(t *testing.T) {
 // it leaves as it was (see the package documentation).
 func TestServerReset(t *testing.T) {
 	needServer(t)
-	admin := connect(t, testOpener(t, false, nil), local)
+	admin := connect(t, testOpener(t, nil), local)
 	exec(t, admin, "CREATE TABLE IF NOT EXISTS qorb_reset (x int)")
 	exec(t, admin, "CREATE TABLE IF NOT EXISTS qorb_other (x int)")
 	t.Cleanup(func() {
@@ -149,14 +149,14 @@ func TestServerReset(t *testing.T) {
 	})
 	for _, stepwise := range []bool{false, true} {
 		t.Run(fmt.Sprintf("stepwise=%v", stepwise), func(t *testing.T) {
-			o := testOpener(t, true, nil)
+			o := testOpener(t, nil)
 			o.stepwise.Store(stepwise)
 			c := connect(t, o, local)
 			ctx := t.Context()
 
 			exec(t, c, "BEGIN")
 			exec(t, c, "INSERT INTO qorb_reset VALUES (1)")
-			if err := o.Recycle(ctx, c); !errors.Is(err, ErrInTransaction) {
+			if err := o.Recycle(ctx, c, true); !errors.Is(err, ErrInTransaction) {
 				t.Errorf("Recycle(after BEGIN) = %v, want ErrInTransaction", err)
 			}
 			exec(t, c, "ROLLBACK")
@@ -169,7 +169,7 @@ func TestServerReset(t *testing.T) {
 			}
 			exec(t, c, "LOCK TABLES qorb_reset READ")
 
-			if err := o.Recycle(ctx, c); err != nil {
+			if err := o.Recycle(ctx, c, true); err != nil {
 				t.Fatalf("Recycle = %v", err)
 			}
 			if o.stepwise.Load() != stepwise {
@@ -190,7 +190,7 @@ func TestServerReset(t *testing.T) {
 				t.Errorf("sql_mode = %q; the documentation says session variables survive", got)
 			}
 			exec(t, c, "USE information_schema")
-			if err := o.Recycle(ctx, c); err != nil {
+			if err := o.Recycle(ctx, c, true); err != nil {
 				t.Fatalf("Recycle = %v", err)
 			}
 			if got := value(t, c, "SELECT DATABASE()"); got != "information_schema" {
@@ -203,7 +203,7 @@ func TestServerReset(t *testing.T) {
 func TestServerIPv6(t *testing.T) {
 	needServer(t)
 	addr := loopback.Proxy(t, "::1", serverAddr)
-	o := testOpener(t, false, nil)
+	o := testOpener(t, nil)
 	c := connect(t, o, resolver.Backend{Host: "::1", Addr: addr})
 	if err := o.Ping(t.Context(), c); err != nil {
 		t.Errorf("Ping over %s: %v", addr, err)
@@ -217,7 +217,7 @@ func TestConnectBoundedByContext(t *testing.T) {
 	addr := loopback.Silent(t)
 	for _, tls := range []string{"false", "true"} {
 		t.Run("tls="+tls, func(t *testing.T) {
-			o := testOpener(t, false, url.Values{"tls": {tls}})
+			o := testOpener(t, url.Values{"tls": {tls}})
 			ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 			defer cancel()
 			start := time.Now()
@@ -348,7 +348,7 @@ func goroutines(t *testing.T) func() {
 // server.
 func noSessions(t *testing.T, ids map[int64]bool) {
 	t.Helper()
-	c := connect(t, testOpener(t, false, nil), local)
+	c := connect(t, testOpener(t, nil), local)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		left := 0

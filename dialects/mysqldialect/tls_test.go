@@ -120,7 +120,7 @@ func TestTLSServerName(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr, hellos := fakeServer(t, tt.ip, ca)
-			o := testOpener(t, false, url.Values{"tls": {tt.tls}})
+			o := testOpener(t, url.Values{"tls": {tt.tls}})
 			o.cfg.Logger = quiet{} // the driver logs the hang-up
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()

@@ -252,7 +252,7 @@ func TestForeignConn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := o.Recycle(t.Context(), nil); !errors.Is(err, ErrForeignConn) {
+	if err := o.Recycle(t.Context(), nil, false); !errors.Is(err, ErrForeignConn) {
 		t.Errorf("Recycle(nil) = %v, want ErrForeignConn", err)
 	}
 	if _, err := o.Role(t.Context(), nil); !errors.Is(err, ErrForeignConn) {

@@ -125,7 +125,7 @@ func parseNative(dsn string) (native, error) {
 			return bad(fmt.Sprintf("host %q: %v", b.Host, err))
 		}
 	}
-	return native{opener: newOpener(tmpl, settings.Reset), backends: backends, settings: settings}, nil
+	return native{opener: newOpener(tmpl), backends: backends, settings: settings}, nil
 }
 
 // pair is one parameter of a connection string.

@@ -142,8 +142,8 @@ func TestParseNative(t *testing.T) {
 			if n.settings.DefaultRole != tt.role {
 				t.Errorf("default role = %v, want %v", n.settings.DefaultRole, tt.role)
 			}
-			if n.settings.Reset != tt.reset || n.opener.reset != tt.reset {
-				t.Errorf("reset = %v (opener %v), want %v", n.settings.Reset, n.opener.reset, tt.reset)
+			if n.settings.Reset != tt.reset {
+				t.Errorf("reset = %v, want %v", n.settings.Reset, tt.reset)
 			}
 			if n.settings.Policy.MaxSlots != tt.maxConns {
 				t.Errorf("MaxSlots = %d, want %d", n.settings.Policy.MaxSlots, tt.maxConns)

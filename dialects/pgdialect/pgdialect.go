@@ -81,16 +81,14 @@ func (Dialect) Open(cfg qorb.DriverConfig) (qorb.Opener, error) {
 type Opener struct {
 	// cfg is parsed with placeholderHost as its only host. It is never
 	// modified: each connection gets a copy.
-	cfg   *pgx.ConnConfig
-	reset bool
+	cfg *pgx.ConnConfig
 }
 
 var _ qorb.Opener = (*Opener)(nil)
 
 // NewOpener returns an Opener for the user, password, database and pgx
 // connection parameters of cfg (such as sslmode, sslrootcert,
-// connect_timeout, application_name), with cfg.Reset for
-// pool_reset_session. It checks the parameters with [pgx.ParseConfig]
+// connect_timeout, application_name). It checks the parameters with [pgx.ParseConfig]
 // and fails for those pgx rejects; parameters pgx does not know are sent
 // to the server as run-time parameters when connecting, as pgx does. The
 // host list belongs to the resolver, so host, hostaddr and port are
@@ -139,16 +137,16 @@ func NewOpener(cfg qorb.DriverConfig) (*Opener, error) {
 	if password != "" {
 		pc.Password = password
 	}
-	return newOpener(pc, cfg.Reset), nil
+	return newOpener(pc), nil
 }
 
 // newOpener returns an Opener over cfg, which was parsed with
 // placeholderHost as its host. It takes cfg over.
-func newOpener(cfg *pgx.ConnConfig, reset bool) *Opener {
+func newOpener(cfg *pgx.ConnConfig) *Opener {
 	// qorb routes operations by role; pgx must not reject backends at
 	// connect time for target_session_attrs (or PGTARGETSESSIONATTRS).
 	cfg.ValidateConnect = nil
-	return &Opener{cfg: cfg, reset: reset}
+	return &Opener{cfg: cfg}
 }
 
 // Connect opens a connection to b through [stdlib.GetConnector]. It dials
@@ -275,12 +273,12 @@ func roundTrip(ctx context.Context) (context.Context, context.CancelFunc, error)
 	return ctx, cancel, nil
 }
 
-// Recycle decides whether c may be reused. Without pool_reset_session it
-// does no I/O: it fails with [ErrClosed], [ErrBusy] or [ErrInTransaction]
-// for a connection pgx reports closed, busy or inside a transaction. With
-// it, it also resets the session with DISCARD ALL and makes pgx forget
+// Recycle decides whether c may be reused. Without reset
+// (pool_reset_session) it does no I/O: it fails with [ErrClosed],
+// [ErrBusy] or [ErrInTransaction] for a connection pgx reports closed,
+// busy or inside a transaction. With reset it also resets the session with DISCARD ALL and makes pgx forget
 // the statements it prepared (see the package documentation).
-func (o *Opener) Recycle(ctx context.Context, c driver.Conn) error {
+func (o *Opener) Recycle(ctx context.Context, c driver.Conn, reset bool) error {
 	pc, err := conn(c)
 	if err != nil {
 		return err
@@ -293,7 +291,7 @@ func (o *Opener) Recycle(ctx context.Context, c driver.Conn) error {
 	case pg.TxStatus() != 'I':
 		return fmt.Errorf("%w (status %q)", ErrInTransaction, pg.TxStatus())
 	}
-	if !o.reset {
+	if !reset {
 		return nil
 	}
 	ctx, cancel, err := roundTrip(ctx)

@@ -38,12 +38,12 @@ func needServer(t *testing.T) {
 	c.Close()
 }
 
-func testOpener(t *testing.T, reset bool, params url.Values) *Opener {
+func testOpener(t *testing.T, params url.Values) *Opener {
 	t.Helper()
 	if params == nil {
 		params = url.Values{"sslmode": {"disable"}}
 	}
-	o, err := NewOpener(qorb.DriverConfig{User: serverUser, Database: serverDB, Params: params, Reset: reset})
+	o, err := NewOpener(qorb.DriverConfig{User: serverUser, Database: serverDB, Params: params})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestServerOpener(t *testing.T) {
 	needServer(t)
 	for _, mode := range []string{"disable", "prefer"} {
 		t.Run("sslmode="+mode, func(t *testing.T) {
-			o := testOpener(t, false, url.Values{"sslmode": {mode}, "application_name": {"qorb-test"}})
+			o := testOpener(t, url.Values{"sslmode": {mode}, "application_name": {"qorb-test"}})
 			c := connect(t, o, local)
 			ctx := t.Context()
 			if err := o.Ping(ctx, c); err != nil {
@@ -96,7 +96,7 @@ func TestServerOpener(t *testing.T) {
 			if got := queryString(t, c, "SELECT current_user || '/' || current_database() || '/' || current_setting('application_name')"); got != "postgres/test/qorb-test" {
 				t.Errorf("user/database/application_name = %q", got)
 			}
-			if err := o.Recycle(ctx, c); err != nil {
+			if err := o.Recycle(ctx, c, false); err != nil {
 				t.Errorf("Recycle(clean) = %v", err)
 			}
 		})
@@ -105,7 +105,7 @@ func TestServerOpener(t *testing.T) {
 
 func TestServerRecycle(t *testing.T) {
 	needServer(t)
-	o := testOpener(t, false, nil)
+	o := testOpener(t, nil)
 	c := connect(t, o, local)
 	ctx := t.Context()
 
@@ -113,22 +113,22 @@ func TestServerRecycle(t *testing.T) {
 	// obstacle.
 	done, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := o.Recycle(done, c); err != nil {
+	if err := o.Recycle(done, c, false); err != nil {
 		t.Errorf("Recycle(clean, cancelled ctx) = %v, want nil", err)
 	}
 
 	exec(t, c, "BEGIN")
-	if err := o.Recycle(ctx, c); !errors.Is(err, ErrInTransaction) {
+	if err := o.Recycle(ctx, c, false); !errors.Is(err, ErrInTransaction) {
 		t.Errorf("Recycle(after BEGIN) = %v, want ErrInTransaction", err)
 	}
 	if _, err := c.Conn().Exec(ctx, "SELECT 1/0"); err == nil {
 		t.Fatal("SELECT 1/0 succeeded")
 	}
-	if err := o.Recycle(ctx, c); !errors.Is(err, ErrInTransaction) {
+	if err := o.Recycle(ctx, c, false); !errors.Is(err, ErrInTransaction) {
 		t.Errorf("Recycle(in a failed transaction) = %v, want ErrInTransaction", err)
 	}
 	exec(t, c, "ROLLBACK")
-	if err := o.Recycle(ctx, c); err != nil {
+	if err := o.Recycle(ctx, c, false); err != nil {
 		t.Errorf("Recycle(after ROLLBACK) = %v, want nil", err)
 	}
 
@@ -136,16 +136,16 @@ func TestServerRecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := o.Recycle(ctx, c); !errors.Is(err, ErrBusy) {
+	if err := o.Recycle(ctx, c, false); !errors.Is(err, ErrBusy) {
 		t.Errorf("Recycle(rows not read) = %v, want ErrBusy", err)
 	}
 	rows.Close()
-	if err := o.Recycle(ctx, c); err != nil {
+	if err := o.Recycle(ctx, c, false); err != nil {
 		t.Errorf("Recycle(rows closed) = %v, want nil", err)
 	}
 
 	c.Close()
-	if err := o.Recycle(ctx, c); !errors.Is(err, ErrClosed) {
+	if err := o.Recycle(ctx, c, false); !errors.Is(err, ErrClosed) {
 		t.Errorf("Recycle(closed) = %v, want ErrClosed", err)
 	}
 	if err := o.Ping(ctx, c); err == nil {
@@ -155,7 +155,7 @@ func TestServerRecycle(t *testing.T) {
 
 func TestServerReset(t *testing.T) {
 	needServer(t)
-	o := testOpener(t, true, url.Values{"sslmode": {"disable"}, "application_name": {"from-dsn"}})
+	o := testOpener(t, url.Values{"sslmode": {"disable"}, "application_name": {"from-dsn"}})
 	c := connect(t, o, local)
 	ctx := t.Context()
 
@@ -170,7 +170,7 @@ func TestServerReset(t *testing.T) {
 		t.Fatalf("cached statement = %q", got)
 	}
 
-	if err := o.Recycle(ctx, c); err != nil {
+	if err := o.Recycle(ctx, c, true); err != nil {
 		t.Fatalf("Recycle = %v", err)
 	}
 
@@ -199,7 +199,7 @@ func TestServerReset(t *testing.T) {
 	// A connection inside a transaction is refused, not reset.
 	exec(t, c, "BEGIN")
 	exec(t, c, "SET LOCAL application_name = 'in-tx'")
-	if err := o.Recycle(ctx, c); !errors.Is(err, ErrInTransaction) {
+	if err := o.Recycle(ctx, c, true); !errors.Is(err, ErrInTransaction) {
 		t.Errorf("Recycle(in a transaction) = %v, want ErrInTransaction", err)
 	}
 	if got := queryString(t, c, "SELECT current_setting('application_name')"); got != "in-tx" {
@@ -212,7 +212,7 @@ func TestServerReset(t *testing.T) {
 // statements the server no longer has.
 func TestServerDiscardNeedsDeallocate(t *testing.T) {
 	needServer(t)
-	c := connect(t, testOpener(t, false, nil), local)
+	c := connect(t, testOpener(t, nil), local)
 	queryString(t, c, "SELECT $1::text", "cached")
 	exec(t, c, "DISCARD ALL")
 	var s string
@@ -226,7 +226,7 @@ func TestServerDiscardNeedsDeallocate(t *testing.T) {
 func TestServerIPv6(t *testing.T) {
 	needServer(t)
 	addr := loopback.Proxy(t, "::1", serverAddr)
-	o := testOpener(t, false, nil)
+	o := testOpener(t, nil)
 	c := connect(t, o, resolver.Backend{Host: "::1", Addr: addr})
 	if err := o.Ping(t.Context(), c); err != nil {
 		t.Errorf("Ping over %s: %v", addr, err)
@@ -240,7 +240,7 @@ func TestConnectBoundedByContext(t *testing.T) {
 	addr := loopback.Silent(t)
 	for _, mode := range []string{"disable", "prefer"} {
 		t.Run("sslmode="+mode, func(t *testing.T) {
-			o := testOpener(t, false, url.Values{"sslmode": {mode}})
+			o := testOpener(t, url.Values{"sslmode": {mode}})
 			ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 			defer cancel()
 			start := time.Now()

@@ -115,7 +115,7 @@ func TestTLSServerName(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr, hellos := fakeServer(t, tt.ip, ca)
-			o := testOpener(t, false, tt.params)
+			o := testOpener(t, tt.params)
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			c, err := o.Connect(ctx, resolver.Backend{Host: tt.host, Addr: addr})
