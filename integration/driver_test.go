@@ -30,10 +30,11 @@ func forEngine(t *testing.T, f func(t *testing.T, e engine)) {
 func TestSpread(t *testing.T) {
 	forEngine(t, func(t *testing.T, e engine) {
 		c := startCluster(t, e, 3)
-		// A pool sized for 64 queries at once: with fewer connections
-		// than goroutines, claims queue and each backend serves in
-		// proportion to its speed.
-		db := c.open(t, url.Values{"pool_max_conns": {"96"}, "pool_max_conns_per_backend": {"32"}})
+		// A pool sized for 64 queries at once, with room for a backend
+		// twice as slow as the others to carry twice their claims: with
+		// fewer connections than that, claims queue, and each backend
+		// serves in proportion to its speed.
+		db := c.open(t, url.Values{"pool_max_conns": {"192"}, "pool_max_conns_per_backend": {"64"}, "pool_spares": {"64"}})
 		ctx := t.Context()
 		check := func(what string, counts map[int]int, total int) {
 			t.Helper()

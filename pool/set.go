@@ -353,7 +353,7 @@ func (pk *picker[C]) choose(f Filter) *set[C] {
 // the outstanding claims of the least loaded one, plus loadSlack, per
 // unit of weight.
 const (
-	loadFactor = 1.5
+	loadFactor = 2
 	loadSlack  = 2
 )
 
