@@ -97,3 +97,21 @@ func schemes() []string {
 	sort.Strings(out)
 	return out
 }
+
+// A Replicator is an optional interface for an [Opener] of a database that
+// replicates. qorb uses it to keep replicas that lag too far behind out of
+// reads (pool_max_lag), and for read-your-writes tokens ([WriteToken]).
+type Replicator interface {
+	// Position returns how far the server's log goes: on a primary, the
+	// end of what it has written; on a replica, what it has replayed. The
+	// text is the database's own (a PostgreSQL LSN such as "0/3000148", a
+	// MariaDB GTID position such as "0-1-100").
+	Position(ctx context.Context, c driver.Conn) (string, error)
+	// Reached reports whether position have includes everything up to
+	// position want. It fails for text that is not a position.
+	Reached(have, want string) (bool, error)
+	// ReadOnly reports whether err says a statement failed because the
+	// server is read-only, as a replica is (PostgreSQL SQLSTATE 25006;
+	// MySQL errors 1290, 1792 and 1836).
+	ReadOnly(err error) bool
+}

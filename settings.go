@@ -32,6 +32,15 @@ type Settings struct {
 	// CloseTimeout bounds how long Close waits for connections still in
 	// use before it closes them anyway. Zero means 5 s.
 	CloseTimeout time.Duration
+	// MaxLag keeps a replica out of reads while it is further behind its
+	// primary than this (pool_max_lag). Zero means no limit. It needs an
+	// Opener that is a [Replicator].
+	MaxLag time.Duration
+	// ReplicaSRV is a second SRV name that lists only replicas
+	// (replica_srv), for a service that publishes its primary and its
+	// replicas under separate names; the DSN's own name then lists the
+	// primary.
+	ReplicaSRV string
 }
 
 // The pool parameters a DSN may carry, and the Settings field each sets.
@@ -52,6 +61,7 @@ var poolParams = map[string]func(*Settings, string) error{
 	"pool_rebalance_delay":       durParam(func(s *Settings) *time.Duration { return &s.Policy.RebalanceDelay }),
 	"pool_rebalance_interval":    durParam(func(s *Settings) *time.Duration { return &s.Policy.RebalanceInterval }),
 	"pool_close_timeout":         durParam(func(s *Settings) *time.Duration { return &s.CloseTimeout }),
+	"pool_max_lag":               durParam(func(s *Settings) *time.Duration { return &s.MaxLag }),
 	"pool_reset_session": func(s *Settings, v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -112,6 +122,12 @@ func TakeSettings(params url.Values) (Settings, error) {
 					s.DNSServers = append(s.DNSServers, a)
 				}
 			}
+			delete(params, k)
+		case k == "replica_srv":
+			if len(vs) != 1 || vs[0] == "" {
+				return Settings{}, fmt.Errorf("%w: replica_srv wants one SRV name", ErrBadDSN)
+			}
+			s.ReplicaSRV = vs[0]
 			delete(params, k)
 		case k == "target_session_attrs":
 			if len(vs) != 1 {
