@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 
 	"github.com/qorb-go/qorb/pool"
+	"github.com/qorb-go/qorb/resolver"
 )
 
 // conn is the driver.Conn database/sql sees: a light handle that holds a
@@ -47,16 +49,29 @@ var (
 	_ driver.Validator          = (*conn)(nil)
 )
 
-// bind claims a connection for the operation ctx belongs to.
+// bind claims a connection for the operation ctx belongs to: of the role
+// ctx asks for (or the connector's default), and past the write token ctx
+// carries, if any.
 func (cn *conn) bind(ctx context.Context) error {
-	role := roleFrom(ctx, cn.c.role)
-	cl, err := cn.c.pool.ClaimFiltered(ctx, cn.c.filter(role))
-	if err != nil && role == RolePreferReplica &&
-		(errors.Is(err, pool.ErrNoBackends) || errors.Is(err, pool.ErrNoBackendsOnline)) {
-		// No replica is online: the primary serves.
-		cl, err = cn.c.pool.ClaimFiltered(ctx, primaryOnly)
+	c := cn.c
+	role := roleFrom(ctx, c.role)
+	var (
+		cl  pool.Claim[*physConn]
+		err error
+	)
+	if tok, ok := tokenFrom(ctx); ok && c.repl != nil && role != RolePrimary {
+		cl, err = c.claimAfter(ctx, role, tok)
+	} else {
+		f := c.filter(role)
+		if role == RolePreferReplica && !c.pool.Usable(f) {
+			f = c.primaryFilter // no replica is online: the primary serves
+		}
+		cl, err = c.pool.ClaimFiltered(ctx, f)
 	}
 	if err != nil {
+		if role != RoleAny {
+			return fmt.Errorf("qorb: no %s backend: %w", role, err)
+		}
 		return err
 	}
 	cn.cl, cn.pc, cn.broken, cn.claimErr = cl, cl.Conn(), nil, nil
@@ -90,10 +105,19 @@ func (cn *conn) dc() (driver.Conn, error) {
 	return cn.pc.dc, nil
 }
 
-// check notes an error that shows the physical connection dead.
+// check notes an error that shows the physical connection dead, or its
+// server read-only: then the backend is a replica now, whatever the pool
+// thought, and its role is checked again at once.
 func (cn *conn) check(err error) error {
-	if err != nil && cn.broken == nil && connectionError(err) {
+	if err == nil {
+		return nil
+	}
+	if cn.broken == nil && connectionError(err) {
 		cn.broken = err
+	}
+	if r := cn.c.repl; r != nil && cn.pc != nil && r.rep.ReadOnly(err) {
+		cn.c.pool.SetRole(cn.pc.key, resolver.RoleReplica)
+		cn.c.pool.Recheck(cn.pc.key)
 	}
 	return err
 }

@@ -43,14 +43,22 @@ type Connector struct {
 	role         Role
 	reset        bool
 	closeTimeout time.Duration
+	maxLag       time.Duration
+	// repl follows replication positions; nil unless the Opener is a
+	// Replicator.
+	repl *replState
+	// The claim filters for each role, made once so claims do not
+	// allocate.
+	primaryFilter, replicaFilter pool.Filter
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 var (
-	_ driver.Connector           = (*Connector)(nil)
-	_ interface{ Close() error } = (*Connector)(nil)
+	_ pool.RoleReporter[*physConn] = backendConns{}
+	_ driver.Connector             = (*Connector)(nil)
+	_ interface{ Close() error }   = (*Connector)(nil)
 )
 
 // NewConnector starts a connector: its resolver and pool begin finding
@@ -68,7 +76,22 @@ func NewConnector(cfg Config) (*Connector, error) {
 	if c.closeTimeout <= 0 {
 		c.closeTimeout = DefaultCloseTimeout
 	}
+	if rep, ok := cfg.Opener.(Replicator); ok {
+		c.repl = &replState{rep: rep}
+	}
+	c.maxLag = cfg.MaxLag
+	c.primaryFilter = func(b resolver.Backend) bool { return b.Role != resolver.RoleReplica }
+	c.replicaFilter = func(b resolver.Backend) bool {
+		return b.Role != resolver.RolePrimary && !c.lagging(b.Key())
+	}
 	pol := cfg.Policy
+	if c.maxLag > 0 && c.repl != nil {
+		// Lag is measured at health checks: check at least twice per
+		// allowed lag.
+		if pol.HealthInterval == 0 || pol.HealthInterval > c.maxLag/2 {
+			pol.HealthInterval = max(c.maxLag/2, 10*time.Millisecond)
+		}
+	}
 	// Without a full reset, recycling only looks at in-memory session
 	// state, so it runs on the releasing goroutine.
 	pol.InlineRecycle = !cfg.Reset
@@ -115,7 +138,14 @@ func (c *Connector) Close() error {
 // prepared on it.
 type physConn struct {
 	dc    driver.Conn
+	key   resolver.Key // its backend
 	stmts map[string]driver.Stmt
+}
+
+// lagging reports whether backend k is further behind its primary than
+// the connector allows.
+func (c *Connector) lagging(k resolver.Key) bool {
+	return c.maxLag > 0 && c.repl != nil && c.repl.lag(k, time.Now()) > c.maxLag
 }
 
 // maxStmts bounds a connection's statement cache.
@@ -137,7 +167,22 @@ func (b backendConns) Connect(ctx context.Context, be resolver.Backend) (*physCo
 	if err != nil {
 		return nil, err
 	}
-	return &physConn{dc: dc}, nil
+	return &physConn{dc: dc, key: be.Key()}, nil
+}
+
+// Role asks the server its role, and, for a database that replicates, its
+// position, after each connect and passed health check.
+func (b backendConns) Role(ctx context.Context, pc *physConn) (resolver.Role, error) {
+	role, err := b.c.opener.Role(ctx, pc.dc)
+	if err != nil || b.c.repl == nil {
+		return role, err
+	}
+	pos, err := b.c.repl.rep.Position(ctx, pc.dc)
+	if err != nil {
+		return role, err
+	}
+	b.c.repl.observe(pc.key, role, pos, time.Now())
+	return role, nil
 }
 
 func (b backendConns) IsValid(ctx context.Context, pc *physConn) error {

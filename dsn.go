@@ -29,9 +29,18 @@ func OpenConnector(dsn string) (*Connector, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrBadDSN, redact(dsn), err)
 	}
 	var r resolver.Resolver
-	if d.srv != "" {
+	switch {
+	case d.replicaSRV != "":
+		// The DSN's name lists the primary, replica_srv the replicas.
+		var p, rs *resolver.SRV
+		p, err = resolver.NewSRV(d.srv, resolver.SRVConfig{Servers: d.settings.DNSServers, Role: resolver.RolePrimary})
+		if err == nil {
+			rs, err = resolver.NewSRV(d.replicaSRV, resolver.SRVConfig{Servers: d.settings.DNSServers, Role: resolver.RoleReplica})
+		}
+		r = resolver.Join(p, rs)
+	case d.srv != "":
 		r, err = resolver.NewSRV(d.srv, resolver.SRVConfig{Servers: d.settings.DNSServers})
-	} else {
+	default:
 		r, err = resolver.NewStatic(d.hosts...)
 	}
 	if err != nil {
@@ -42,11 +51,14 @@ func OpenConnector(dsn string) (*Connector, error) {
 
 // parsedDSN is a DSN taken apart.
 type parsedDSN struct {
-	dialect  Dialect
-	srv      string             // the SRV name, for a +srv DSN
-	hosts    []resolver.Backend // the static list otherwise
-	driver   DriverConfig
-	settings Settings
+	dialect Dialect
+	srv     string // the SRV name, for a +srv DSN
+	// replicaSRV is the SRV name of the replicas (replica_srv), when the
+	// primary and the replicas are published apart.
+	replicaSRV string
+	hosts      []resolver.Backend // the static list otherwise
+	driver     DriverConfig
+	settings   Settings
 }
 
 func parseDSN(dsn string) (parsedDSN, error) {
@@ -115,14 +127,17 @@ func parseDSN(dsn string) (parsedDSN, error) {
 		if strings.ContainsAny(authority, ",:") {
 			return badHosts("a +srv DSN takes one name without a port, not %q", authority)
 		}
-		d.srv = authority
-		if !strings.HasPrefix(authority, "_") {
-			d.srv = d.dialect.Service() + "." + authority
+		d.srv = srvName(d.dialect, authority)
+		if d.settings.ReplicaSRV != "" {
+			d.replicaSRV = srvName(d.dialect, d.settings.ReplicaSRV)
 		}
 		return d, nil
 	}
 	if len(d.settings.DNSServers) > 0 {
 		return bad("dns_server is for +srv DSNs only")
+	}
+	if d.settings.ReplicaSRV != "" {
+		return bad("replica_srv is for +srv DSNs only")
 	}
 	hosts := strings.Split(authority, ",")
 	for i, h := range hosts {
@@ -134,6 +149,15 @@ func parseDSN(dsn string) (parsedDSN, error) {
 		return badHosts("%v", err)
 	}
 	return d, nil
+}
+
+// srvName is the SRV name for NAME: the dialect's service under NAME, or
+// NAME itself when it starts with "_".
+func srvName(d Dialect, name string) string {
+	if strings.HasPrefix(name, "_") {
+		return name
+	}
+	return d.Service() + "." + name
 }
 
 // redact returns dsn with its password replaced by "xxxxx", for error

@@ -6,7 +6,6 @@ import (
 	"strconv"
 
 	"github.com/qorb-go/qorb/pool"
-	"github.com/qorb-go/qorb/resolver"
 )
 
 // Role says which backends an operation may use.
@@ -73,20 +72,15 @@ func roleFrom(ctx context.Context, def Role) Role {
 	return def
 }
 
-// Claim filters for each role. They capture nothing, so a claim costs no
-// allocation. A backend whose role nobody knows yet may serve any role.
-var (
-	primaryOnly = func(b resolver.Backend) bool { return b.Role != resolver.RoleReplica }
-	replicaOnly = func(b resolver.Backend) bool { return b.Role != resolver.RolePrimary }
-)
-
-// filter returns the pool filter for role r.
+// filter returns the pool filter for role r: nil for any backend. A
+// backend whose role nobody knows yet may serve any role; a replica
+// further behind than pool_max_lag serves no replica reads.
 func (c *Connector) filter(r Role) pool.Filter {
 	switch r {
 	case RolePrimary:
-		return primaryOnly
+		return c.primaryFilter
 	case RoleReplica, RolePreferReplica:
-		return replicaOnly
+		return c.replicaFilter
 	}
 	return nil
 }

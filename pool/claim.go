@@ -332,14 +332,8 @@ func (q *waitQueue[C]) remove(w *waiter[C]) {
 func (p *Pool[C]) wait(ctx context.Context, f Filter) (Claim[C], error) {
 	start := p.clockNow()
 	pk := p.picker.Load()
-	if pk.reported {
-		if online, offline := pk.usable(f); !online {
-			sentinel := ErrNoBackends
-			if offline {
-				sentinel = ErrNoBackendsOnline
-			}
-			return Claim[C]{}, p.claimError(sentinel, nil, 0, f)
-		}
+	if sentinel := pk.hopeless(f); sentinel != nil {
+		return Claim[C]{}, p.claimError(sentinel, nil, 0, f)
 	}
 	if err := ctx.Err(); err != nil {
 		return Claim[C]{}, p.claimError(ErrClaimTimeout, err, 0, f)
@@ -497,11 +491,7 @@ func (p *Pool[C]) failHopeless() {
 	p.wmu.Lock()
 	for w := p.waiters.head; w != nil; {
 		next := w.next
-		if online, offline := pk.usable(w.filter); !online {
-			sentinel := ErrNoBackends
-			if offline {
-				sentinel = ErrNoBackendsOnline
-			}
+		if sentinel := pk.hopeless(w.filter); sentinel != nil {
 			p.waiters.remove(w)
 			p.waiting.Add(-1)
 			fs = append(fs, failed{w, sentinel})

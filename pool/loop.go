@@ -3,6 +3,7 @@ package pool
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -90,7 +91,7 @@ func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.T
 		soonest(t)
 		pickerDirty = pickerDirty || dirty
 	}
-	if pickerDirty || p.pickerStale() {
+	if p.pickerDirty.Swap(false) || pickerDirty || p.pickerStale() {
 		p.rebuildPicker()
 		p.failHopeless()
 		if p.waiting.Load() > 0 {
@@ -392,6 +393,13 @@ func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
 	cctx, cancel := context.WithTimeout(ctx, p.pol.ConnectTimeout)
 	start := time.Now()
 	conn, err := p.conn.Connect(cctx, b)
+	var role resolver.Role
+	if err == nil && p.role != nil {
+		if role, err = p.role.Role(cctx, conn); err != nil {
+			p.conn.Close(conn)
+			err = fmt.Errorf("role query: %w", err)
+		}
+	}
 	cancel()
 	now := time.Now()
 	observing := p.observing()
@@ -438,6 +446,9 @@ func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
 		sl.expiresAt = p.lifetimeFrom(now)
 		sl.checkAt = p.nextCheckFrom(now)
 		sl.recheck = false
+		if p.role != nil && s.learnRole(role) {
+			p.pickerDirty.Store(true)
+		}
 		// Idle before the lock goes, so the control loop never takes it
 		// for a slot waiting for work; handOff below passes it on.
 		sl.setState(StateIdle)
@@ -479,11 +490,21 @@ func (p *Pool[C]) check(ctx context.Context, s *set[C], sl *slot[C], recycle boo
 	from := sl.getState()
 	cctx, cancel := context.WithTimeout(ctx, p.pol.HealthTimeout)
 	start := time.Now()
-	var err error
+	var (
+		err     error
+		role    resolver.Role
+		hasRole bool
+	)
 	if recycle {
 		err = p.conn.OnRecycle(cctx, conn)
 	} else {
 		err = p.conn.IsValid(cctx, conn)
+		if err == nil && p.role != nil {
+			if role, err = p.role.Role(cctx, conn); err != nil {
+				err = fmt.Errorf("role query: %w", err)
+			}
+			hasRole = err == nil
+		}
 	}
 	cancel()
 	now := time.Now()
@@ -507,6 +528,9 @@ func (p *Pool[C]) check(ctx context.Context, s *set[C], sl *slot[C], recycle boo
 		sl.setState(StateChecking)
 		to = StateChecking
 	default:
+		if hasRole && s.learnRole(role) {
+			p.pickerDirty.Store(true)
+		}
 		if !recycle {
 			sl.checkAt = p.nextCheckFrom(now)
 			if sl.recheck {

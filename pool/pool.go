@@ -38,6 +38,15 @@ type Acquirer[C any] interface {
 	OnAcquire(ctx context.Context, conn C) error
 }
 
+// RoleReporter is an optional interface for a [Connector]: Role asks the
+// server a connection is to whether it is a primary or a replica. The pool
+// asks after each connection opens and after each passed health check,
+// and keeps the backend's role up to date, unless the resolver gave one.
+// An error counts as a failed connection or health check.
+type RoleReporter[C any] interface {
+	Role(ctx context.Context, conn C) (resolver.Role, error)
+}
+
 // Filter limits a claim to the backends for which it returns true. A
 // filter must be cheap and must not block; a top-level function or a
 // closure that captures nothing costs no allocation per claim.
@@ -48,7 +57,8 @@ type Filter func(resolver.Backend) bool
 // close its connections.
 type Pool[C any] struct {
 	conn Connector[C]
-	acq  Acquirer[C] // nil unless conn implements it
+	acq  Acquirer[C]     // nil unless conn implements it
+	role RoleReporter[C] // nil unless conn implements it
 	pol  Policy
 	obs  Observer
 
@@ -70,6 +80,8 @@ type Pool[C any] struct {
 	epoch time.Time
 	// rebalance asks the control loop to recompute slot counts.
 	rebalance atomic.Bool
+	// pickerDirty asks the control loop to rebuild the picker.
+	pickerDirty atomic.Bool
 
 	wake     chan struct{} // pokes the control loop; capacity 1
 	returned chan struct{} // a claim came back while closing; capacity 1
@@ -119,6 +131,7 @@ func New[C any](r resolver.Resolver, c Connector[C], pol Policy) (*Pool[C], erro
 		epoch:    time.Now(),
 	}
 	p.acq, _ = c.(Acquirer[C])
+	p.role, _ = c.(RoleReporter[C])
 	p.picker.Store(&picker[C]{})
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
@@ -360,4 +373,55 @@ func (p *Pool[C]) pickerHealthy() bool {
 		}
 	}
 	return true
+}
+
+// setFor returns the set of backend k, or nil.
+func (p *Pool[C]) setFor(k resolver.Key) *set[C] {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sets[k]
+}
+
+// SetRole records what the server of backend k says its role is, as a
+// [RoleReporter] would. A role the resolver gives takes precedence. Claims
+// see the new role as soon as the control loop has run.
+func (p *Pool[C]) SetRole(k resolver.Key, r resolver.Role) {
+	if s := p.setFor(k); s != nil && s.learnRole(r) {
+		p.pickerDirty.Store(true)
+		p.poke()
+	}
+}
+
+// Recheck has the idle connections of backend k health-checked before
+// they are handed out again, as after a discarded connection, but without
+// closing any: for when a backend may have changed (its role, say).
+func (p *Pool[C]) Recheck(k resolver.Key) {
+	s := p.setFor(k)
+	if s == nil {
+		return
+	}
+	var events []Event
+	s.mu.Lock()
+	s.suspectLocked(&events)
+	s.mu.Unlock()
+	for _, e := range events {
+		p.emit(e)
+	}
+	p.poke()
+}
+
+// Usable reports whether some backend that f accepts is online or not
+// yet known to be offline.
+func (p *Pool[C]) Usable(f Filter) bool {
+	online, _ := p.picker.Load().usable(f)
+	return online
+}
+
+// TryClaimFiltered claims an idle connection to a backend f accepts, if
+// there is one now; it never waits.
+func (p *Pool[C]) TryClaimFiltered(f Filter) (Claim[C], bool) {
+	if p.closing.Load() {
+		return Claim[C]{}, false
+	}
+	return p.take(p.picker.Load(), f, p.now())
 }

@@ -89,6 +89,7 @@ type set[C any] struct {
 	served  atomic.Uint64 // claims served, for spreading sequential claims
 	suspect atomic.Bool   // a connection failed; prefer other backends
 	health  atomic.Uint32 // a Health, written under mu
+	learned atomic.Uint32 // the resolver.Role the server last reported
 
 	mu sync.Mutex // protects the fields below
 	// slots holds every slot that is not closed.
@@ -109,7 +110,21 @@ func newSet[C any](p *Pool[C], b resolver.Backend) *set[C] {
 	return s
 }
 
-func (s *set[C]) backendValue() resolver.Backend { return *s.backend.Load() }
+// backendValue returns the backend as the resolver reported it, with the
+// role its server reported when the resolver gave none.
+func (s *set[C]) backendValue() resolver.Backend {
+	b := *s.backend.Load()
+	if b.Role == resolver.RoleUnknown {
+		b.Role = resolver.Role(s.learned.Load())
+	}
+	return b
+}
+
+// learnRole records the role the server reported and says whether it
+// changed.
+func (s *set[C]) learnRole(r resolver.Role) bool {
+	return resolver.Role(s.learned.Swap(uint32(r))) != r
+}
 
 func (s *set[C]) getHealth() Health { return Health(s.health.Load()) }
 
@@ -372,6 +387,32 @@ func (pk *picker[C]) usable(f Filter) (online, offline bool) {
 		}
 	}
 	return online, offline
+}
+
+// hopeless returns why a claim with filter f cannot be served and should
+// fail at once, or nil if it may wait. An unfiltered claim fails when no
+// backend is online or unknown; a filtered one only when no backend at
+// all is, because what a filter accepts can change while it waits (a
+// backend's role, say).
+func (pk *picker[C]) hopeless(f Filter) error {
+	if !pk.reported {
+		return nil // the resolver has not spoken yet
+	}
+	online, offline := pk.usable(f)
+	if online {
+		return nil
+	}
+	if f != nil {
+		if anyOnline, anyOffline := pk.usable(nil); anyOnline {
+			return nil
+		} else {
+			offline = anyOffline
+		}
+	}
+	if offline {
+		return ErrNoBackendsOnline
+	}
+	return ErrNoBackends
 }
 
 // anyIdle reports whether any set in the snapshot has an idle slot.
