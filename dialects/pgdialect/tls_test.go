@@ -17,9 +17,9 @@ import (
 
 // fakeServer starts a loopback PostgreSQL server on host that speaks just
 // enough of the protocol for pgx: TLS when asked (with the CA's
-// certificate), trust authentication, and simple queries, where
-// pg_is_in_recovery() answers false and anything else gets an empty
-// result. It reports what each TLS handshake saw.
+// certificate), trust authentication, and simple queries, where the
+// position query answers 0/0, the role query (pg_is_in_recovery())
+// answers false and anything else gets an empty result. It reports what each TLS handshake saw.
 func fakeServer(t *testing.T, host string, ca *loopback.CA) (addr string, hellos <-chan loopback.Hello) {
 	t.Helper()
 	ch := make(chan loopback.Hello, 64)
@@ -64,13 +64,20 @@ func fakeServer(t *testing.T, host string, ca *loopback.CA) (addr string, hellos
 			if !ok { // Terminate, or more than this fake speaks
 				return
 			}
-			if strings.Contains(q.String, "pg_is_in_recovery") {
+			switch {
+			case q.String == positionQuery:
+				be.Send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+					{Name: []byte("coalesce"), DataTypeOID: 3220, DataTypeSize: 8, TypeModifier: -1},
+				}})
+				be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("0/0")}})
+				be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
+			case strings.Contains(q.String, "pg_is_in_recovery"):
 				be.Send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
 					{Name: []byte("pg_is_in_recovery"), DataTypeOID: 16, DataTypeSize: 1, TypeModifier: -1},
 				}})
 				be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("f")}})
 				be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
-			} else {
+			default:
 				be.Send(&pgproto3.EmptyQueryResponse{})
 			}
 			be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
