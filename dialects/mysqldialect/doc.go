@@ -68,6 +68,19 @@
 // and the last insert ID. An application that changes those must change
 // them back, or not share its connections.
 //
+// # Replication
+//
+// [Opener] is a [qorb.Replicator] for MariaDB. A position is a MariaDB
+// GTID position, such as "0-1-100,1-2-7": on a primary (a server without
+// read_only) @@gtid_binlog_pos, on a read-only replica @@gtid_slave_pos,
+// what its SQL thread has applied and committed ([Opener.Position] says
+// why). [Opener.Reached] compares sequence numbers domain by domain. Any
+// user can read both, so a user with database-level grants only will do;
+// such a user is also the one read_only stops, with error 1290, which
+// [Opener.ReadOnly] reports (with 1792 and 1836). MySQL's GTID sets are not
+// supported: there Position fails with [ErrNoGTIDPosition], and qorb's
+// lag limit and read-your-writes tokens are not available.
+//
 // # Passwords
 //
 // Errors never show the password.

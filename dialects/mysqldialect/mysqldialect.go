@@ -72,8 +72,9 @@ func (Dialect) Open(cfg qorb.DriverConfig) (qorb.Opener, error) {
 }
 
 // Opener opens connections to MySQL backends through go-sql-driver/mysql's
-// connector, and checks, recycles and asks the role of the connections it
-// opened. It is safe for concurrent use; each connection is used by one
+// connector, and checks, recycles and asks the role and (on MariaDB) the
+// replication position of the connections it opened (it is a
+// [qorb.Replicator]). It is safe for concurrent use; each connection is used by one
 // goroutine at a time.
 type Opener struct {
 	// cfg is normalized with placeholderAddr as its address. It is never

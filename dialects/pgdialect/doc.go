@@ -62,6 +62,16 @@
 // DeallocateAll, so that pgx forgets the statements it had prepared and
 // cached on the connection too.
 //
+// # Replication
+//
+// [Opener] is a [qorb.Replicator]. A position is an LSN in PostgreSQL's
+// text form, such as "0/3000148": on a primary pg_current_wal_lsn(), the
+// end of the WAL written; on a standby pg_last_wal_replay_lsn(), the end
+// of the WAL replayed, which is what its queries see (0/0 if it has
+// replayed nothing). [Opener.Reached] compares LSNs as numbers. A write
+// refused because the server is a standby, or because the transaction is
+// read-only, fails with SQLSTATE 25006, which [Opener.ReadOnly] reports.
+//
 // # Passwords and .pgpass
 //
 // Errors never show the password. The password comes from the DSN, then

@@ -68,12 +68,13 @@ func (Dialect) Open(cfg qorb.DriverConfig) (qorb.Opener, error) {
 }
 
 // Opener opens connections to PostgreSQL backends through pgx's
-// database/sql connector, and checks, recycles and asks the role of the
-// connections it opened. It is safe for concurrent use; each connection
+// database/sql connector, and checks, recycles and asks the role and
+// replication position of the connections it opened (it is a
+// [qorb.Replicator]). It is safe for concurrent use; each connection
 // is used by one goroutine at a time.
 //
-// The round trips of Ping, Recycle and Role end at their context's
-// deadline, but a context cancelled while one is under way lets it
+// The round trips of Ping, Recycle, Role and Position end at their
+// context's deadline, but a context cancelled while one is under way lets it
 // finish: pgx meets cancellation by cutting the connection's I/O short,
 // which leaves a TLS connection unable to send even its Terminate message,
 // and the connection and a goroutine of pgx then linger for up to 15 s.
