@@ -70,16 +70,17 @@
 //
 // # Replication
 //
-// [Opener] is a [qorb.Replicator] for MariaDB. A position is a MariaDB
-// GTID position, such as "0-1-100,1-2-7": on a primary (a server without
+// [Opener] is a [qorb.Replicator]. On MariaDB a position is a GTID
+// position, such as "0-1-100,1-2-7": on a primary (a server without
 // read_only) @@gtid_binlog_pos, on a read-only replica @@gtid_slave_pos,
 // what its SQL thread has applied and committed ([Opener.Position] says
-// why). [Opener.Reached] compares sequence numbers domain by domain. Any
-// user can read both, so a user with database-level grants only will do;
-// such a user is also the one read_only stops, with error 1290, which
-// [Opener.ReadOnly] reports (with 1792 and 1836). MySQL's GTID sets are not
-// supported: there Position fails with [ErrNoGTIDPosition], and qorb's
-// lag limit and read-your-writes tokens are not available.
+// why). [Opener.Reached] compares sequence numbers domain by domain. On
+// MySQL a position is @@gtid_executed, a GTID set, which needs
+// gtid_mode=ON ([ErrNoGTIDPosition] otherwise), and Reached tests set
+// inclusion. Any user can read these variables, so a user with
+// database-level grants only will do; such a user is also the one
+// read_only stops, with error 1290, which [Opener.ReadOnly] reports (with
+// 1792 and 1836).
 //
 // # Passwords
 //

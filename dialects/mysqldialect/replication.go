@@ -16,12 +16,13 @@ import (
 // Errors of the [qorb.Replicator] methods, returned wrapped, to be matched
 // with [errors.Is].
 var (
-	// ErrBadPosition: [Opener.Reached] was given text that is not a
-	// MariaDB GTID position, such as a MySQL GTID set.
-	ErrBadPosition = errors.New("mysqldialect: not a MariaDB GTID position")
-	// ErrNoGTIDPosition: [Opener.Position] found a server without
-	// MariaDB's GTID positions, such as MySQL.
-	ErrNoGTIDPosition = errors.New("mysqldialect: the server has no MariaDB GTID position (MySQL GTID sets are not supported)")
+	// ErrBadPosition: [Opener.Reached] was given text that is neither a
+	// MariaDB GTID position nor a MySQL GTID set, or one of each.
+	ErrBadPosition = errors.New("mysqldialect: not a GTID position")
+	// ErrNoGTIDPosition: [Opener.Position] found a server without GTIDs:
+	// a MySQL server whose gtid_mode is not ON, or one that has neither
+	// MariaDB's nor MySQL's GTID variables.
+	ErrNoGTIDPosition = errors.New("mysqldialect: the server has no GTID position")
 )
 
 var _ qorb.Replicator = (*Opener)(nil)
@@ -56,13 +57,18 @@ const positionQuery = "SELECT @@global.read_only, @@global.gtid_binlog_pos, @@gl
 // replicate; a transaction there may be logged a moment before it is
 // visible, which makes a position ask for slightly more, never less.
 //
-// MySQL has neither variable, only GTID sets (@@gtid_executed, such as
-// "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5"); Position fails there with
-// [ErrNoGTIDPosition].
+// MySQL has neither variable: there (after a first query that fails)
+// Position returns @@gtid_executed, a GTID set such as
+// "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5", without the white space
+// MySQL puts in it. It holds every transaction the server has committed,
+// written or applied, on a primary and a replica alike; MySQL's own
+// WAIT_FOR_EXECUTED_GTID_SET waits on it. It needs gtid_mode=ON:
+// otherwise transactions get no GTIDs, no position can say what a replica
+// has applied, and Position fails with [ErrNoGTIDPosition].
 func (o *Opener) Position(ctx context.Context, c driver.Conn) (string, error) {
 	row, err := queryRow(ctx, c, positionQuery)
 	if isServerError(err, errUnknownSystemVariable) {
-		return "", fmt.Errorf("mysqldialect: position: %w: %w", ErrNoGTIDPosition, err)
+		return mysqlPosition(ctx, c)
 	}
 	if err != nil {
 		return "", fmt.Errorf("mysqldialect: position: %w", err)
@@ -85,6 +91,38 @@ func (o *Opener) Position(ctx context.Context, c driver.Conn) (string, error) {
 	return pos, nil
 }
 
+// mysqlPositionQuery reads a MySQL server's GTID mode and GTID set; any
+// user may read both.
+const mysqlPositionQuery = "SELECT @@global.gtid_mode, @@global.gtid_executed"
+
+// mysqlPosition returns the GTID set of a MySQL server; see
+// [Opener.Position].
+func mysqlPosition(ctx context.Context, c driver.Conn) (string, error) {
+	row, err := queryRow(ctx, c, mysqlPositionQuery)
+	if isServerError(err, errUnknownSystemVariable) {
+		return "", fmt.Errorf("mysqldialect: position: %w: %w", ErrNoGTIDPosition, err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("mysqldialect: position: %w", err)
+	}
+	mode, err := asString(row[0])
+	if err != nil {
+		return "", fmt.Errorf("mysqldialect: position: @@global.gtid_mode: %w", err)
+	}
+	if !strings.EqualFold(mode, "ON") {
+		return "", fmt.Errorf("mysqldialect: position: %w (gtid_mode is %s, not ON)", ErrNoGTIDPosition, mode)
+	}
+	pos, err := asString(row[1])
+	if err == nil {
+		pos = strings.Join(strings.Fields(pos), "")
+		_, err = parseGTIDSet(pos)
+	}
+	if err != nil {
+		return "", fmt.Errorf("mysqldialect: position: @@global.gtid_executed: %w", err)
+	}
+	return pos, nil
+}
+
 // asString reads a text column.
 func asString(v driver.Value) (string, error) {
 	switch v := v.(type) {
@@ -96,17 +134,32 @@ func asString(v driver.Value) (string, error) {
 	return "", fmt.Errorf("want text, got %T", v)
 }
 
-// Reached reports whether GTID position have includes want: whether, in
-// every replication domain of want, have's sequence number is at least
-// want's. A domain missing from have has applied nothing of it. The server
-// ids do not count: within a domain, sequence numbers grow across
-// failovers, whichever server wrote them. An empty position has no domain,
-// so every position reaches it.
+// Reached reports whether GTID position have includes want.
 //
-// Positions are MariaDB's, as [Opener.Position] returns them:
-// domain-server-seqno, for distinct domains, joined by commas. Reached
-// fails with [ErrBadPosition] for anything else, MySQL GTID sets included.
+// For MariaDB positions, domain-server-seqno for distinct domains joined
+// by commas, that is whether, in every replication domain of want, have's
+// sequence number is at least want's. A domain missing from have has
+// applied nothing of it. The server ids do not count: within a domain,
+// sequence numbers grow across failovers, whichever server wrote them.
+//
+// For MySQL GTID sets (text with a colon, as "uuid:1-5:7,uuid2:tag:1-3"),
+// that is whether set have holds every transaction of set want.
+//
+// An empty position holds nothing, so every position reaches it. Reached
+// fails with [ErrBadPosition] for anything else, and for a MariaDB
+// position compared with a MySQL set.
 func (o *Opener) Reached(have, want string) (bool, error) {
+	if isGTIDSet(have) || isGTIDSet(want) {
+		h, err := parseGTIDSet(have)
+		if err != nil {
+			return false, err
+		}
+		w, err := parseGTIDSet(want)
+		if err != nil {
+			return false, err
+		}
+		return h.contains(w), nil
+	}
 	h, err := parseGTIDPos(have)
 	if err != nil {
 		return false, err
@@ -123,15 +176,12 @@ func (o *Opener) Reached(have, want string) (bool, error) {
 	return true, nil
 }
 
-// parseGTIDPos maps each replication domain of a GTID position to its
-// sequence number.
+// parseGTIDPos maps each replication domain of a MariaDB GTID position to
+// its sequence number.
 func parseGTIDPos(pos string) (map[uint32]uint64, error) {
 	out := make(map[uint32]uint64)
 	if strings.TrimSpace(pos) == "" {
 		return out, nil
-	}
-	if strings.Contains(pos, ":") {
-		return nil, fmt.Errorf("%w: %q looks like a MySQL GTID set, which is not supported", ErrBadPosition, pos)
 	}
 	for g := range strings.SplitSeq(pos, ",") {
 		domain, seq, err := parseGTID(strings.TrimSpace(g))
