@@ -179,7 +179,10 @@ func (b backendConns) Role(ctx context.Context, pc *physConn) (resolver.Role, er
 	}
 	pos, err := b.c.repl.rep.Position(ctx, pc.dc)
 	if err != nil {
-		return role, err
+		// The backend still answers: only its position is unknown, so it
+		// counts as lagging and past no token, but stays online.
+		b.c.repl.forget(pc.key)
+		return role, nil
 	}
 	b.c.repl.observe(pc.key, role, pos, time.Now())
 	return role, nil

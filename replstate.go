@@ -97,6 +97,17 @@ func (r *replState) observe(k resolver.Key, role resolver.Role, pos string, now 
 	}
 }
 
+// forget records that backend k's position could not be read.
+func (r *replState) forget(k resolver.Key) {
+	in := r.info(k)
+	in.pos.Store(nil)
+	in.behindSince.Store(unknownSince)
+}
+
+// unknownSince marks a backend whose position is unknown: it lags without
+// limit.
+const unknownSince = 1
+
 // lag returns how far backend k is behind its primary, as of now.
 func (r *replState) lag(k resolver.Key, now time.Time) time.Duration {
 	v, ok := r.backends.Load(k)
