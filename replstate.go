@@ -1,6 +1,7 @@
 package qorb
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,11 +115,14 @@ func (r *replState) lag(k resolver.Key, now time.Time) time.Duration {
 	if !ok {
 		return 0
 	}
-	since := v.(*replInfo).behindSince.Load()
-	if since == 0 {
+	switch since := v.(*replInfo).behindSince.Load(); since {
+	case 0:
 		return 0
+	case unknownSince:
+		return math.MaxInt64
+	default:
+		return now.Sub(time.Unix(0, since))
 	}
-	return now.Sub(time.Unix(0, since))
 }
 
 // reached reports whether backend k was last seen at or past want.

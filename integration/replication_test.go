@@ -49,6 +49,9 @@ type replCluster struct {
 	failover func(t testing.TB, to replServer)
 	// promotedQuery returns true on a server that takes writes.
 	promotedQuery string
+	// setReadOnly turns a server's read_only on or off, as a demotion
+	// would; nil where the engine cannot demote a primary in place.
+	setReadOnly func(t testing.TB, s replServer, on bool)
 	// insertQuery inserts (id, v) and returns the port of the server that
 	// wrote it; readQuery returns the port of the server that ran it and
 	// the v of row id, NULL if it has no such row.
@@ -89,6 +92,10 @@ func startReplCluster(t *testing.T, e engine) *replCluster {
 		}
 		waitReplicated = c.WaitReplicated
 		rc.promotedQuery = "SELECT @@global.read_only = 0"
+		rc.setReadOnly = func(t testing.TB, s replServer, on bool) {
+			t.Helper()
+			s.(*dbtest.MariaDB).Exec(t, fmt.Sprintf("SET GLOBAL read_only = %t", on))
+		}
 		create = "CREATE TABLE rw (id BIGINT PRIMARY KEY, v VARCHAR(64) NOT NULL, port INT NOT NULL)"
 		rc.insertQuery = "INSERT INTO rw (id, v, port) VALUES (?, ?, @@port) RETURNING port"
 		rc.readQuery = "SELECT @@port, (SELECT v FROM rw WHERE id = ?)"
@@ -153,7 +160,7 @@ func (rc *replCluster) open(t *testing.T, extra url.Values) (*sql.DB, *qorb.Conn
 		ports = append(ports, r.Port())
 	}
 	db, conn := openConnector(t, rc.dsn(ports, extra))
-	waitRoles(t, conn, want)
+	waitRoles(t, conn, 10*time.Second, want)
 	return db, conn
 }
 
@@ -331,11 +338,11 @@ func backendRoles(conn *qorb.Connector) map[int]resolver.Role {
 	return out
 }
 
-// waitRoles waits until the connector's stats give each port of want its
-// role there.
-func waitRoles(t testing.TB, conn *qorb.Connector, want map[int]resolver.Role) {
+// waitRoles waits at most d until the connector's stats give each port of
+// want its role there.
+func waitRoles(t testing.TB, conn *qorb.Connector, d time.Duration, want map[int]resolver.Role) {
 	t.Helper()
-	eventually(t, 10*time.Second, fmt.Sprintf("the pool's roles are %v", want), func() (bool, string) {
+	eventually(t, d, fmt.Sprintf("the pool's roles are %v", want), func() (bool, string) {
 		got := backendRoles(conn)
 		for p, r := range want {
 			if got[p] != r {
@@ -381,6 +388,9 @@ func TestReplication(t *testing.T) {
 		t.Run("Routing", func(t *testing.T) { testRouting(t, rc) })
 		t.Run("LagLimit", func(t *testing.T) { testLagLimit(t, rc) })
 		t.Run("ReadYourWrites", func(t *testing.T) { testReadYourWrites(t, rc) })
+		if rc.setReadOnly != nil {
+			t.Run("ReadOnlyRecheck", func(t *testing.T) { testReadOnlyRecheck(t, rc) })
+		}
 		t.Run("ReplicaSRV", func(t *testing.T) { testReplicaSRV(t, rc) })
 		t.Run("Failover", func(t *testing.T) { testFailover(t, rc) })
 	})
@@ -535,6 +545,43 @@ func testReadYourWrites(t *testing.T, rc *replCluster) {
 	resume()
 }
 
+// testReadOnlyRecheck: a write that fails because the primary turned
+// read-only makes the pool re-check that backend's role at once, not at
+// the next health check (an hour away here): within a second it is a
+// replica, it takes replica reads, and a write then fails naming the
+// missing primary role. It runs on MariaDB only: a PostgreSQL primary
+// cannot become a standby without a restart.
+func testReadOnlyRecheck(t *testing.T, rc *replCluster) {
+	db, conn := rc.open(t, url.Values{"pool_health_check_period": {"1h"}, "target_session_attrs": {"read-write"}})
+	primary := rc.primary()
+	if _, p, err := rc.write(t.Context(), db); err != nil || p != primary.Port() {
+		t.Fatalf("write before the demotion: served by %d, error %v; want the primary %d", p, err, primary.Port())
+	}
+
+	rc.setReadOnly(t, primary, true)
+	t.Cleanup(func() { rc.setReadOnly(t, primary, false) })
+	if _, _, err := rc.write(t.Context(), db); err == nil {
+		t.Fatal("a write on the read-only primary succeeded")
+	} else {
+		t.Logf("write on the read-only primary: %v", err)
+	}
+	want := map[int]resolver.Role{primary.Port(): resolver.RoleReplica}
+	for _, r := range rc.replicas() {
+		want[r.Port()] = resolver.RoleReplica
+	}
+	waitRoles(t, conn, time.Second, want)
+	checkServed(t, "60 replica reads", readPorts(qorb.WithRole(t.Context(), qorb.RoleReplica), t, db, rc.e.portQuery, 60, 1),
+		append([]int{primary.Port()}, ports(rc.replicas()...)...), false)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	if _, p, err := rc.write(ctx, db); err == nil {
+		t.Errorf("a write with no primary left succeeded on %d", p)
+	} else if !strings.Contains(err.Error(), "primary") {
+		t.Errorf("a write with no primary left failed with %q, which does not name the primary role", err)
+	}
+}
+
 // testReplicaSRV: with replica_srv, the DSN's SRV name lists the primary
 // and the second name the replicas, and the roles come from DNS, not from
 // the servers: a standalone server, which its role query would call a
@@ -569,7 +616,7 @@ func testReplicaSRV(t *testing.T, rc *replCluster) {
 	for _, p := range replicas {
 		want[p] = resolver.RoleReplica
 	}
-	waitRoles(t, conn, want)
+	waitRoles(t, conn, 10*time.Second, want)
 
 	checkServed(t, "300 replica reads", readPorts(qorb.WithRole(t.Context(), qorb.RoleReplica),
 		t, db, rc.e.portQuery, 300, 1), replicas, true)
