@@ -51,6 +51,8 @@ type BackendReport struct {
 	LastErrorAge time.Duration
 }
 
+// Error says why the claim failed, how long it waited, and what each
+// backend last did.
 func (e *ClaimError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Err.Error())
