@@ -19,6 +19,12 @@
 // Parameters starting with pool_ set the pool's policy, dns_server names
 // the name server to ask and target_session_attrs the default role; qorb
 // takes them out and passes every other parameter to the database driver.
+//
+// Each operation may choose the backends it runs on with [WithRole]:
+// writes to the primary, reads to the replicas. qorb learns each server's
+// role from the server itself, keeps replicas that lag too far behind out
+// of reads (pool_max_lag), and can steer a read to a backend that has
+// replayed a write ([WriteToken], [WithWriteToken]).
 package qorb
 
 import (
