@@ -500,8 +500,9 @@ func testLagLimit(t *testing.T, rc *replCluster) {
 // back with its write token and the replica role, and every read sees it:
 // 100 times with both replicas replaying, then 100 times with one paused,
 // so the token has to steer the reads around it (no pool_max_lag here to
-// do it instead). Reads may fall back to the primary, but the replicas
-// must serve some of them.
+// do it instead). A read may fall back to the primary when no replica
+// has replayed the write yet, but the replicas, which replay within
+// milliseconds, must serve most of them.
 func testReadYourWrites(t *testing.T, rc *replCluster) {
 	db, _ := rc.open(t, nil)
 	primary := rc.primary().Port()
@@ -533,8 +534,8 @@ func testReadYourWrites(t *testing.T, rc *replCluster) {
 			counts[port]++
 		}
 		t.Logf("%s: %d reads in %v, served by %v (primary %d)", what, n, time.Since(start).Round(time.Millisecond), counts, primary)
-		if counts[primary] == n {
-			t.Errorf("%s: the primary served all %d reads, want the replicas to serve some", what, n)
+		if counts[primary] > n/2 {
+			t.Errorf("%s: the primary served %d of %d reads, want the replicas to serve most", what, counts[primary], n)
 		}
 	}
 	iterations("both replicas replaying", 100, 0)
