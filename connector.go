@@ -2,8 +2,10 @@ package qorb
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -203,4 +205,25 @@ func (b backendConns) OnRecycle(ctx context.Context, pc *physConn) error {
 func (b backendConns) Close(pc *physConn) error {
 	pc.closeStmts()
 	return pc.dc.Close()
+}
+
+// ConnectorOf returns the Connector behind a database opened with
+// sql.Open("qorb", ...), for its Stats. It borrows a connection to find
+// it, so it waits, like any operation, for one to be free.
+func ConnectorOf(ctx context.Context, db *sql.DB) (*Connector, error) {
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var found *Connector
+	err = c.Raw(func(dc any) error {
+		cn, ok := dc.(*conn)
+		if !ok {
+			return fmt.Errorf("qorb: ConnectorOf needs a database opened with qorb, not %T", dc)
+		}
+		found = cn.c
+		return nil
+	})
+	return found, err
 }

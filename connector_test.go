@@ -696,3 +696,15 @@ func TestConcurrentOperations(t *testing.T) {
 		}
 	})
 }
+
+func TestConnectorOf(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 1) }}
+		c := newConnector(t, o, onePerBackend(1), backends(1)...)
+		db := openDB(t, c)
+		got, err := ConnectorOf(t.Context(), db)
+		if err != nil || got != c {
+			t.Errorf("ConnectorOf = %p, %v; want %p", got, err, c)
+		}
+	})
+}

@@ -20,13 +20,25 @@ import (
 // starts with "_"; the others use the hosts listed. Errors wrap
 // [ErrBadDSN] and never show the password.
 func OpenConnector(dsn string) (*Connector, error) {
-	d, err := parseDSN(dsn)
+	cfg, err := ParseDSN(dsn)
 	if err != nil {
 		return nil, err
 	}
+	return NewConnector(cfg)
+}
+
+// ParseDSN turns a qorb DSN (see [OpenConnector]) into the [Config] it
+// stands for, without starting anything: to add what a DSN cannot say,
+// such as an event observer in cfg.Policy.Observer, before
+// [NewConnector]. Errors wrap [ErrBadDSN] and never show the password.
+func ParseDSN(dsn string) (Config, error) {
+	d, err := parseDSN(dsn)
+	if err != nil {
+		return Config{}, err
+	}
 	opener, err := d.dialect.Open(d.driver)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrBadDSN, redact(dsn), err)
+		return Config{}, fmt.Errorf("%w: %s: %v", ErrBadDSN, redact(dsn), err)
 	}
 	var r resolver.Resolver
 	switch {
@@ -44,9 +56,9 @@ func OpenConnector(dsn string) (*Connector, error) {
 		r, err = resolver.NewStatic(d.hosts...)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrBadDSN, redact(dsn), err)
+		return Config{}, fmt.Errorf("%w: %s: %v", ErrBadDSN, redact(dsn), err)
 	}
-	return NewConnector(Config{Opener: opener, Resolver: r, Settings: d.settings})
+	return Config{Opener: opener, Resolver: r, Settings: d.settings}, nil
 }
 
 // parsedDSN is a DSN taken apart.
