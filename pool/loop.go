@@ -164,6 +164,11 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 		}
 		s.mu.Unlock()
 	}
+	if len(events) > 0 {
+		p.mu.Lock()
+		p.changedAt = now
+		p.mu.Unlock()
+	}
 	for _, c := range toClose {
 		p.closeConn(c)
 	}

@@ -99,6 +99,7 @@ type Pool[C any] struct {
 	pendingAt   time.Time
 	updates     int
 	resolverErr string
+	changedAt   time.Time // when apply last added or removed a backend
 	loopDone    bool
 	closeQ      []C
 	stats       poolCounters

@@ -22,6 +22,9 @@ type Stats struct {
 	// ResolverError is the resolver's last error, if it failed or reported
 	// a backend the pool could not use.
 	ResolverError string
+	// BackendsChangedAt is when the resolver last added or removed a
+	// backend, as the pool applied it; zero before its first backend set.
+	BackendsChangedAt time.Time
 }
 
 // BackendStats is a snapshot of one backend's slot set.
@@ -59,10 +62,11 @@ func (p *Pool[C]) Stats() Stats {
 	p.mu.Lock()
 	sets := p.setList()
 	st := Stats{
-		MaxSlots:      p.pol.MaxSlots,
-		Timeouts:      p.stats.timeouts,
-		Failures:      p.stats.failures,
-		ResolverError: p.resolverErr,
+		MaxSlots:          p.pol.MaxSlots,
+		Timeouts:          p.stats.timeouts,
+		Failures:          p.stats.failures,
+		ResolverError:     p.resolverErr,
+		BackendsChangedAt: p.changedAt,
 	}
 	p.mu.Unlock()
 	st.Waiting = int(p.waiting.Load())
