@@ -1,0 +1,292 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/qorb-go/qorb"
+	"github.com/qorb-go/qorb/pool"
+	"github.com/qorb-go/qorb/resolver"
+)
+
+// nopOpener opens connections that accept every statement, except to
+// the backend dead, whose connections fail.
+type nopOpener struct{ dead string }
+
+func (o nopOpener) Connect(ctx context.Context, b resolver.Backend) (driver.Conn, error) {
+	if b.Addr == o.dead {
+		return nil, errors.New("dial tcp " + b.Addr + ": connection refused")
+	}
+	return nopConn{}, nil
+}
+func (nopOpener) Ping(context.Context, driver.Conn) error          { return nil }
+func (nopOpener) Recycle(context.Context, driver.Conn, bool) error { return nil }
+func (nopOpener) Role(context.Context, driver.Conn) (resolver.Role, error) {
+	return resolver.RoleUnknown, nil
+}
+
+type nopConn struct{}
+
+func (nopConn) Prepare(string) (driver.Stmt, error) { return nil, errors.New("nop: no statements") }
+func (nopConn) Close() error                        { return nil }
+func (nopConn) Begin() (driver.Tx, error)           { return nil, errors.New("nop: no transactions") }
+func (nopConn) ExecContext(context.Context, string, []driver.NamedValue) (driver.Result, error) {
+	return driver.RowsAffected(0), nil
+}
+
+// liveStats serves the stats of a connector over three good backends and
+// a dead one, with a goroutine running statements on it until the test
+// ends. It returns the handler's URL.
+func liveStats(t *testing.T) (url string, dead string) {
+	t.Helper()
+	var bs []resolver.Backend
+	for i, w := range []uint16{1, 2, 3, 1} {
+		bs = append(bs, resolver.Backend{Host: "127.0.0.1", Addr: "127.0.0.1:" + strconv.Itoa(7001+i), Weight: w})
+	}
+	dead = bs[3].Addr
+	r, err := resolver.NewStatic(bs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := qorb.NewConnector(qorb.Config{Opener: nopOpener{dead: dead}, Resolver: r,
+		Settings: qorb.Settings{Policy: pool.Policy{MaxSlots: 8, MaxPerBackend: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(c)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(2 * time.Millisecond) // about 500 statements a second
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				db.ExecContext(ctx, "UPDATE t SET n = n + 1")
+			}
+		}
+	})
+	srv := httptest.NewServer(qorb.StatsHandler(c))
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		wg.Wait()
+		db.Close()
+	})
+	return srv.URL + "/debug/qorb", dead
+}
+
+// tmuxPane is a shell in a detached tmux session of its own server.
+type tmuxPane struct {
+	t    *testing.T
+	sock string
+}
+
+func newTmux(t *testing.T) *tmuxPane {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		if testing.Short() {
+			t.Skip("tmux not installed (scripts/setup installs it)")
+		}
+		t.Fatalf("tmux not installed: run scripts/setup (%v)", err)
+	}
+	dir, err := os.MkdirTemp("", "qorbtop") // short: a socket path has a length limit
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tmuxPane{t: t, sock: filepath.Join(dir, "s")}
+	t.Cleanup(func() {
+		exec.Command("tmux", "-S", p.sock, "kill-server").Run()
+		os.RemoveAll(dir)
+	})
+	p.run("-f", "/dev/null", "new-session", "-d", "-x", "160", "-y", "40", "env", "PS1=$ ", "TERM=xterm-256color", "sh")
+	return p
+}
+
+func (p *tmuxPane) run(args ...string) string {
+	p.t.Helper()
+	out, err := exec.Command("tmux", append([]string{"-S", p.sock}, args...)...).CombinedOutput()
+	if err != nil {
+		p.t.Fatalf("tmux %q: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func (p *tmuxPane) keys(keys ...string) {
+	p.t.Helper()
+	p.run(append([]string{"send-keys"}, keys...)...)
+}
+func (p *tmuxPane) screen() string { p.t.Helper(); return p.run("capture-pane", "-p") }
+func (p *tmuxPane) format(f string) string {
+	p.t.Helper()
+	return strings.TrimSpace(p.run("display-message", "-p", f))
+}
+
+// waitScreen polls the screen until cond holds, failing after 15 s.
+func (p *tmuxPane) waitScreen(what string, cond func(screen string) bool) string {
+	p.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		s := p.screen()
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("screen never showed %s; last screen:\n%s", what, s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// buildQorb builds the qorb command into a temporary directory.
+func buildQorb(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "qorb")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+var (
+	poolRate   = regexp.MustCompile(`claims/s ([0-9.]+)`)
+	exitStatus = regexp.MustCompile(`EXIT=[0-9]`)
+	backendRow = regexp.MustCompile(`(?m)^(127\.0\.0\.1:\d+) .*$`)
+)
+
+// tableRows returns the backend rows on screen, in order, as fields.
+func tableRows(screen string) [][]string {
+	var rows [][]string
+	for _, m := range backendRow.FindAllString(screen, -1) {
+		rows = append(rows, strings.Fields(m))
+	}
+	return rows
+}
+
+// checkRestored checks that top exited with status 0 and left the
+// terminal as it found it: main screen, cursor shown, cooked mode.
+func checkRestored(t *testing.T, p *tmuxPane) {
+	t.Helper()
+	s := p.waitScreen("the shell again", exitStatus.MatchString)
+	if !strings.Contains(s, "EXIT=0") {
+		t.Errorf("qorb top did not exit with status 0:\n%s", s)
+	}
+	if strings.Contains(s, "BACKEND") || strings.Contains(s, "qorb top  http") {
+		t.Errorf("the view is still on screen after exit:\n%s", s)
+	}
+	if got := p.format("#{alternate_on} #{cursor_flag}"); got != "0 1" {
+		t.Errorf("after exit: alternate screen, cursor shown = %q, want \"0 1\"", got)
+	}
+	p.keys("clear; stty -a | tr -s ' ;' '\\n\\n' | grep -E '^-?(isig|icanon|echo)$' | tr '\\n' ' '; echo $((6*7))END", "Enter")
+	s = p.waitScreen("stty's answer", func(s string) bool { return strings.Contains(s, "42END") })
+	if !strings.Contains(s, "isig icanon echo 42END") {
+		t.Errorf("terminal not back in cooked mode after exit:\n%s", s)
+	}
+}
+
+// TestTopInTmux runs the built qorb top in tmux against a live handler and
+// reads its screen: the backends and their traffic, sorting, pausing,
+// and quitting with q, and on SIGINT, both restoring the terminal. It
+// fails, not skips, when tmux is missing, except with -short.
+func TestTopInTmux(t *testing.T) {
+	p := newTmux(t)
+	bin := buildQorb(t)
+	url, dead := liveStats(t)
+
+	p.keys(bin+" top -interval 200ms "+url+"; echo EXIT=$?", "Enter")
+	s := p.waitScreen("the backends and traffic", func(s string) bool {
+		m := poolRate.FindStringSubmatch(s)
+		return len(tableRows(s)) == 4 && m != nil && m[1] != "0.0"
+	})
+	if !strings.Contains(s, "sort: address") || !strings.Contains(s, "BACKEND*") {
+		t.Errorf("initial sort is not by address:\n%s", s)
+	}
+	if got := p.format("#{alternate_on} #{cursor_flag}"); got != "1 0" {
+		t.Errorf("while running: alternate screen, cursor shown = %q, want \"1 0\"", got)
+	}
+	for i, r := range tableRows(s) {
+		if want := "127.0.0.1:" + strconv.Itoa(7001+i); r[0] != want {
+			t.Errorf("row %d by address = %s, want %s\n%s", i, r[0], want, s)
+		}
+	}
+	if !strings.Contains(s, "dial tcp "+dead) || !strings.Contains(s, "backends changed") {
+		t.Errorf("screen lacks the dead backend's error or the resolver line:\n%s", s)
+	}
+
+	// s: by claims/s, highest first (column 10 of a row).
+	p.keys("s")
+	s = p.waitScreen("the claims/s sort", func(s string) bool {
+		return strings.Contains(s, "sort: claims/s") && strings.Contains(s, "CLAIMS/S*")
+	})
+	if strings.Contains(s, "BACKEND*") {
+		t.Errorf("the address column is still marked after s:\n%s", s)
+	}
+	s = p.waitScreen("rows with rates", func(s string) bool { return len(tableRows(s)) == 4 })
+	last := -1.0
+	for i, r := range tableRows(s) {
+		rate, err := strconv.ParseFloat(r[9], 64)
+		if err != nil {
+			t.Fatalf("row %d claims/s %q: %v\n%s", i, r[9], err, s)
+		}
+		if last >= 0 && rate > last {
+			t.Errorf("row %d has %v claims/s, more than the row above (%v):\n%s", i, rate, last, s)
+		}
+		last = rate
+	}
+
+	// s, s: by errors; the dead backend comes first.
+	p.keys("s")
+	p.waitScreen("the wait sort", func(s string) bool { return strings.Contains(s, "sort: wait") && strings.Contains(s, "WAIT*") })
+	p.keys("s")
+	s = p.waitScreen("the errors sort", func(s string) bool {
+		return strings.Contains(s, "sort: errors") && strings.Contains(s, "ERRORS*") && len(tableRows(s)) == 4
+	})
+	if r := tableRows(s); r[0][0] != dead {
+		t.Errorf("first row by errors = %s, want the dead backend %s\n%s", r[0][0], dead, s)
+	}
+
+	// p pauses, p again resumes.
+	p.keys("p")
+	p.waitScreen("PAUSED", func(s string) bool { return strings.Contains(s, "PAUSED") })
+	p.keys("p")
+	p.waitScreen("polling again", func(s string) bool { return !strings.Contains(s, "PAUSED") && strings.Contains(s, "every 200ms") })
+
+	// q quits and restores the terminal.
+	p.keys("q")
+	checkRestored(t, p)
+
+	// So does SIGINT.
+	p.keys("clear; "+bin+" top -interval 200ms "+url+"; echo EXIT=$?", "Enter")
+	p.waitScreen("the view again", func(s string) bool { return len(tableRows(s)) == 4 })
+	shell, _ := strconv.Atoi(p.format("#{pane_pid}"))
+	children, err := os.ReadFile("/proc/" + strconv.Itoa(shell) + "/task/" + strconv.Itoa(shell) + "/children")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := strconv.Atoi(strings.TrimSpace(string(children)))
+	if err != nil {
+		t.Fatalf("children of the shell: %q", children)
+	}
+	if err := syscall.Kill(top, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	checkRestored(t, p)
+}
