@@ -42,6 +42,7 @@ package qorbotel
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -198,19 +199,30 @@ func (m *Metrics) backendOpts(k resolver.Key) []metric.RecordOption {
 // forget drops what backendOpts keeps for a backend the pool no longer
 // has.
 func (m *Metrics) forget(k resolver.Key) {
+	m.keepOnly(func(key resolver.Key) bool { return key != k })
+}
+
+// keepOnly drops what backendOpts keeps for the backends keep rejects.
+func (m *Metrics) keepOnly(keep func(resolver.Key) bool) {
+	drop := false
+	for key := range *m.backends.Load() {
+		drop = drop || !keep(key)
+	}
+	if !drop {
+		return
+	}
 	m.backendsMu.Lock()
 	defer m.backendsMu.Unlock()
 	old := *m.backends.Load()
-	if _, ok := old[k]; !ok {
-		return
-	}
 	next := make(map[resolver.Key][]metric.RecordOption, len(old))
 	for key, v := range old {
-		if key != k {
+		if keep(key) {
 			next[key] = v
 		}
 	}
-	m.backends.Store(&next)
+	if len(next) != len(old) {
+		m.backends.Store(&next)
+	}
 }
 
 // Register has the connection counts, the cap and the waiting claims read
@@ -220,6 +232,11 @@ func (m *Metrics) forget(k resolver.Key) {
 func (m *Metrics) Register(p Pool) (metric.Registration, error) {
 	return m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		st := p.Stats()
+		// A connection held when its backend was removed is released
+		// later: forget such backends here.
+		m.keepOnly(func(k resolver.Key) bool {
+			return slices.ContainsFunc(st.Backends, func(b pool.BackendStats) bool { return b.Backend.Key() == k })
+		})
 		o.ObserveInt64(m.max, int64(st.MaxSlots), m.poolOpt)
 		o.ObserveInt64(m.pending, int64(st.Waiting), m.poolOpt)
 		for _, b := range st.Backends {
