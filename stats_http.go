@@ -216,7 +216,7 @@ th{background:#f4f4f4;font-weight:600}
 th.l,td.l{text-align:left}
 td.err{color:#b00;max-width:40em;overflow:hidden;text-overflow:ellipsis}
 tr.offline td,tr.removed td{color:#999}
-.online{color:#070}.offline{color:#b00}.unknown{color:#a60}
+td.online{color:#070}td.offline{color:#b00}td.unknown{color:#a60}#resolver{color:#b00}
 #status.stale{color:#b00}
 @media (prefers-color-scheme:dark){body{color:#ddd;background:#111}th{background:#222}th,td{border-color:#333}}
 `
@@ -321,7 +321,7 @@ const statsPage = `<!doctype html>
 <body>
 <h1>qorb pool <small id="status">loading…</small></h1>
 <div id="pool"></div>
-<div id="resolver" class="offline"></div>
+<div id="resolver"></div>
 <table>
 <thead>
 <tr><th class="l">backend</th><th class="l">role</th><th class="l">health</th>
