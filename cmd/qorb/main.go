@@ -7,6 +7,7 @@
 // The commands are:
 //
 //	resolve   look up the backends of an SRV name, once or as they change
+//	top       show a pool's stats live, from the JSON of qorb.StatsHandler
 //
 // Run "qorb <command> -h" for a command's flags.
 package main
