@@ -155,11 +155,11 @@ func TestResetSession(t *testing.T) {
 			for range 4 {
 				queryBackend(t, t.Context(), db)
 			}
-			// The first operation used the handle Connect returned; the
-			// other three reused it.
+			// The first operation used the handle Connect returned,
+			// which checked its connection; the other three reused it.
 			mc := o.conn(backends(1)[0].Addr, 1).dc.(*mockConn)
-			if got := mc.resets.Load(); got != 3 {
-				t.Errorf("driver ResetSession called %d times, want 3", got)
+			if got := mc.resets.Load(); got != 4 {
+				t.Errorf("driver ResetSession called %d times, want 4", got)
 			}
 			if got := db.Stats().OpenConnections; got != 1 {
 				t.Errorf("database/sql has %d handles open, want the 1 it reused", got)
@@ -172,12 +172,15 @@ func TestResetSession(t *testing.T) {
 			b := backends(1)[0]
 			o := &fakeOpener{
 				script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 10) },
+				// Connection 1 passes Connect's check, then refuses
+				// the reset when the idle handle reuses it.
 				resetErr: func(_ resolver.Backend, n int) error {
 					if n == 1 {
 						return driver.ErrBadConn
 					}
 					return nil
 				},
+				resetOK: 1,
 			}
 			c := newConnector(t, o, onePerBackend(1), b)
 			db := openDB(t, c)
@@ -197,6 +200,33 @@ func TestResetSession(t *testing.T) {
 			}
 			if st := backendStats(t, c, b.Addr); st.Failures == 0 {
 				t.Error("backend Failures = 0, want the connection whose reset failed counted")
+			}
+		})
+	})
+
+	// A new handle gets no ResetSession from database/sql: Connect
+	// checks the connection it claims itself, and claims another in
+	// place of one the driver finds dead.
+	t.Run("Connect checks its connection", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := backends(1)[0]
+			o := &fakeOpener{
+				script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 10) },
+				resetErr: func(_ resolver.Backend, n int) error {
+					if n == 1 {
+						return driver.ErrBadConn
+					}
+					return nil
+				},
+			}
+			c := newConnector(t, o, onePerBackend(1), b)
+			db := openDB(t, c)
+			synctest.Wait()
+			if got, want := queryBackend(t, t.Context(), db), b.Addr+"/2"; got != want {
+				t.Errorf("first query ran on %s, want %s", got, want)
+			}
+			if !o.conn(b.Addr, 1).tr.closed.Load() {
+				t.Error("the connection Connect found dead is still open")
 			}
 		})
 	})

@@ -111,11 +111,34 @@ func NewConnector(cfg Config) (*Connector, error) {
 // each backend last did. It never returns [driver.ErrBadConn].
 func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	cn := &conn{c: c}
-	if err := cn.bind(ctx); err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		if err := cn.bind(ctx); err != nil {
+			return nil, err
+		}
+		// database/sql checks a handle it reuses with ResetSession, where
+		// a driver finds a connection its server has closed (as
+		// go-sql-driver/mysql does), but not a new one: check the
+		// connection claimed for it the same way, and claim another in
+		// place of a dead one, so the operation does not fail on it.
+		r, ok := cn.pc.dc.(driver.SessionResetter)
+		if !ok || attempt == connectChecks {
+			return cn, nil
+		}
+		err := r.ResetSession(ctx)
+		if err == nil {
+			return cn, nil
+		}
+		cn.check(err)
+		if cn.broken == nil {
+			cn.broken = err
+		}
+		cn.unbind()
 	}
-	return cn, nil
 }
+
+// connectChecks bounds the connections Connect claims when the driver
+// finds them dead; the last one is returned unchecked.
+const connectChecks = 3
 
 // Driver returns the qorb driver.
 func (c *Connector) Driver() driver.Driver { return qorbDriver }

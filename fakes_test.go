@@ -100,6 +100,9 @@ type fakeOpener struct {
 	// resetErr, if set, is what ResetSession of the n-th *mockConn to b
 	// returns.
 	resetErr func(b resolver.Backend, n int) error
+	// resetOK is how many calls of ResetSession succeed on each *mockConn
+	// before resetErr applies.
+	resetOK int64
 	// pingFail makes Ping fail.
 	pingFail atomic.Bool
 	// invalid says whether the n-th *mockConn to b reports itself
@@ -176,6 +179,7 @@ func (o *fakeOpener) Connect(ctx context.Context, b resolver.Backend) (driver.Co
 		c := &mockConn{m: mc}
 		if o.resetErr != nil {
 			c.resetErr = o.resetErr(b, n)
+			c.resetOK = o.resetOK
 		}
 		if o.invalid != nil {
 			c.invalid.Store(o.invalid(b, n))
@@ -305,6 +309,7 @@ type mockConn struct {
 	track
 	m        driver.Conn // the sqlmock conn
 	resetErr error       // what ResetSession returns
+	resetOK  int64       // calls of ResetSession that succeed before resetErr
 
 	invalid                                         atomic.Bool // IsValid reports false
 	resets, valids, pings, execs, queries, prepares atomic.Int64
@@ -385,7 +390,9 @@ func (c *mockConn) CheckNamedValue(nv *driver.NamedValue) error {
 }
 
 func (c *mockConn) ResetSession(ctx context.Context) error {
-	c.resets.Add(1)
+	if c.resets.Add(1) <= c.resetOK {
+		return nil
+	}
 	return c.resetErr
 }
 
