@@ -8,7 +8,6 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/jackc/puddle/v2 v2.2.3
 	github.com/miekg/dns v1.1.73
-	golang.org/x/term v0.45.0
 )
 
 require (

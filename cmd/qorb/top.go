@@ -343,10 +343,23 @@ var topColumns = []struct {
 
 // draw redraws the whole screen.
 func (t *top) draw() {
-	width, height := 120, 40
+	width, height := termSize()
+	paint(t.out, t.lines(width), "q quit  p pause  s sort (address, claims/s, wait, errors)", width, height)
+}
+
+// termSize returns the size of the terminal on stdout, or 120×40 when
+// stdout is not a terminal.
+func termSize() (width, height int) {
 	if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
-		width, height = w, h
+		return w, h
 	}
+	return 120, 40
+}
+
+// lines returns the view above its key line: the title, the pool's
+// totals, the resolver, and the backends' table. "qorb demo" shows the
+// same lines under its own.
+func (t *top) lines(width int) []string {
 	var lines []string
 	add := func(s string) { lines = append(lines, s) }
 
@@ -365,42 +378,56 @@ func (t *top) draw() {
 		add("")
 	}
 	if t.cur != nil {
-		rows := t.rows()
-		var conn, idle, check, claimed, recyc, backoff int
-		rate, known := 0.0, false
-		for _, r := range rows {
-			s := r.b.Slots
-			conn, idle, check, claimed, recyc, backoff = conn+s.Connecting, idle+s.Idle, check+s.Checking,
-				claimed+s.Claimed, recyc+s.Recycling, backoff+s.BackingOff
-			if r.rate >= 0 {
-				rate, known = rate+r.rate, true
-			}
-		}
-		total := conn + idle + check + claimed + recyc + backoff
-		add(fmt.Sprintf("pool      slots %d/%d (claimed %d, idle %d, connecting %d, checking %d, recycling %d, backing off %d)",
-			total, t.cur.MaxSlots, claimed, idle, conn, check, recyc, backoff))
-		add(fmt.Sprintf("          claims/s %s  waiting %d  timeouts %d  failed claims %d  backends %d",
-			rateString(rate, known), t.cur.Waiting, t.cur.Timeouts, t.cur.Failures, len(rows)))
-		changed := "never"
-		if c := t.cur.BackendsChangedAt; c != nil {
-			changed = agoString(t.cur.Time.Sub(*c)) + " ago (" + c.Local().Format("15:04:05") + ")"
-		}
-		rerr := "none"
-		if t.cur.ResolverError != "" {
-			rerr = "\x1b[31m" + t.cur.ResolverError + "\x1b[0m"
-		}
-		add(fmt.Sprintf("resolver  backends changed %s  last error: %s", changed, rerr))
-		add("")
-		add(t.header())
-		for _, r := range rows {
-			add(t.row(r, width))
+		lines = append(lines, t.poolLines(width)...)
+	}
+	return lines
+}
+
+// poolLines are the pool's totals, the resolver's state and the backends'
+// table of the last snapshot.
+func (t *top) poolLines(width int) []string {
+	var lines []string
+	add := func(s string) { lines = append(lines, s) }
+	rows := t.rows()
+	var conn, idle, check, claimed, recyc, backoff int
+	rate, known := 0.0, false
+	for _, r := range rows {
+		s := r.b.Slots
+		conn, idle, check, claimed, recyc, backoff = conn+s.Connecting, idle+s.Idle, check+s.Checking,
+			claimed+s.Claimed, recyc+s.Recycling, backoff+s.BackingOff
+		if r.rate >= 0 {
+			rate, known = rate+r.rate, true
 		}
 	}
+	total := conn + idle + check + claimed + recyc + backoff
+	add(fmt.Sprintf("pool      slots %d/%d (claimed %d, idle %d, connecting %d, checking %d, recycling %d, backing off %d)",
+		total, t.cur.MaxSlots, claimed, idle, conn, check, recyc, backoff))
+	add(fmt.Sprintf("          claims/s %s  waiting %d  timeouts %d  failed claims %d  backends %d",
+		rateString(rate, known), t.cur.Waiting, t.cur.Timeouts, t.cur.Failures, len(rows)))
+	changed := "never"
+	if c := t.cur.BackendsChangedAt; c != nil {
+		changed = agoString(t.cur.Time.Sub(*c)) + " ago (" + c.Local().Format("15:04:05") + ")"
+	}
+	rerr := "none"
+	if t.cur.ResolverError != "" {
+		rerr = "\x1b[31m" + t.cur.ResolverError + "\x1b[0m"
+	}
+	add(fmt.Sprintf("resolver  backends changed %s  last error: %s", changed, rerr))
+	add("")
+	add(t.header())
+	for _, r := range rows {
+		add(t.row(r, width))
+	}
+	return lines
+}
+
+// paint redraws the whole screen from the top left: lines, cut or padded
+// to the screen's height less one, then footer on the last line.
+func paint(out io.Writer, lines []string, footer string, width, height int) {
 	for len(lines) < height-1 {
-		add("")
+		lines = append(lines, "")
 	}
-	lines = lines[:height-1]
-	add("\x1b[2mq quit  p pause  s sort (address, claims/s, wait, errors)\x1b[0m")
+	lines = append(lines[:max(0, height-1)], "\x1b[2m"+footer+"\x1b[0m")
 
 	var b strings.Builder
 	b.WriteString("\x1b[H")
@@ -411,7 +438,7 @@ func (t *top) draw() {
 			b.WriteString("\r\n")
 		}
 	}
-	io.WriteString(t.out, b.String())
+	io.WriteString(out, b.String())
 }
 
 // header is the table's header line; the sort column is marked with *
