@@ -112,7 +112,7 @@ func (cn *conn) check(err error) error {
 	if err == nil {
 		return nil
 	}
-	if cn.broken == nil && connectionError(err) {
+	if cn.broken == nil && (connectionError(err) || cn.driverInvalid()) {
 		cn.broken = err
 	}
 	if r := cn.c.repl; r != nil && cn.pc != nil && r.rep.ReadOnly(err) {
@@ -120,6 +120,17 @@ func (cn *conn) check(err error) error {
 		cn.c.pool.Recheck(cn.pc.key)
 	}
 	return err
+}
+
+// driverInvalid reports whether the driver says its connection is no
+// longer usable, as go-sql-driver/mysql does after a failed read or write
+// (its error then is a plain "invalid connection").
+func (cn *conn) driverInvalid() bool {
+	if cn.pc == nil {
+		return false
+	}
+	v, ok := cn.pc.dc.(driver.Validator)
+	return ok && !v.IsValid()
 }
 
 // connectionError reports whether err says the connection itself failed,
@@ -287,7 +298,21 @@ func (cn *conn) QueryContext(ctx context.Context, query string, args []driver.Na
 		return nil, driver.ErrSkip
 	}
 	rows, err := q.QueryContext(ctx, query, args)
-	return rows, cn.check(err)
+	return rows, cn.queryErr(ctx, err)
+}
+
+// queryErr returns the error of a query that returned no rows as
+// database/sql should see it. When the query's connection died under it
+// and the caller declared the query safe to repeat ([Repeatable], or a
+// replica role), it becomes driver.ErrBadConn, so database/sql runs the
+// query again on a fresh connection, which the pool takes from a healthy
+// backend.
+func (cn *conn) queryErr(ctx context.Context, err error) error {
+	err = cn.check(err)
+	if err == nil || cn.broken == nil || errors.Is(err, driver.ErrBadConn) || !repeatable(ctx, cn.c.role) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", driver.ErrBadConn, err)
 }
 
 // Ping pings through the driver, or with the dialect's health check when

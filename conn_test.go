@@ -621,3 +621,49 @@ func TestRawReachesDriverConn(t *testing.T) {
 		})
 	})
 }
+
+// TestRepeatableQueryRetried: a query declared safe to repeat, whose
+// connection dies under it before any row, runs again on another backend;
+// without the declaration the caller sees the error.
+func TestRepeatableQueryRetried(t *testing.T) {
+	tests := []struct {
+		name    string
+		ctx     func(context.Context) context.Context
+		retried bool
+	}{
+		{"plain", func(ctx context.Context) context.Context { return ctx }, false},
+		{"Repeatable", Repeatable, true},
+		{"replica role", func(ctx context.Context) context.Context { return WithRole(ctx, RoleReplica) }, true},
+		{"prefer-replica role", func(ctx context.Context) context.Context { return WithRole(ctx, RolePreferReplica) }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 10) }}
+				bs := backends(3)
+				c := newConnector(t, o, onePerBackend(len(bs)), bs...)
+				db := openDB(t, c)
+				synctest.Wait()
+				o.failNext(io.ErrUnexpectedEOF)
+				var addr string
+				err := db.QueryRowContext(tt.ctx(t.Context()), "SELECT backend").Scan(&addr)
+				if tt.retried {
+					if err != nil {
+						t.Fatalf("repeatable query = %v, want it run again on another backend", err)
+					}
+					var failed string
+					for _, oc := range o.opened() {
+						if oc.dc.(*mockConn).faults.Load() > 0 {
+							failed = oc.backend
+						}
+					}
+					if backendOf(addr) == failed {
+						t.Errorf("the retry ran on %s, the backend whose connection died", failed)
+					}
+				} else if !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Fatalf("query = %v, want the connection's error", err)
+				}
+			})
+		})
+	}
+}

@@ -58,6 +58,28 @@ func ParseTargetSessionAttrs(s string) (Role, error) {
 
 type roleKey struct{}
 
+type repeatKey struct{}
+
+// Repeatable returns a context whose queries are safe to run twice: a
+// query that fails because its connection died before it returned rows is
+// run again on a fresh connection (through database/sql's retry of
+// driver.ErrBadConn), and so on a healthy backend, instead of failing.
+// Reads with a replica role (RoleReplica, RolePreferReplica) are
+// repeatable without it. It has no effect on Exec, or inside a
+// transaction or a sql.Conn, which database/sql does not retry.
+func Repeatable(ctx context.Context) context.Context {
+	return context.WithValue(ctx, repeatKey{}, true)
+}
+
+// repeatable reports whether ctx's queries are safe to run twice.
+func repeatable(ctx context.Context, def Role) bool {
+	if ok, _ := ctx.Value(repeatKey{}).(bool); ok {
+		return true
+	}
+	r := roleFrom(ctx, def)
+	return r == RoleReplica || r == RolePreferReplica
+}
+
 // WithRole returns a context that makes the operations run with it use
 // backends of role r, instead of the connector's default.
 func WithRole(ctx context.Context, r Role) context.Context {

@@ -71,7 +71,7 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 			rows, err = ds.Query(vs)
 		}
 	}
-	return rows, s.cn.check(err)
+	return rows, s.cn.queryErr(ctx, err)
 }
 
 func named(args []driver.Value) []driver.NamedValue {

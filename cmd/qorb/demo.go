@@ -242,7 +242,9 @@ func (d *demo) run(ctx context.Context) int {
 func (d *demo) work(ctx context.Context, db *sql.DB) {
 	for ctx.Err() == nil {
 		started := time.Now()
-		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		// The workload's reads are safe to run twice: a read caught on
+		// a backend as it dies runs again on another instead of failing.
+		qctx, cancel := context.WithTimeout(qorb.Repeatable(ctx), 10*time.Second)
 		var name string
 		err := db.QueryRowContext(qctx, d.query).Scan(&name)
 		cancel()
