@@ -454,7 +454,7 @@ func (d *demo) summary(final *topStats) {
 				}
 			}
 		}
-		fmt.Fprintf(d.out, "summary: backend=%s addr=%s role=%s health=%s queries=%d queries_after_stop=%d\n",
+		fmt.Fprintf(d.out, "summary: backend=%s addr=%s part=%s health=%s queries=%d queries_after_stop=%d\n",
 			r.name, r.addr, r.role, health, n, after)
 	}
 	stoppedAt := "-"

@@ -61,14 +61,14 @@ func TestDemo(t *testing.T) {
 	}
 	roles := map[string]int{}
 	for _, b := range backends {
-		roles[b["role"]]++
+		roles[b["part"]]++
 		if num(b, "queries") == 0 {
-			t.Errorf("backend %s (%s) served no queries", b["backend"], b["role"])
+			t.Errorf("backend %s (%s) served no queries", b["backend"], b["part"])
 		}
 		if n := num(b, "queries_after_stop"); n != 0 {
-			t.Errorf("backend %s (%s) served %d queries that started after it stopped", b["backend"], b["role"], n)
+			t.Errorf("backend %s (%s) served %d queries that started after it stopped", b["backend"], b["part"], n)
 		}
-		if b["role"] == "stopped" && b["health"] != "offline" {
+		if b["part"] == "stopped" && b["health"] != "offline" {
 			t.Errorf("stopped backend %s is %s at the end, want offline", b["backend"], b["health"])
 		}
 	}
