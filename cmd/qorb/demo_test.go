@@ -76,3 +76,29 @@ func TestDemo(t *testing.T) {
 		t.Errorf("backend roles %v, want 2 original, 1 stopped, 1 added", roles)
 	}
 }
+
+// TestDemoDSN points the demo's workload at the machine's PostgreSQL and
+// MariaDB servers (scripts/setup starts them) with -dsn: every query is
+// answered and the summary names the server's port.
+func TestDemoDSN(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local database servers")
+	}
+	for _, tt := range []struct{ dsn, port string }{
+		{"postgres://postgres@127.0.0.1:5432/test?sslmode=disable&pool_max_conns=4", "5432"},
+		{"mysql://root@127.0.0.1:3306/test?pool_max_conns=4", "3306"},
+	} {
+		t.Run(tt.port, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			var out bytes.Buffer
+			code := run(ctx, []string{"demo", "-no-tui", "-duration", "1s", "-workers", "4", "-dsn", tt.dsn}, &out, &out)
+			if code != 0 {
+				t.Fatalf("qorb demo -dsn exited with %d, want 0; output:\n%s", code, out.String())
+			}
+			if !strings.Contains(out.String(), "backend="+tt.port+" ") || !strings.Contains(out.String(), "app_errors=0") {
+				t.Errorf("summary does not show queries served by port %s with no errors:\n%s", tt.port, out.String())
+			}
+		})
+	}
+}
