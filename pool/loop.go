@@ -71,10 +71,9 @@ func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.T
 			p.wantRebalance() // their room is free again
 		})
 	}
-	pickerDirty := false
 	if applyUpdate {
 		p.apply(update, now)
-		pickerDirty = true
+		p.pickerDirty.Store(true)
 	}
 	if p.rebalance.Swap(false) || applyUpdate || periodic {
 		p.rebalanceSlots(ctx, now, periodic)
@@ -87,11 +86,9 @@ func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.T
 	sets := p.setList()
 	p.mu.Unlock()
 	for _, s := range sets {
-		t, dirty := p.maintain(ctx, s, now, periodic)
-		soonest(t)
-		pickerDirty = pickerDirty || dirty
+		soonest(p.maintain(ctx, s, now, periodic))
 	}
-	if p.pickerDirty.Swap(false) || pickerDirty || p.pickerStale() {
+	if p.pickerDirty.Swap(false) {
 		p.rebuildPicker()
 		p.failHopeless()
 		if p.waiting.Load() > 0 {
@@ -179,18 +176,6 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 	}
 }
 
-// pickerStale reports whether a set's health differs from the snapshot.
-func (p *Pool[C]) pickerStale() bool {
-	pk := p.picker.Load()
-	for i := range pk.entries {
-		e := &pk.entries[i]
-		if e.set.getHealth() != e.health {
-			return true
-		}
-	}
-	return false
-}
-
 // rebuildPicker publishes a new snapshot of the claimable backends.
 func (p *Pool[C]) rebuildPicker() {
 	old := p.picker.Load()
@@ -238,15 +223,15 @@ func (p *Pool[C]) rebuildPicker() {
 }
 
 // maintain starts the background work of s's slots that is due, closes
-// what is no longer wanted, and returns when s next needs attention and
-// whether the set went away.
+// what is no longer wanted (forgetting a removed set once its last slot
+// is gone), and returns when s next needs attention.
 //
 // Idle slots sit on the idle stack, where only claims touch them. The
 // control loop reads their check and expiry times, which nobody else
 // writes, and takes them off the stack only when one of them is due
 // for something, or on the periodic rebalance, which also enforces
 // MaxIdleTime.
-func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, periodic bool) (next time.Time, gone bool) {
+func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, periodic bool) (next time.Time) {
 	soonest := func(t time.Time) {
 		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
 			next = t
@@ -355,7 +340,7 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, period
 			jobs = append(jobs, job{sl: sl, kind: st})
 		}
 	}
-	gone = removed && len(s.slots) == 0
+	gone := removed && len(s.slots) == 0
 	s.mu.Unlock()
 
 	if gone {
@@ -389,7 +374,7 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, period
 	if drain && p.waiting.Load() > 0 {
 		p.dispatch()
 	}
-	return next, gone
+	return next
 }
 
 // connect opens a connection for sl, which is connecting and busy.
@@ -451,8 +436,8 @@ func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
 		sl.expiresAt = p.lifetimeFrom(now)
 		sl.checkAt = p.nextCheckFrom(now)
 		sl.recheck = false
-		if p.role != nil && s.learnRole(role) {
-			p.pickerDirty.Store(true)
+		if p.role != nil {
+			s.learnRole(role)
 		}
 		// Idle before the lock goes, so the control loop never takes it
 		// for a slot waiting for work; handOff below passes it on.
@@ -533,8 +518,8 @@ func (p *Pool[C]) check(ctx context.Context, s *set[C], sl *slot[C], recycle boo
 		sl.setState(StateChecking)
 		to = StateChecking
 	default:
-		if hasRole && s.learnRole(role) {
-			p.pickerDirty.Store(true)
+		if hasRole {
+			s.learnRole(role)
 		}
 		if !recycle {
 			sl.checkAt = p.nextCheckFrom(now)

@@ -388,7 +388,6 @@ func (p *Pool[C]) setFor(k resolver.Key) *set[C] {
 // see the new role as soon as the control loop has run.
 func (p *Pool[C]) SetRole(k resolver.Key, r resolver.Role) {
 	if s := p.setFor(k); s != nil && s.learnRole(r) {
-		p.pickerDirty.Store(true)
 		p.poke()
 	}
 }

@@ -126,6 +126,7 @@ func TestFilteredClaimWaitsForItsRole(t *testing.T) {
 			t.Errorf("claim got %v, want the promoted %s", c.Backend(), bs[1].Addr)
 		}
 		c.Release()
+		synctest.Wait() // the re-checks started above are done
 		// SetRole, as after a read-only error, takes effect at once.
 		rc.setRole(bs[1].Addr, resolver.RoleReplica)
 		p.SetRole(bs[1].Key(), resolver.RoleReplica)

@@ -121,17 +121,25 @@ func (s *set[C]) backendValue() resolver.Backend {
 }
 
 // learnRole records the role the server reported and says whether it
-// changed.
+// changed; a change marks the picker for rebuilding.
 func (s *set[C]) learnRole(r resolver.Role) bool {
-	return resolver.Role(s.learned.Swap(uint32(r))) != r
+	changed := resolver.Role(s.learned.Swap(uint32(r))) != r
+	if changed {
+		s.p.pickerDirty.Store(true)
+	}
+	return changed
 }
 
 func (s *set[C]) getHealth() Health { return Health(s.health.Load()) }
 
 // setHealthLocked changes the backend's health and reports whether it
-// changed.
+// changed; a change marks the picker for rebuilding.
 func (s *set[C]) setHealthLocked(h Health) bool {
-	return Health(s.health.Swap(uint32(h))) != h
+	changed := Health(s.health.Swap(uint32(h))) != h
+	if changed {
+		s.p.pickerDirty.Store(true)
+	}
+	return changed
 }
 
 // weight is the backend's effective weight: SRV weight 0 counts as 1.
