@@ -234,19 +234,27 @@ func (b backendConns) Close(pc *physConn) error {
 // sql.Open("qorb", ...), for its Stats. It borrows a connection to find
 // it, so it waits, like any operation, for one to be free.
 func ConnectorOf(ctx context.Context, db *sql.DB) (*Connector, error) {
-	c, err := db.Conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
 	var found *Connector
-	err = c.Raw(func(dc any) error {
-		cn, ok := dc.(*conn)
-		if !ok {
-			return fmt.Errorf("qorb: ConnectorOf needs a database opened with qorb, not %T", dc)
-		}
+	err := withConn(ctx, db, "ConnectorOf", func(cn *conn) error {
 		found = cn.c
 		return nil
 	})
 	return found, err
+}
+
+// withConn runs f with a qorb connection of db, claimed for ctx; what
+// names the caller in the error for a database not opened with qorb.
+func withConn(ctx context.Context, db *sql.DB, what string, f func(*conn) error) error {
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Raw(func(dc any) error {
+		cn, ok := dc.(*conn)
+		if !ok {
+			return fmt.Errorf("qorb: %s needs a database opened with qorb, not %T", what, dc)
+		}
+		return f(cn)
+	})
 }

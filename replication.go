@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"slices"
 
 	"github.com/qorb-go/qorb/pool"
@@ -26,17 +25,8 @@ var ErrNoReplication = errors.New("qorb: the dialect cannot read replication pos
 // call it after a write commits, and pass the token to later reads with
 // [WithWriteToken]. db must be a qorb database.
 func WriteToken(ctx context.Context, db *sql.DB) (Token, error) {
-	c, err := db.Conn(WithRole(ctx, RolePrimary))
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
 	var tok Token
-	err = c.Raw(func(dc any) error {
-		cn, ok := dc.(*conn)
-		if !ok {
-			return fmt.Errorf("qorb: WriteToken needs a database opened with qorb, not %T", dc)
-		}
+	err := withConn(WithRole(ctx, RolePrimary), db, "WriteToken", func(cn *conn) error {
 		rep, ok := cn.c.opener.(Replicator)
 		if !ok {
 			return ErrNoReplication
