@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -276,7 +277,7 @@ func TestRemovedFromDNSDrained(t *testing.T) {
 func TestCloseLeavesNothing(t *testing.T) {
 	forEngine(t, func(t *testing.T, e engine) {
 		c := startCluster(t, e, 3)
-		base := settledGoroutines(0, 0)
+		base := runtime.NumGoroutine()
 		db, err := sql.Open("qorb", c.dsn(nil))
 		if err != nil {
 			t.Fatal(err)

@@ -160,7 +160,8 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// goroutines returns the number of goroutines once it stops falling.
+// settledGoroutines returns the number of goroutines once it is down to
+// limit, or after d.
 func settledGoroutines(limit int, d time.Duration) int {
 	deadline := time.Now().Add(d)
 	n := runtime.NumGoroutine()
