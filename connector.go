@@ -95,8 +95,10 @@ func NewConnector(cfg Config) (*Connector, error) {
 		}
 	}
 	// Without a full reset, recycling only looks at in-memory session
-	// state, so it runs on the releasing goroutine.
-	pol.InlineRecycle = !cfg.Reset
+	// state, so by default it runs on the releasing goroutine.
+	if pol.Recycle == pool.RecycleDefault && !cfg.Reset {
+		pol.Recycle = pool.RecycleInline
+	}
 	p, err := pool.New[*physConn](cfg.Resolver, backendConns{c}, pol)
 	if err != nil {
 		return nil, err

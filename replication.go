@@ -71,7 +71,7 @@ func (c *Connector) claimAfter(ctx context.Context, role Role, tok Token) (pool.
 	past := func(b resolver.Backend) bool {
 		return allowed(b) && (b.Role == resolver.RolePrimary || c.repl.reached(b.Key(), want))
 	}
-	if cl, ok := c.pool.TryClaimFiltered(past); ok {
+	if cl, ok := c.pool.TryClaimFiltered(ctx, past); ok {
 		return cl, nil
 	}
 	// Positions may be stale: ask the candidates themselves, each once.
@@ -80,7 +80,7 @@ func (c *Connector) claimAfter(ctx context.Context, role Role, tok Token) (pool.
 		return allowed(b) && b.Role != resolver.RolePrimary && !slices.Contains(tried, b.Key())
 	}
 	for range 8 {
-		cl, ok := c.pool.TryClaimFiltered(untried)
+		cl, ok := c.pool.TryClaimFiltered(ctx, untried)
 		if !ok {
 			break
 		}

@@ -40,7 +40,7 @@ func benchPool(b *testing.B, n int) *Pool[*fakeConn] {
 		b.Fatal(err)
 	}
 	p, err := New(r, newFakeConnector(), Policy{
-		MaxSlots: benchSize, Spares: benchSize, InlineRecycle: true,
+		MaxSlots: benchSize, Spares: benchSize, Recycle: RecycleInline,
 		HealthInterval: -1, MaxLifetime: -1, MaxIdleTime: -1,
 	})
 	if err != nil {

@@ -55,7 +55,7 @@ func (c Claim[C]) end(err error) {
 	s := sl.set
 	p := s.p
 	broken := err != nil
-	if !broken && p.pol.InlineRecycle {
+	if !broken && p.pol.Recycle == RecycleInline {
 		if rerr := p.conn.OnRecycle(context.Background(), c.conn); rerr != nil {
 			err = fmt.Errorf("recycle: %w", rerr)
 		}
@@ -67,7 +67,7 @@ func (c Claim[C]) end(err error) {
 	}
 	held := time.Duration(now - sl.claimedAt.Load())
 	s.inUse.Add(-1)
-	if err == nil && p.pol.InlineRecycle && !p.closing.Load() && !sl.unwanted.Load() &&
+	if err == nil && p.pol.Recycle == RecycleInline && !p.closing.Load() && !sl.unwanted.Load() &&
 		s.getHealth() != HealthRemoved && (sl.expiresAt == 0 || now < sl.expiresAt) {
 		// The fast path: no lock but the queue's, and only when claims
 		// are queued.
@@ -226,20 +226,34 @@ func (p *Pool[C]) Claim(ctx context.Context) (Claim[C], error) {
 func (p *Pool[C]) ClaimFiltered(ctx context.Context, f Filter) (Claim[C], error) {
 	for attempt := 1; ; attempt++ {
 		c, err := p.claim(ctx, f)
-		if err != nil || p.acq == nil {
+		if err != nil {
 			return c, err
 		}
-		actx, cancel := context.WithTimeout(ctx, p.pol.HealthTimeout)
-		err = p.acq.OnAcquire(actx, c.conn)
-		cancel()
+		err = p.acquire(ctx, c)
 		if err == nil {
 			return c, nil
 		}
-		c.Discard(fmt.Errorf("acquire hook: %w", err))
-		if attempt == 3 || ctx.Err() != nil {
+		if attempt == maxAcquireAttempts || ctx.Err() != nil {
 			return Claim[C]{}, fmt.Errorf("pool: acquire hook failed %d times, last on %s: %w", attempt, c.slot.set.key, err)
 		}
 	}
+}
+
+// maxAcquireAttempts bounds the connections one claim takes when the
+// [Acquirer] hook fails on them.
+const maxAcquireAttempts = 3
+
+// acquire runs the Acquirer hook, if any, on a connection just claimed,
+// and discards the connection when the hook fails.
+func (p *Pool[C]) acquire(ctx context.Context, c Claim[C]) error {
+	if p.acq == nil {
+		return nil
+	}
+	err := p.acq.OnAcquire(ctx, c.conn)
+	if err != nil {
+		c.Discard(fmt.Errorf("acquire hook: %w", err))
+	}
+	return err
 }
 
 func (p *Pool[C]) claim(ctx context.Context, f Filter) (Claim[C], error) {
@@ -247,21 +261,28 @@ func (p *Pool[C]) claim(ctx context.Context, f Filter) (Claim[C], error) {
 		return Claim[C]{}, ErrClosed
 	}
 	if p.waiting.Load() == 0 {
-		now := p.now()
-		observing := p.observing()
-		if observing {
-			now = p.tickClock(time.Now())
-		}
-		if c, ok := p.take(p.picker.Load(), f, now); ok {
-			if observing {
-				s := c.slot.set
-				p.emit(Event{Kind: EventSlotState, Backend: s.key, Slot: c.slot.id, From: StateIdle, To: StateClaimed})
-				p.emit(Event{Kind: EventClaim, Backend: s.key, Slot: c.slot.id})
-			}
+		if c, ok := p.takeNow(f); ok {
 			return c, nil
 		}
 	}
 	return p.wait(ctx, f)
+}
+
+// takeNow claims an idle slot for filter f, if any set has one, and tells
+// the observer.
+func (p *Pool[C]) takeNow(f Filter) (Claim[C], bool) {
+	now := p.now()
+	observing := p.observing()
+	if observing {
+		now = p.tickClock(time.Now())
+	}
+	c, ok := p.take(p.picker.Load(), f, now)
+	if ok && observing {
+		s := c.slot.set
+		p.emit(Event{Kind: EventSlotState, Backend: s.key, Slot: c.slot.id, From: StateIdle, To: StateClaimed})
+		p.emit(Event{Kind: EventClaim, Backend: s.key, Slot: c.slot.id})
+	}
+	return c, ok
 }
 
 // take claims an idle slot for filter f, if any set has one.

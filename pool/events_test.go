@@ -117,7 +117,7 @@ func TestEventsReachExecutionTrace(t *testing.T) {
 func TestClaimReleaseDoesNotAllocate(t *testing.T) {
 	for _, inline := range []bool{true, false} {
 		r, _ := resolver.NewStatic(backends(3)...)
-		p, err := New(r, newFakeConnector(), Policy{InlineRecycle: inline, HealthInterval: -1})
+		p, err := New(r, newFakeConnector(), Policy{Recycle: recycleMode(inline), HealthInterval: -1})
 		if err != nil {
 			t.Fatal(err)
 		}

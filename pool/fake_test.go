@@ -222,3 +222,11 @@ func release(c Claim[*fakeConn]) {
 	c.Conn().claimed.Store(false)
 	c.Release()
 }
+
+// recycleMode is RecycleInline when inline, else RecycleBackground.
+func recycleMode(inline bool) RecycleMode {
+	if inline {
+		return RecycleInline
+	}
+	return RecycleBackground
+}

@@ -3,6 +3,7 @@ package pool
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -40,8 +41,8 @@ type Policy struct {
 	// HealthInterval is how often an idle connection is checked with
 	// [Connector.IsValid]. Default 30 s; negative turns periodic checks off.
 	HealthInterval time.Duration
-	// HealthTimeout bounds one health check, one background recycle and
-	// one acquire hook. Default 3 s.
+	// HealthTimeout bounds one health check and one background recycle.
+	// Default 3 s.
 	HealthTimeout time.Duration
 
 	// BackoffMin and BackoffMax bound the wait between connection attempts
@@ -73,17 +74,47 @@ type Policy struct {
 	// grows at once. Default 10 s.
 	RebalanceInterval time.Duration
 
-	// InlineRecycle runs [Connector.OnRecycle] on the goroutine that calls
-	// [Claim.Release] instead of in the background. Set it when OnRecycle
-	// does no I/O (checking in-memory session state, say): a release then
-	// costs no goroutine hand-off, and the connection is ready for the next
-	// claim at once. The hook then gets a context without a deadline.
-	InlineRecycle bool
+	// Recycle says where [Connector.OnRecycle] runs when a claim gives a
+	// connection back. Default [RecycleBackground].
+	Recycle RecycleMode
 
 	// Observer, if set, is told of every claim, connection attempt, health
 	// check, recycle, rebalance, backend state change and slot state
 	// change. See [Observer].
 	Observer Observer
+}
+
+// RecycleMode says where a returned connection is recycled.
+type RecycleMode uint8
+
+// The recycle modes.
+const (
+	// RecycleDefault leaves the choice to whoever fills in the policy: a
+	// pool takes it as RecycleBackground.
+	RecycleDefault RecycleMode = iota
+	// RecycleBackground runs OnRecycle on a goroutine of the pool, under
+	// HealthTimeout; the connection is claimable again when it is done.
+	RecycleBackground
+	// RecycleInline runs OnRecycle on the goroutine that calls
+	// [Claim.Release]. Choose it when OnRecycle does no I/O (checking
+	// in-memory session state, say): a release then costs no goroutine
+	// hand-off, and the connection is ready for the next claim at once.
+	// The hook then gets a context without a deadline.
+	RecycleInline
+)
+
+var recycleNames = [...]string{
+	RecycleDefault:    "default",
+	RecycleBackground: "background",
+	RecycleInline:     "inline",
+}
+
+// String returns "default", "background" or "inline".
+func (m RecycleMode) String() string {
+	if int(m) < len(recycleNames) {
+		return recycleNames[m]
+	}
+	return "recycle(" + strconv.Itoa(int(m)) + ")"
 }
 
 // Defaults.
@@ -140,6 +171,9 @@ func (p Policy) withDefaults() (Policy, error) {
 	if p.Spares < 0 {
 		p.Spares = 0
 	}
+	if p.Recycle == RecycleDefault {
+		p.Recycle = RecycleBackground
+	}
 
 	bad := func(field string, v any, why string) (Policy, error) {
 		return Policy{}, fmt.Errorf("%w: %s = %v: %s", ErrBadPolicy, field, v, why)
@@ -167,6 +201,8 @@ func (p Policy) withDefaults() (Policy, error) {
 		return bad("RebalanceDelay", p.RebalanceDelay, "must be positive")
 	case p.RebalanceInterval < 0:
 		return bad("RebalanceInterval", p.RebalanceInterval, "must be positive")
+	case p.Recycle > RecycleInline:
+		return bad("Recycle", p.Recycle, "unknown mode")
 	}
 	return p, nil
 }

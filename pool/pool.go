@@ -23,17 +23,19 @@ type Connector[C any] interface {
 	// IsValid checks an idle connection. An error closes the connection.
 	IsValid(ctx context.Context, conn C) error
 	// OnRecycle cleans a connection a claim gave back. An error closes
-	// the connection. It runs in the background unless the policy sets
-	// InlineRecycle.
+	// the connection. It runs in the background unless the policy's
+	// Recycle is [RecycleInline].
 	OnRecycle(ctx context.Context, conn C) error
 	// Close closes a connection.
 	Close(conn C) error
 }
 
 // Acquirer is an optional interface for a [Connector]: OnAcquire runs on
-// the claimer's goroutine each time a connection is handed out, bounded by
-// the policy's HealthTimeout and the claim's context. If it fails the
-// connection is discarded and the claim tries again, up to three times.
+// the claimer's goroutine each time a connection is handed out, with the
+// claim's own context and no other deadline, so it should be quick (a
+// check of in-memory state, or I/O only when the connection has been idle
+// a while). If it fails, the connection is discarded as broken and the
+// claim takes another, up to maxAcquireAttempts connections in all.
 type Acquirer[C any] interface {
 	OnAcquire(ctx context.Context, conn C) error
 }
@@ -418,10 +420,31 @@ func (p *Pool[C]) Usable(f Filter) bool {
 }
 
 // TryClaimFiltered claims an idle connection to a backend f accepts, if
-// there is one now; it never waits.
-func (p *Pool[C]) TryClaimFiltered(f Filter) (Claim[C], bool) {
-	if p.closing.Load() {
-		return Claim[C]{}, false
+// there is one now; it never waits. Like [Pool.ClaimFiltered] it runs the
+// [Acquirer] hook with ctx and takes another connection when the hook
+// fails.
+func (p *Pool[C]) TryClaimFiltered(ctx context.Context, f Filter) (Claim[C], bool) {
+	for range maxAcquireAttempts {
+		if p.closing.Load() {
+			return Claim[C]{}, false
+		}
+		c, ok := p.takeNow(f)
+		if !ok {
+			return Claim[C]{}, false
+		}
+		if p.acquire(ctx, c) == nil {
+			return c, true
+		}
 	}
-	return p.take(p.picker.Load(), f, p.now())
+	return Claim[C]{}, false
+}
+
+// FiltersChanged tells the pool that what claim filters accept may have
+// changed for a reason it cannot see (a replica crossed a lag limit,
+// say). Soon after, on the control loop, queued claims are offered the
+// idle connections again, and those no backend can serve any more fail.
+// It is cheap, and safe to call from any goroutine, also after Close.
+func (p *Pool[C]) FiltersChanged() {
+	p.pickerDirty.Store(true)
+	p.poke()
 }

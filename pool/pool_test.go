@@ -74,7 +74,7 @@ func TestSequentialClaimsSpreadEvenly(t *testing.T) {
 	for _, inline := range []bool{false, true} {
 		t.Run(map[bool]string{false: "background-recycle", true: "inline-recycle"}[inline], func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				p, _ := newTestPool(t, Policy{InlineRecycle: inline}, backends(3)...)
+				p, _ := newTestPool(t, Policy{Recycle: recycleMode(inline)}, backends(3)...)
 				counts := map[string]int{}
 				for range 3000 {
 					c := claimFrom(t, p, t.Context())
@@ -101,7 +101,7 @@ func TestWeightedSpread(t *testing.T) {
 		for i := range bs {
 			bs[i].Weight = uint16(i + 1)
 		}
-		p, _ := newTestPool(t, Policy{InlineRecycle: true}, bs...)
+		p, _ := newTestPool(t, Policy{Recycle: RecycleInline}, bs...)
 		synctest.Wait() // let the first connections open
 		counts := map[string]int{}
 		for range 6000 {
@@ -120,7 +120,7 @@ func TestWeightedSpread(t *testing.T) {
 
 func TestConcurrentClaimsSpread(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p, _ := newTestPool(t, Policy{InlineRecycle: true, MaxSlots: 30}, backends(3)...)
+		p, _ := newTestPool(t, Policy{Recycle: RecycleInline, MaxSlots: 30}, backends(3)...)
 		counts := make(chan map[string]int)
 		for range 24 {
 			go func() {
@@ -156,7 +156,7 @@ func TestPriorityTiers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		bs := backends(3)
 		bs[2].Priority = 10
-		p, fc := newTestPool(t, Policy{InlineRecycle: true, BackoffMax: time.Second}, bs...)
+		p, fc := newTestPool(t, Policy{Recycle: RecycleInline, BackoffMax: time.Second}, bs...)
 		for range 30 {
 			c := claimFrom(t, p, t.Context())
 			if c.Backend().Priority != 0 {
@@ -302,7 +302,7 @@ func TestRemovedBackendDrains(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fr := newFakeResolver()
 		fc := newFakeConnector()
-		p, err := New(fr, fc, Policy{InlineRecycle: true})
+		p, err := New(fr, fc, Policy{Recycle: RecycleInline})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -352,7 +352,7 @@ func TestRemovedBackendDrains(t *testing.T) {
 
 func TestDiscardRechecksIdleSlots(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p, fc := newTestPool(t, Policy{InlineRecycle: true, Spares: 6}, backends(1)...)
+		p, fc := newTestPool(t, Policy{Recycle: RecycleInline, Spares: 6}, backends(1)...)
 		synctest.Wait()
 		c := claimFrom(t, p, t.Context())
 		checksBefore := fc.checks.Load()
@@ -424,7 +424,7 @@ func TestClaimTimeoutSaysWhatBackendsDid(t *testing.T) {
 
 func TestWaitersServedInOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p, _ := newTestPool(t, Policy{MaxSlots: 1, Spares: -1, InlineRecycle: true}, backends(1)...)
+		p, _ := newTestPool(t, Policy{MaxSlots: 1, Spares: -1, Recycle: RecycleInline}, backends(1)...)
 		first := claimFrom(t, p, t.Context())
 		order := make(chan int, 5)
 		for i := range 5 {

@@ -52,7 +52,7 @@ func runInvariants(t *testing.T, ops []byte) {
 		MaxSlots:       3 + int(next()%10),
 		MaxPerBackend:  2 + int(next()%6),
 		Spares:         int(next() % 7),
-		InlineRecycle:  next()%2 == 0,
+		Recycle:        recycleMode(next()%2 == 0),
 		ClaimTimeout:   time.Second,
 		BackoffMin:     10 * time.Millisecond,
 		BackoffMax:     500 * time.Millisecond,

@@ -51,7 +51,7 @@ func TestRolesLearnedAndFollowed(t *testing.T) {
 		rc.setRole(bs[1].Addr, resolver.RoleReplica)
 		rc.setRole(bs[2].Addr, resolver.RoleReplica)
 		r, _ := resolver.NewStatic(bs...)
-		p, err := New[*fakeConn](r, rc, Policy{HealthInterval: time.Second, InlineRecycle: true})
+		p, err := New[*fakeConn](r, rc, Policy{HealthInterval: time.Second, Recycle: RecycleInline})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +105,7 @@ func TestFilteredClaimWaitsForItsRole(t *testing.T) {
 		if p.Usable(primaries) {
 			t.Error("Usable(primaries) with no primary")
 		}
-		if _, ok := p.TryClaimFiltered(primaries); ok {
+		if _, ok := p.TryClaimFiltered(t.Context(), primaries); ok {
 			t.Error("TryClaimFiltered found a primary where there is none")
 		}
 		got := make(chan Claim[*fakeConn])
