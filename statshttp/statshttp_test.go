@@ -1,8 +1,11 @@
-package qorb
+package statshttp_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"database/sql/driver"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -12,23 +15,87 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/DATA-DOG/go-sqlmock"
-
+	"github.com/qorb-go/qorb"
+	"github.com/qorb-go/qorb/pool"
 	"github.com/qorb-go/qorb/resolver"
+	"github.com/qorb-go/qorb/statshttp"
 )
+
+// The test dialect: its connections answer "SELECT backend" with
+// "ADDR/N", naming the physical connection, and connections to the
+// backend its DSN parameter statsfake_dead names fail.
+func init() {
+	qorb.Register(fakeDialect{}, "statsfake")
+}
+
+type fakeDialect struct{}
+
+func (fakeDialect) Name() string        { return "statsfake" }
+func (fakeDialect) Service() string     { return "_statsfake._tcp" }
+func (fakeDialect) DefaultPort() uint16 { return 7000 }
+func (fakeDialect) Open(cfg qorb.DriverConfig) (qorb.Opener, error) {
+	return &fakeOpener{dead: cfg.Params.Get("statsfake_dead")}, nil
+}
+
+type fakeOpener struct {
+	dead   string
+	opened atomic.Int64
+}
+
+func (o *fakeOpener) Connect(ctx context.Context, b resolver.Backend) (driver.Conn, error) {
+	if b.Addr == o.dead {
+		return nil, errors.New("fake: dial tcp " + b.Addr + ": connection refused")
+	}
+	return answerConn(b.Addr + "/" + strconv.FormatInt(o.opened.Add(1), 10)), nil
+}
+func (*fakeOpener) Ping(context.Context, driver.Conn) error          { return nil }
+func (*fakeOpener) Recycle(context.Context, driver.Conn, bool) error { return nil }
+func (*fakeOpener) Role(context.Context, driver.Conn) (resolver.Role, error) {
+	return resolver.RoleUnknown, nil
+}
+
+// answerConn is a connection that answers "SELECT backend" with itself.
+type answerConn string
+
+func (answerConn) Prepare(string) (driver.Stmt, error) { return nil, errors.New("fake: no statements") }
+func (answerConn) Close() error                        { return nil }
+func (answerConn) Begin() (driver.Tx, error)           { return nil, errors.New("fake: no transactions") }
+func (c answerConn) QueryContext(_ context.Context, q string, _ []driver.NamedValue) (driver.Rows, error) {
+	if q != "SELECT backend" {
+		return nil, errors.New("fake: unknown query " + q)
+	}
+	return &answerRows{answer: string(c)}, nil
+}
+
+// answerRows is one row of one column, "backend".
+type answerRows struct {
+	answer string
+	done   bool
+}
+
+func (*answerRows) Columns() []string { return []string{"backend"} }
+func (*answerRows) Close() error      { return nil }
+func (r *answerRows) Next(dest []driver.Value) error {
+	if r.done {
+		return io.EOF
+	}
+	r.done = true
+	dest[0] = r.answer
+	return nil
+}
 
 // statsTraffic is a connector over three answering backends and a fourth
 // whose connections fail, opened through sql.Open with a password in the
 // DSN, after known traffic: queries queries, and one connection held
 // claimed on return (closed when the test ends).
 type statsTraffic struct {
-	c       *Connector
+	c       *qorb.Connector
 	db      *sql.DB
-	bs      []resolver.Backend
-	dead    resolver.Backend
+	dead    string
 	queries int
 	served  map[string]int // queries per backend address
 }
@@ -37,30 +104,20 @@ const statsPassword = "s3cr3t-pw"
 
 func newStatsTraffic(t *testing.T, queries int) *statsTraffic {
 	t.Helper()
-	bs := backends(4)
-	dead := bs[3]
-	o := &fakeOpener{
-		script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, queries+1) },
-		connectErr: func(b resolver.Backend) error {
-			if b.Addr == dead.Addr {
-				return errors.New("fake: dial tcp " + dead.Addr + ": connection refused")
-			}
-			return nil
-		},
+	hosts := make([]string, 4)
+	for i := range hosts {
+		hosts[i] = "127.0.0.1:" + strconv.Itoa(7001+i)
 	}
-	hosts := make([]string, len(bs))
-	for i, b := range bs {
-		hosts[i] = b.Addr
-	}
-	dsn := "fake://app:" + statsPassword + "@" + strings.Join(hosts, ",") +
-		"/appdb?pool_max_conns=4&pool_max_conns_per_backend=1&pool_backoff_min=1m&pool_backoff_max=1m&fake_opener=" + registerOpener(t, o)
+	dead := hosts[3]
+	dsn := "statsfake://app:" + statsPassword + "@" + strings.Join(hosts, ",") +
+		"/appdb?pool_max_conns=4&pool_max_conns_per_backend=1&pool_backoff_min=1m&pool_backoff_max=1m&statsfake_dead=" + dead
 	db, err := sql.Open("qorb", dsn)
 	if err != nil {
 		t.Fatalf("sql.Open: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
 	ctx := t.Context()
-	c, err := ConnectorOf(ctx, db)
+	c, err := qorb.ConnectorOf(ctx, db)
 	if err != nil {
 		t.Fatalf("ConnectorOf: %v", err)
 	}
@@ -76,13 +133,13 @@ func newStatsTraffic(t *testing.T, queries int) *statsTraffic {
 		}
 		return idle == 3 && failed == 1
 	})
-	tr := &statsTraffic{c: c, db: db, bs: bs[:3], dead: dead, queries: queries, served: map[string]int{}}
+	tr := &statsTraffic{c: c, db: db, dead: dead, queries: queries, served: map[string]int{}}
 	for _, b := range c.Stats().Backends {
 		tr.served[b.Backend.Addr] = int(b.Claims) // ConnectorOf's claim
 		tr.queries += int(b.Claims)
 	}
 	for range queries {
-		tr.served[backendOf(queryBackend(t, ctx, db))]++
+		tr.served[queryBackend(t, ctx, db)]++
 	}
 	// Hold one connection claimed, so that a claim is out.
 	conn, err := db.Conn(ctx)
@@ -90,8 +147,22 @@ func newStatsTraffic(t *testing.T, queries int) *statsTraffic {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	tr.served[backendOf(queryBackend(t, ctx, conn))]++
+	tr.served[queryBackend(t, ctx, conn)]++
 	return tr
+}
+
+// queryBackend runs "SELECT backend" on q and returns the address of the
+// backend that answered.
+func queryBackend(t testing.TB, ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) string {
+	t.Helper()
+	var answer string
+	if err := q.QueryRowContext(ctx, "SELECT backend").Scan(&answer); err != nil {
+		t.Fatalf("SELECT backend: %v", err)
+	}
+	addr, _, _ := strings.Cut(answer, "/")
+	return addr
 }
 
 // waitFor polls cond until it holds, failing the test after d.
@@ -129,11 +200,11 @@ func getStats(t testing.TB, method, url, accept string) (*http.Response, string)
 	return resp, string(body)
 }
 
-// TestStatsHandlerJSON shows that the JSON the handler serves is
+// TestHandlerJSON shows that the JSON the handler serves is
 // Connector.Stats in the documented schema, for known traffic.
-func TestStatsHandlerJSON(t *testing.T) {
+func TestHandlerJSON(t *testing.T) {
 	tr := newStatsTraffic(t, 30)
-	srv := httptest.NewServer(StatsHandler(tr.c))
+	srv := httptest.NewServer(statshttp.Handler(tr.c))
 	defer srv.Close()
 
 	before := time.Now()
@@ -170,7 +241,7 @@ func TestStatsHandlerJSON(t *testing.T) {
 		}
 	}
 
-	var got statsJSON
+	var got statshttp.Snapshot
 	if err := json.Unmarshal([]byte(body), &got); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +272,7 @@ func TestStatsHandlerJSON(t *testing.T) {
 			t.Errorf("backends[%d] role, health, suspect, wanted = %s %s %v %d; want %s %s %v %d",
 				i, g.Role, g.Health, g.Suspect, g.Wanted, w.Backend.Role, w.Health, w.Suspect, w.Wanted)
 		}
-		ws := slotsJSON{w.Connecting, w.Idle, w.Checking, w.Claimed, w.Recycling, w.BackingOff}
+		ws := statshttp.Slots{w.Connecting, w.Idle, w.Checking, w.Claimed, w.Recycling, w.BackingOff}
 		if g.Slots != ws {
 			t.Errorf("backends[%d].slots = %+v, want %+v", i, g.Slots, ws)
 		}
@@ -218,7 +289,7 @@ func TestStatsHandlerJSON(t *testing.T) {
 			t.Errorf("backends[%d] last error = %q at %v, want %q at %v", i, g.LastError, g.LastErrorAt, w.LastError, w.LastErrorAt)
 		}
 		// The known traffic.
-		if g.Addr == tr.dead.Addr {
+		if g.Addr == tr.dead {
 			if g.Claims != 0 || g.Failures == 0 || !strings.Contains(g.LastError, "connection refused") || g.Health == "online" {
 				t.Errorf("dead backend: %d claims, %d failures, health %s, last error %q; want none, some, not online, connection refused",
 					g.Claims, g.Failures, g.Health, g.LastError)
@@ -237,11 +308,11 @@ func TestStatsHandlerJSON(t *testing.T) {
 	}
 }
 
-// TestStatsHandlerNegotiates shows which requests get JSON, which the
+// TestHandlerNegotiates shows which requests get JSON, which the
 // HTML page, and what else the handler answers.
-func TestStatsHandlerNegotiates(t *testing.T) {
+func TestHandlerNegotiates(t *testing.T) {
 	tr := newStatsTraffic(t, 3)
-	srv := httptest.NewServer(StatsHandler(tr.c))
+	srv := httptest.NewServer(statshttp.Handler(tr.c))
 	defer srv.Close()
 	tests := []struct {
 		name, method, query, accept string
@@ -285,11 +356,48 @@ func TestStatsHandlerNegotiates(t *testing.T) {
 	}
 }
 
-// TestStatsPageInChromium loads the HTML page in headless Chromium and
+// TestPageCSP shows that the Content-Security-Policy the page is served
+// with allows each of its inline scripts and styles, by their hash, and
+// nothing from elsewhere.
+func TestPageCSP(t *testing.T) {
+	srv := httptest.NewServer(statshttp.Handler(fixedStats{}))
+	defer srv.Close()
+	resp, body := getStats(t, http.MethodGet, srv.URL, "text/html")
+	csp := resp.Header.Get("Content-Security-Policy")
+	for _, tag := range []string{"script", "style"} {
+		src := tag + "-src"
+		inline := regexp.MustCompile(`(?s)<`+tag+`([^>]*)>(.*?)</`+tag+`>`).FindAllStringSubmatch(body, -1)
+		if len(inline) == 0 {
+			t.Errorf("the page has no <%s>:\n%s", tag, body)
+		}
+		for _, m := range inline {
+			if m[1] != "" {
+				t.Errorf("<%s%s>: want an inline element with no attributes", tag, m[1])
+			}
+			sum := sha256.Sum256([]byte(m[2]))
+			hash := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+			if !strings.Contains(csp, src+" "+hash+";") {
+				t.Errorf("Content-Security-Policy = %q, want %s %s, the hash of the page's <%s>", csp, src, hash, tag)
+			}
+		}
+	}
+	for _, d := range []string{"default-src 'none'", "connect-src 'self'", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'"} {
+		if !strings.Contains(csp, d) {
+			t.Errorf("Content-Security-Policy = %q, want %s", csp, d)
+		}
+	}
+}
+
+// fixedStats is a pool with no backends.
+type fixedStats struct{}
+
+func (fixedStats) Stats() pool.Stats { return pool.Stats{MaxSlots: 1} }
+
+// TestPageInChromium loads the HTML page in headless Chromium and
 // checks the DOM its script built from the JSON: every backend's address,
 // health and claims, and the pool's totals. It fails, not skips, when
 // Chromium is missing (scripts/setup installs it), except with -short.
-func TestStatsPageInChromium(t *testing.T) {
+func TestPageInChromium(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
 		if testing.Short() {
@@ -299,7 +407,7 @@ func TestStatsPageInChromium(t *testing.T) {
 	}
 	tr := newStatsTraffic(t, 30)
 	mux := http.NewServeMux()
-	mux.Handle("/debug/qorb", StatsHandler(tr.c))
+	mux.Handle("/debug/qorb", statshttp.Handler(tr.c))
 	srv := httptest.NewServer(mux) // on 127.0.0.1
 	defer srv.Close()
 	want := tr.c.Stats()
