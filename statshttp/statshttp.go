@@ -1,8 +1,8 @@
 // Package statshttp serves a qorb pool's stats over HTTP, as a JSON
 // snapshot and as a small web page that shows it live. "qorb top URL"
 // shows the same JSON live in a terminal. It is a package of its own, as
-// net/http/pprof is, so that a program that opens the driver links no web
-// server code unless it mounts the handler.
+// net/http/pprof is, so that a program that opens the driver does not
+// link net/http unless it mounts the handler.
 //
 // Mount [Handler] where you like, behind your own access control: it
 // shows backend addresses and errors, never a user or a password.
