@@ -102,8 +102,8 @@ type top struct {
 	sort      int // index in topSorts
 }
 
-// key names a backend across two snapshots.
-func key(b *statshttp.Backend) string { return b.Host + "@" + b.Addr }
+// backendKey names a backend across two snapshots.
+func backendKey(b *statshttp.Backend) string { return b.Host + "@" + b.Addr }
 
 // fetchResult is what one poll brought back.
 type fetchResult struct {
@@ -268,14 +268,14 @@ func (t *top) rows() []topRow {
 	if t.prev != nil {
 		dt = t.cur.Time.Sub(t.prev.Time).Seconds()
 		for i := range t.prev.Backends {
-			prev[key(&t.prev.Backends[i])] = &t.prev.Backends[i]
+			prev[backendKey(&t.prev.Backends[i])] = &t.prev.Backends[i]
 		}
 	}
 	rows := make([]topRow, 0, len(t.cur.Backends))
 	for i := range t.cur.Backends {
 		b := &t.cur.Backends[i]
 		r := topRow{b: b, rate: -1, wait: -1, errors: b.Failures}
-		if p := prev[key(b)]; p != nil && dt > 0 && b.Claims >= p.Claims {
+		if p := prev[backendKey(b)]; p != nil && dt > 0 && b.Claims >= p.Claims {
 			n := b.Claims - p.Claims
 			r.rate = float64(n) / dt
 			if n > 0 {
