@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,8 +12,6 @@ import (
 	"log"
 	"maps"
 	"math"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"slices"
@@ -30,6 +27,7 @@ import (
 	_ "github.com/qorb-go/qorb/dialects/mysqldialect"
 	_ "github.com/qorb-go/qorb/dialects/pgdialect"
 	"github.com/qorb-go/qorb/pool"
+	"github.com/qorb-go/qorb/statshttp"
 )
 
 func init() {
@@ -214,7 +212,7 @@ func (d *demo) run(ctx context.Context) int {
 		io.WriteString(d.out, "\x1b[?1049h\x1b[?25l") // alternate screen, no cursor
 	}
 	tick := time.NewTicker(time.Second)
-	var prev *topStats
+	var prev *statshttp.Snapshot
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
@@ -326,21 +324,15 @@ func (d *demo) note(s string) {
 	}
 }
 
-// snapshot returns the connector's stats as qorb.StatsHandler serves them,
-// the form "qorb top" reads.
-func snapshot(c *qorb.Connector) *topStats {
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest(http.MethodGet, "/?format=json", nil)
-	qorb.StatsHandler(c).ServeHTTP(rec, req)
-	st := new(topStats)
-	if err := json.Unmarshal(rec.Body.Bytes(), st); err != nil {
-		return nil
-	}
-	return st
+// snapshot returns the connector's stats now, as statshttp.Handler serves
+// them: the form "qorb top" reads.
+func snapshot(c *qorb.Connector) *statshttp.Snapshot {
+	st := statshttp.NewSnapshot(c.Stats(), time.Now())
+	return &st
 }
 
 // show draws the view, or prints a plain line, for one second.
-func (d *demo) show(prev, cur *topStats) {
+func (d *demo) show(prev, cur *statshttp.Snapshot) {
 	if cur == nil {
 		return
 	}
@@ -415,7 +407,7 @@ func (d *demo) nameOf(addr string) string {
 
 // summary prints the final lines, each "summary: key=value ...", so that
 // a program can check them.
-func (d *demo) summary(final *topStats) {
+func (d *demo) summary(final *statshttp.Snapshot) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	fmt.Fprintf(d.out, "\nqorb demo: %d queries in %s from %d workers, %d errors seen by the application\n",

@@ -8,7 +8,7 @@
 //
 //	demo      watch the pool spread load and ride through a backend dying, with nothing installed
 //	resolve   look up the backends of an SRV name, once or as they change
-//	top       show a pool's stats live, from the JSON of qorb.StatsHandler
+//	top       show a pool's stats live, from the JSON of statshttp.Handler
 //
 // Run "qorb <command> -h" for a command's flags.
 package main

@@ -22,19 +22,21 @@ import (
 	"time"
 
 	"golang.org/x/term"
+
+	"github.com/qorb-go/qorb/statshttp"
 )
 
 func init() {
 	register(command{
 		name:    "top",
-		summary: "show a pool's stats live, from the URL of its qorb.StatsHandler",
+		summary: "show a pool's stats live, from the URL of its statshttp.Handler",
 		run:     runTop,
 	})
 }
 
 const topUsage = `usage: qorb top [-interval D] URL
 
-Shows live, full screen, the stats a qorb.StatsHandler serves at URL (for
+Shows live, full screen, the stats a statshttp.Handler serves at URL (for
 example http://127.0.0.1:6060/debug/qorb): per backend its role, health
 ("?" marks a suspect one), slots by state, claims per second, the mean
 claim wait and the failures over the last interval, its oldest claim and
@@ -94,51 +96,18 @@ type top struct {
 	interval     time.Duration
 	out          io.Writer
 
-	cur, prev *topStats
+	cur, prev *statshttp.Snapshot
 	fetchErr  error
 	paused    bool
 	sort      int // index in topSorts
 }
 
-// topStats is the JSON qorb.StatsHandler serves, as far as top reads it.
-type topStats struct {
-	Time              time.Time    `json:"time"`
-	MaxSlots          int          `json:"max_slots"`
-	Waiting           int          `json:"waiting"`
-	Timeouts          uint64       `json:"timeouts"`
-	Failures          uint64       `json:"failures"`
-	ResolverError     string       `json:"resolver_error"`
-	BackendsChangedAt *time.Time   `json:"backends_changed_at"`
-	Backends          []topBackend `json:"backends"`
-}
-
-type topBackend struct {
-	Host    string `json:"host"`
-	Addr    string `json:"addr"`
-	Role    string `json:"role"`
-	Health  string `json:"health"`
-	Suspect bool   `json:"suspect"`
-	Slots   struct {
-		Connecting int `json:"connecting"`
-		Idle       int `json:"idle"`
-		Checking   int `json:"checking"`
-		Claimed    int `json:"claimed"`
-		Recycling  int `json:"recycling"`
-		BackingOff int `json:"backing_off"`
-	} `json:"slots"`
-	Claims             uint64     `json:"claims"`
-	WaitSeconds        float64    `json:"wait_seconds"`
-	Failures           uint64     `json:"failures"`
-	OldestClaimSeconds float64    `json:"oldest_claim_seconds"`
-	LastError          string     `json:"last_error"`
-	LastErrorAt        *time.Time `json:"last_error_at"`
-}
-
-func (b *topBackend) key() string { return b.Host + "@" + b.Addr }
+// backendKey names a backend across two snapshots.
+func backendKey(b *statshttp.Backend) string { return b.Host + "@" + b.Addr }
 
 // fetchResult is what one poll brought back.
 type fetchResult struct {
-	st  *topStats
+	st  *statshttp.Snapshot
 	err error
 }
 
@@ -277,7 +246,7 @@ func (t *top) fetch(ctx context.Context, client *http.Client) fetchResult {
 	if resp.StatusCode != http.StatusOK {
 		return fetchResult{err: fmt.Errorf("%s: %s", t.display, resp.Status)}
 	}
-	st := new(topStats)
+	st := new(statshttp.Snapshot)
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(st); err != nil {
 		return fetchResult{err: fmt.Errorf("%s: not qorb stats: %v", t.display, err)}
 	}
@@ -286,7 +255,7 @@ func (t *top) fetch(ctx context.Context, client *http.Client) fetchResult {
 
 // topRow is one backend as shown.
 type topRow struct {
-	b      *topBackend
+	b      *statshttp.Backend
 	rate   float64 // claims/s over the last interval; -1: not known yet
 	wait   float64 // mean claim wait over the last interval, in seconds; -1: no claims
 	errors uint64  // failures over the last interval
@@ -294,19 +263,19 @@ type topRow struct {
 
 // rows computes the rows from the last two snapshots, in the sort order.
 func (t *top) rows() []topRow {
-	prev := map[string]*topBackend{}
+	prev := map[string]*statshttp.Backend{}
 	var dt float64
 	if t.prev != nil {
 		dt = t.cur.Time.Sub(t.prev.Time).Seconds()
 		for i := range t.prev.Backends {
-			prev[t.prev.Backends[i].key()] = &t.prev.Backends[i]
+			prev[backendKey(&t.prev.Backends[i])] = &t.prev.Backends[i]
 		}
 	}
 	rows := make([]topRow, 0, len(t.cur.Backends))
 	for i := range t.cur.Backends {
 		b := &t.cur.Backends[i]
 		r := topRow{b: b, rate: -1, wait: -1, errors: b.Failures}
-		if p := prev[b.key()]; p != nil && dt > 0 && b.Claims >= p.Claims {
+		if p := prev[backendKey(b)]; p != nil && dt > 0 && b.Claims >= p.Claims {
 			n := b.Claims - p.Claims
 			r.rate = float64(n) / dt
 			if n > 0 {

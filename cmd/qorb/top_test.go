@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/qorb-go/qorb"
 	"github.com/qorb-go/qorb/pool"
 	"github.com/qorb-go/qorb/resolver"
+	"github.com/qorb-go/qorb/statshttp"
 )
 
 // nopOpener opens connections that accept every statement, except to
@@ -83,7 +85,7 @@ func liveStats(t *testing.T) (url string, dead string) {
 			}
 		}
 	})
-	srv := httptest.NewServer(qorb.StatsHandler(c))
+	srv := httptest.NewServer(statshttp.Handler(c))
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()
@@ -91,6 +93,48 @@ func liveStats(t *testing.T) (url string, dead string) {
 		db.Close()
 	})
 	return srv.URL + "/debug/qorb", dead
+}
+
+// fixedPool is a pool whose stats never change.
+type fixedPool pool.Stats
+
+func (p fixedPool) Stats() pool.Stats { return pool.Stats(p) }
+
+// TestTopReadsHandler ties the two sides of the stats JSON together: top's
+// fetch decodes what statshttp.Handler serves into the very snapshot the
+// handler made, every field set, and top's view shows it.
+func TestTopReadsHandler(t *testing.T) {
+	changed := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	st := pool.Stats{
+		MaxSlots: 24, Waiting: 2, Timeouts: 3, Failures: 4,
+		ResolverError: "lookup _pg._tcp.db: timeout", BackendsChangedAt: changed,
+		Backends: []pool.BackendStats{{
+			Backend: resolver.Backend{Host: "db1", Addr: "10.0.0.1:5432", Priority: 1, Weight: 2, Role: resolver.RolePrimary},
+			Health:  pool.HealthOnline, Suspect: true, Wanted: 5,
+			Connecting: 1, Idle: 2, Checking: 3, Claimed: 4, Recycling: 5, BackingOff: 6,
+			Claims: 100, Waits: 10, WaitTime: 1500 * time.Millisecond, Failures: 7, OldestClaim: 2 * time.Second,
+			LastError: "connection reset by peer", LastErrorAt: changed.Add(time.Minute),
+		}},
+	}
+	srv := httptest.NewServer(statshttp.Handler(fixedPool(st)))
+	defer srv.Close()
+	tp := &top{url: srv.URL + "/debug/qorb?format=json", display: srv.URL, interval: time.Second}
+	r := tp.fetch(t.Context(), srv.Client())
+	if r.err != nil {
+		t.Fatalf("fetch: %v", r.err)
+	}
+	if want := statshttp.NewSnapshot(st, r.st.Time); !reflect.DeepEqual(*r.st, want) {
+		t.Errorf("top decoded\n%+v\nwant\n%+v", *r.st, want)
+	}
+
+	tp.cur = r.st
+	screen := strings.Join(tp.lines(200), "\n")
+	for _, want := range []string{"db1 10.0.0.1:5432", "primary", "online?", "connection reset by peer",
+		"lookup _pg._tcp.db: timeout", "slots 21/24", "waiting 2", "timeouts 3", "failed claims 4"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("top's view lacks %q:\n%s", want, screen)
+		}
+	}
 }
 
 // tmuxPane is a shell in a detached tmux session of its own server.

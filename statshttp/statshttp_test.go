@@ -1,10 +1,10 @@
-package qorb
+package statshttp_test
 
 import (
 	"context"
-	"database/sql"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,96 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/DATA-DOG/go-sqlmock"
-
-	"github.com/qorb-go/qorb/resolver"
+	"github.com/qorb-go/qorb/pool"
+	"github.com/qorb-go/qorb/statshttp"
 )
-
-// statsTraffic is a connector over three answering backends and a fourth
-// whose connections fail, opened through sql.Open with a password in the
-// DSN, after known traffic: queries queries, and one connection held
-// claimed on return (closed when the test ends).
-type statsTraffic struct {
-	c       *Connector
-	db      *sql.DB
-	bs      []resolver.Backend
-	dead    resolver.Backend
-	queries int
-	served  map[string]int // queries per backend address
-}
-
-const statsPassword = "s3cr3t-pw"
-
-func newStatsTraffic(t *testing.T, queries int) *statsTraffic {
-	t.Helper()
-	bs := backends(4)
-	dead := bs[3]
-	o := &fakeOpener{
-		script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, queries+1) },
-		connectErr: func(b resolver.Backend) error {
-			if b.Addr == dead.Addr {
-				return errors.New("fake: dial tcp " + dead.Addr + ": connection refused")
-			}
-			return nil
-		},
-	}
-	hosts := make([]string, len(bs))
-	for i, b := range bs {
-		hosts[i] = b.Addr
-	}
-	dsn := "fake://app:" + statsPassword + "@" + strings.Join(hosts, ",") +
-		"/appdb?pool_max_conns=4&pool_max_conns_per_backend=1&pool_backoff_min=1m&pool_backoff_max=1m&fake_opener=" + registerOpener(t, o)
-	db, err := sql.Open("qorb", dsn)
-	if err != nil {
-		t.Fatalf("sql.Open: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
-	ctx := t.Context()
-	c, err := ConnectorOf(ctx, db)
-	if err != nil {
-		t.Fatalf("ConnectorOf: %v", err)
-	}
-	// Wait until the three good backends are up and the dead one has
-	// failed, to wait a minute (the backoff) before it tries again.
-	waitFor(t, 10*time.Second, "three backends idle and one backing off", func() bool {
-		idle, failed := 0, 0
-		for _, b := range c.Stats().Backends {
-			idle += b.Idle
-			if b.LastError != "" && b.BackingOff == 1 {
-				failed++
-			}
-		}
-		return idle == 3 && failed == 1
-	})
-	tr := &statsTraffic{c: c, db: db, bs: bs[:3], dead: dead, queries: queries, served: map[string]int{}}
-	for _, b := range c.Stats().Backends {
-		tr.served[b.Backend.Addr] = int(b.Claims) // ConnectorOf's claim
-		tr.queries += int(b.Claims)
-	}
-	for range queries {
-		tr.served[backendOf(queryBackend(t, ctx, db))]++
-	}
-	// Hold one connection claimed, so that a claim is out.
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	tr.served[backendOf(queryBackend(t, ctx, conn))]++
-	return tr
-}
-
-// waitFor polls cond until it holds, failing the test after d.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: still waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // getStats fetches url with the Accept header accept and returns the
 // response and its body.
@@ -129,11 +42,11 @@ func getStats(t testing.TB, method, url, accept string) (*http.Response, string)
 	return resp, string(body)
 }
 
-// TestStatsHandlerJSON shows that the JSON the handler serves is
+// TestHandlerJSON shows that the JSON the handler serves is
 // Connector.Stats in the documented schema, for known traffic.
-func TestStatsHandlerJSON(t *testing.T) {
+func TestHandlerJSON(t *testing.T) {
 	tr := newStatsTraffic(t, 30)
-	srv := httptest.NewServer(StatsHandler(tr.c))
+	srv := httptest.NewServer(statshttp.Handler(tr.c))
 	defer srv.Close()
 
 	before := time.Now()
@@ -170,7 +83,7 @@ func TestStatsHandlerJSON(t *testing.T) {
 		}
 	}
 
-	var got statsJSON
+	var got statshttp.Snapshot
 	if err := json.Unmarshal([]byte(body), &got); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +114,7 @@ func TestStatsHandlerJSON(t *testing.T) {
 			t.Errorf("backends[%d] role, health, suspect, wanted = %s %s %v %d; want %s %s %v %d",
 				i, g.Role, g.Health, g.Suspect, g.Wanted, w.Backend.Role, w.Health, w.Suspect, w.Wanted)
 		}
-		ws := slotsJSON{w.Connecting, w.Idle, w.Checking, w.Claimed, w.Recycling, w.BackingOff}
+		ws := statshttp.Slots{w.Connecting, w.Idle, w.Checking, w.Claimed, w.Recycling, w.BackingOff}
 		if g.Slots != ws {
 			t.Errorf("backends[%d].slots = %+v, want %+v", i, g.Slots, ws)
 		}
@@ -218,7 +131,7 @@ func TestStatsHandlerJSON(t *testing.T) {
 			t.Errorf("backends[%d] last error = %q at %v, want %q at %v", i, g.LastError, g.LastErrorAt, w.LastError, w.LastErrorAt)
 		}
 		// The known traffic.
-		if g.Addr == tr.dead.Addr {
+		if g.Addr == tr.dead {
 			if g.Claims != 0 || g.Failures == 0 || !strings.Contains(g.LastError, "connection refused") || g.Health == "online" {
 				t.Errorf("dead backend: %d claims, %d failures, health %s, last error %q; want none, some, not online, connection refused",
 					g.Claims, g.Failures, g.Health, g.LastError)
@@ -237,11 +150,11 @@ func TestStatsHandlerJSON(t *testing.T) {
 	}
 }
 
-// TestStatsHandlerNegotiates shows which requests get JSON, which the
+// TestHandlerNegotiates shows which requests get JSON, which the
 // HTML page, and what else the handler answers.
-func TestStatsHandlerNegotiates(t *testing.T) {
+func TestHandlerNegotiates(t *testing.T) {
 	tr := newStatsTraffic(t, 3)
-	srv := httptest.NewServer(StatsHandler(tr.c))
+	srv := httptest.NewServer(statshttp.Handler(tr.c))
 	defer srv.Close()
 	tests := []struct {
 		name, method, query, accept string
@@ -285,11 +198,48 @@ func TestStatsHandlerNegotiates(t *testing.T) {
 	}
 }
 
-// TestStatsPageInChromium loads the HTML page in headless Chromium and
+// TestPageCSP shows that the Content-Security-Policy the page is served
+// with allows each of its inline scripts and styles, by their hash, and
+// nothing from elsewhere.
+func TestPageCSP(t *testing.T) {
+	srv := httptest.NewServer(statshttp.Handler(fixedStats{}))
+	defer srv.Close()
+	resp, body := getStats(t, http.MethodGet, srv.URL, "text/html")
+	csp := resp.Header.Get("Content-Security-Policy")
+	for _, tag := range []string{"script", "style"} {
+		src := tag + "-src"
+		inline := regexp.MustCompile(`(?s)<`+tag+`([^>]*)>(.*?)</`+tag+`>`).FindAllStringSubmatch(body, -1)
+		if len(inline) == 0 {
+			t.Errorf("the page has no <%s>:\n%s", tag, body)
+		}
+		for _, m := range inline {
+			if m[1] != "" {
+				t.Errorf("<%s%s>: want an inline element with no attributes", tag, m[1])
+			}
+			sum := sha256.Sum256([]byte(m[2]))
+			hash := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+			if !strings.Contains(csp, src+" "+hash+";") {
+				t.Errorf("Content-Security-Policy = %q, want %s %s, the hash of the page's <%s>", csp, src, hash, tag)
+			}
+		}
+	}
+	for _, d := range []string{"default-src 'none'", "connect-src 'self'", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'"} {
+		if !strings.Contains(csp, d) {
+			t.Errorf("Content-Security-Policy = %q, want %s", csp, d)
+		}
+	}
+}
+
+// fixedStats is a pool with no backends.
+type fixedStats struct{}
+
+func (fixedStats) Stats() pool.Stats { return pool.Stats{MaxSlots: 1} }
+
+// TestPageInChromium loads the HTML page in headless Chromium and
 // checks the DOM its script built from the JSON: every backend's address,
 // health and claims, and the pool's totals. It fails, not skips, when
 // Chromium is missing (scripts/setup installs it), except with -short.
-func TestStatsPageInChromium(t *testing.T) {
+func TestPageInChromium(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
 		if testing.Short() {
@@ -299,7 +249,7 @@ func TestStatsPageInChromium(t *testing.T) {
 	}
 	tr := newStatsTraffic(t, 30)
 	mux := http.NewServeMux()
-	mux.Handle("/debug/qorb", StatsHandler(tr.c))
+	mux.Handle("/debug/qorb", statshttp.Handler(tr.c))
 	srv := httptest.NewServer(mux) // on 127.0.0.1
 	defer srv.Close()
 	want := tr.c.Stats()
