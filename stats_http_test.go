@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/DATA-DOG/go-sqlmock"
-
 	"github.com/qorb-go/qorb/resolver"
 )
 
@@ -40,7 +38,6 @@ func newStatsTraffic(t *testing.T, queries int) *statsTraffic {
 	bs := backends(4)
 	dead := bs[3]
 	o := &fakeOpener{
-		script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, queries+1) },
 		connectErr: func(b resolver.Backend) error {
 			if b.Addr == dead.Addr {
 				return errors.New("fake: dial tcp " + dead.Addr + ": connection refused")
