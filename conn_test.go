@@ -711,3 +711,51 @@ func TestRepeatableQueryRetried(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteOnReadOnlyServer: a write that meets a server which has turned
+// read-only (a failover demoted it) fails with the server's error, keeps
+// its connection, and makes the pool take the backend for a replica at
+// once; the next write waits for the new primary and runs there.
+func TestWriteOnReadOnlyServer(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		bs := backends(2)
+		a, b := bs[0].Addr, bs[1].Addr
+		o := &fakeOpener{replicates: true}
+		o.setRole(a, resolver.RolePrimary)
+		o.setRole(b, resolver.RoleReplica)
+		c := newConnector(t, o, pool.Policy{MaxSlots: 2, MaxPerBackend: 1, HealthInterval: time.Minute, ClaimTimeout: 5 * time.Minute}, bs...)
+		db := openDB(t, c)
+		synctest.Wait()
+		write := WithRole(t.Context(), RolePrimary)
+		if _, err := db.ExecContext(write, update); err != nil {
+			t.Fatalf("write before the failover: %v", err)
+		}
+		if got := o.calls()[a]["Exec "+update]; got != 1 {
+			t.Fatalf("write before the failover ran %d times on the primary %s, want once", got, a)
+		}
+
+		o.setRole(a, resolver.RoleReplica)
+		o.setRole(b, resolver.RolePrimary)
+		if _, err := db.ExecContext(write, update); !errors.Is(err, errReadOnly) {
+			t.Fatalf("write on the demoted primary = %v, want its read-only error", err)
+		}
+		if got := o.calls()[a]["Exec "+update]; got != 2 {
+			t.Errorf("the write reached the demoted primary %s %d times, want once", a, got-1)
+		}
+		synctest.Wait() // no time passes: no periodic health check runs
+		if got := backendStats(t, c, a).Backend.Role; got != resolver.RoleReplica {
+			t.Errorf("after the read-only error, the pool takes %s for %v, want replica", a, got)
+		}
+		if got := o.connects(a); got != 1 || o.conn(a, 1).closed.Load() {
+			t.Errorf("%s: %d connections opened, the first closed = %v; want its connection kept", a, got, o.conn(a, 1).closed.Load())
+		}
+
+		if _, err := db.ExecContext(write, update); err != nil {
+			t.Fatalf("write after the failover: %v", err)
+		}
+		if got := o.calls()[b]["Exec "+update]; got != 1 {
+			t.Errorf("write after the failover ran %d times on the new primary %s, want once", got, b)
+		}
+	})
+}

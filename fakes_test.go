@@ -55,7 +55,7 @@ func (d fakeDialect) Open(cfg DriverConfig) (Opener, error) {
 	fo.mu.Lock()
 	fo.cfg = cfg
 	fo.mu.Unlock()
-	return fo, nil
+	return fo.asOpener(), nil
 }
 
 var (
@@ -78,18 +78,21 @@ func registerOpener(t testing.TB, o *fakeOpener) string {
 //	SELECT backend   one row of one column, "backend": the connection's
 //	                 name, ADDR/N for the N-th connection to backend ADDR
 //	UPDATE …         no rows; one row affected
-//	INSERT …         likewise
+//	INSERT …         likewise, but fails with errReadOnly when the
+//	                 backend's server says it is a replica (setRole)
 //
 // Any other statement fails with errUnknownQuery. A conn counts every
 // call it serves (see fakeConn.calls), so tests check what reached the
 // driver without scripting the order it came in, and the opener injects
 // faults: failed or hanging connects, a failing next statement, failing
-// session resets and pings, and conns that report themselves invalid.
+// session resets and pings, conns that report themselves invalid, and
+// servers that turn read-only.
 
 var (
 	errPing         = errors.New("fake: ping: connection reset by peer")
 	errUnknownQuery = errors.New("fake: unknown query")
 	errStmtClosed   = errors.New("fake: statement used after Close")
+	errReadOnly     = errors.New("fake: cannot write on a read-only server")
 )
 
 // connKind is which of database/sql's optional interfaces the conns a
@@ -128,6 +131,8 @@ type fakeOpener struct {
 	invalid func(b resolver.Backend, n int) bool
 	// pingFail makes Opener.Ping fail with errPing.
 	pingFail atomic.Bool
+	// replicates makes the opener a Replicator too (see asOpener).
+	replicates bool
 
 	// fault, when set, is returned by the next statement any conn runs,
 	// in place of its answer.
@@ -136,7 +141,8 @@ type fakeOpener struct {
 	mu      sync.Mutex
 	cfg     DriverConfig // what the dialect was given
 	conns   []*fakeConn
-	perAddr map[string]int // connections opened per backend address
+	perAddr map[string]int           // connections opened per backend address
+	roles   map[string]resolver.Role // what each backend's server says it is
 
 	open  atomic.Int64 // connections open now
 	pings atomic.Int64 // calls of Opener.Ping
@@ -195,9 +201,53 @@ func (o *fakeOpener) Recycle(ctx context.Context, c driver.Conn, reset bool) err
 	return nil
 }
 
+// Role answers what setRole last said for c's backend; RoleUnknown by
+// default.
 func (o *fakeOpener) Role(ctx context.Context, c driver.Conn) (resolver.Role, error) {
-	return resolver.RoleUnknown, nil
+	fc := o.find(c)
+	if fc == nil {
+		return resolver.RoleUnknown, errors.New("fake: Role of a conn the opener did not make")
+	}
+	return o.serverRole(fc.backend), nil
 }
+
+// setRole makes the server of backend addr say it is r, from its next
+// role query on; a replica's server refuses writes.
+func (o *fakeOpener) setRole(addr string, r resolver.Role) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.roles == nil {
+		o.roles = map[string]resolver.Role{}
+	}
+	o.roles[addr] = r
+}
+
+// serverRole returns what the server of backend addr says it is.
+func (o *fakeOpener) serverRole(addr string) resolver.Role {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.roles[addr]
+}
+
+// asOpener returns o as a connector is given it: wrapped in a replOpener
+// when o.replicates.
+func (o *fakeOpener) asOpener() Opener {
+	if o.replicates {
+		return replOpener{o}
+	}
+	return o
+}
+
+// replOpener is a fakeOpener that is also a Replicator. Every server is at
+// position 1, so a token is always reached; ReadOnly recognises
+// errReadOnly.
+type replOpener struct{ *fakeOpener }
+
+var _ Replicator = replOpener{}
+
+func (replOpener) Position(ctx context.Context, c driver.Conn) (string, error) { return "1", nil }
+func (replOpener) Reached(have, want string) (bool, error)                     { return have >= want, nil }
+func (replOpener) ReadOnly(err error) bool                                     { return errors.Is(err, errReadOnly) }
 
 // failNext makes the next statement any conn runs fail with err.
 func (o *fakeOpener) failNext(err error) { o.fault.Store(&err) }
@@ -345,6 +395,9 @@ func (fc *fakeConn) exec(call, q string) (driver.Result, error) {
 		return nil, err
 	}
 	if strings.HasPrefix(q, "UPDATE ") || strings.HasPrefix(q, "INSERT ") {
+		if fc.o.serverRole(fc.backend) == resolver.RoleReplica {
+			return nil, errReadOnly
+		}
 		return driver.RowsAffected(1), nil
 	}
 	return nil, fmt.Errorf("%w: %q", errUnknownQuery, q)
@@ -590,7 +643,7 @@ func newConnectorWith(t testing.TB, o *fakeOpener, s Settings, bs ...resolver.Ba
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewConnector(Config{Opener: o, Resolver: r, Settings: s})
+	c, err := NewConnector(Config{Opener: o.asOpener(), Resolver: r, Settings: s})
 	if err != nil {
 		t.Fatal(err)
 	}
