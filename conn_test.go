@@ -126,26 +126,41 @@ func TestFailedStatement(t *testing.T) {
 	}
 }
 
+// single is a connector over one backend and one connection, and a DB
+// over it.
+type single struct {
+	o  *fakeOpener
+	c  *Connector
+	db *sql.DB
+	fc *fakeConn // the connection
+}
+
+// newSingle starts a single over o, and waits for its connection. It must
+// run in a synctest bubble.
+func newSingle(t *testing.T, o *fakeOpener) single {
+	t.Helper()
+	c := newConnector(t, o, onePerBackend(1), backends(1)...)
+	db := openDB(t, c)
+	synctest.Wait()
+	return single{o: o, c: c, db: db, fc: o.opened()[0]}
+}
+
 // TestResetSessionForwarded shows that the handle database/sql keeps idle
 // claims a connection in ResetSession, with the operation's context, and
 // forwards the call to the driver's conn when it has one.
 func TestResetSessionForwarded(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		o := &fakeOpener{}
-		c := newConnector(t, o, onePerBackend(1), backends(1)...)
-		db := openDB(t, c)
-		synctest.Wait()
+		s := newSingle(t, &fakeOpener{})
 		for range 4 {
-			queryBackend(t, t.Context(), db)
+			queryBackend(t, t.Context(), s.db)
 		}
 		// The first operation used the handle Connect returned,
 		// which checked its connection; the other three reused it.
-		fc := o.conn(backends(1)[0].Addr, 1)
-		if got := fc.resets.Load(); got != 4 {
+		if got := s.fc.resets.Load(); got != 4 {
 			t.Errorf("driver ResetSession called %d times, want 4", got)
 		}
-		if got := db.Stats().OpenConnections; got != 1 {
+		if got := s.db.Stats().OpenConnections; got != 1 {
 			t.Errorf("database/sql has %d handles open, want the 1 it reused", got)
 		}
 	})
@@ -158,38 +173,36 @@ func TestResetSessionForwarded(t *testing.T) {
 func TestResetSessionBadConn(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b := backends(1)[0]
-		o := &fakeOpener{
-			// Connection 1 passes Connect's check, then refuses
-			// the reset when the idle handle reuses it.
-			resetErr: func(_ resolver.Backend, n int) error {
-				if n == 1 {
-					return driver.ErrBadConn
-				}
-				return nil
-			},
-			resetOK: 1,
-		}
-		c := newConnector(t, o, onePerBackend(1), b)
-		db := openDB(t, c)
-		synctest.Wait()
+		// Connection 1 passes Connect's check, then refuses the
+		// reset when the idle handle reuses it.
+		s := newSingle(t, &fakeOpener{resetErr: firstConnResetFails, resetOK: 1})
+		addr := s.fc.backend
 		ctx := t.Context()
-		if got, want := queryBackend(t, ctx, db), b.Addr+"/1"; got != want {
+		if got, want := queryBackend(t, ctx, s.db), addr+"/1"; got != want {
 			t.Fatalf("first query ran on %s, want %s", got, want)
 		}
 		// The idle handle claims connection 1 again, whose driver
 		// refuses the reset: database/sql retries, and Connect waits
 		// for the connection the pool opens in its place.
-		if got, want := queryBackend(t, ctx, db), b.Addr+"/2"; got != want {
+		if got, want := queryBackend(t, ctx, s.db), addr+"/2"; got != want {
 			t.Errorf("second query ran on %s, want %s", got, want)
 		}
-		if !o.conn(b.Addr, 1).closed.Load() {
+		if !s.fc.closed.Load() {
 			t.Error("the connection whose reset failed is still open")
 		}
-		if st := backendStats(t, c, b.Addr); st.Failures == 0 {
+		if st := backendStats(t, s.c, addr); st.Failures == 0 {
 			t.Error("backend Failures = 0, want the connection whose reset failed counted")
 		}
 	})
+}
+
+// firstConnResetFails is a fakeOpener.resetErr: the driver's ResetSession
+// says ErrBadConn on the first connection to each backend.
+func firstConnResetFails(_ resolver.Backend, n int) error {
+	if n == 1 {
+		return driver.ErrBadConn
+	}
+	return nil
 }
 
 // TestConnectChecksItsConnection shows that a new handle, which gets no
@@ -199,22 +212,11 @@ func TestResetSessionBadConn(t *testing.T) {
 func TestConnectChecksItsConnection(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b := backends(1)[0]
-		o := &fakeOpener{
-			resetErr: func(_ resolver.Backend, n int) error {
-				if n == 1 {
-					return driver.ErrBadConn
-				}
-				return nil
-			},
-		}
-		c := newConnector(t, o, onePerBackend(1), b)
-		db := openDB(t, c)
-		synctest.Wait()
-		if got, want := queryBackend(t, t.Context(), db), b.Addr+"/2"; got != want {
+		s := newSingle(t, &fakeOpener{resetErr: firstConnResetFails})
+		if got, want := queryBackend(t, t.Context(), s.db), s.fc.backend+"/2"; got != want {
 			t.Errorf("first query ran on %s, want %s", got, want)
 		}
-		if !o.conn(b.Addr, 1).closed.Load() {
+		if !s.fc.closed.Load() {
 			t.Error("the connection Connect found dead is still open")
 		}
 	})
@@ -301,52 +303,27 @@ func TestResetSessionNoConnectionToClaim(t *testing.T) {
 func TestDriverConnInvalid(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b := backends(1)[0]
-		o := &fakeOpener{}
-		c := newConnector(t, o, onePerBackend(1), b)
-		db := openDB(t, c)
-		synctest.Wait()
+		s := newSingle(t, &fakeOpener{})
 		ctx := t.Context()
-		first := queryBackend(t, ctx, db)
-		o.conn(b.Addr, 1).invalid.Store(true)
-		second := queryBackend(t, ctx, db)
+		first := queryBackend(t, ctx, s.db)
+		s.fc.invalid.Store(true)
+		second := queryBackend(t, ctx, s.db)
 		// The second query still ran on connection 1: IsValid is asked
 		// when an operation ends.
 		if first != second {
 			t.Fatalf("queries ran on %s and %s, want one connection", first, second)
 		}
 		synctest.Wait()
-		if got, want := queryBackend(t, ctx, db), b.Addr+"/2"; got != want {
+		if got, want := queryBackend(t, ctx, s.db), s.fc.backend+"/2"; got != want {
 			t.Errorf("after connection 1 said it was invalid, a query ran on %s, want %s", got, want)
 		}
-		fc := o.conn(b.Addr, 1)
-		if fc.valids.Load() == 0 {
+		if s.fc.valids.Load() == 0 {
 			t.Error("the driver conn's IsValid was never called")
 		}
-		if !fc.closed.Load() {
+		if !s.fc.closed.Load() {
 			t.Error("the invalid connection is still open")
 		}
 	})
-}
-
-// single is a connector over one backend and one connection, and a DB
-// over it.
-type single struct {
-	o  *fakeOpener
-	c  *Connector
-	db *sql.DB
-	fc *fakeConn // the connection
-}
-
-// newSingle starts a single whose connection is of kind, and waits for
-// the connection. It must run in a synctest bubble.
-func newSingle(t *testing.T, kind connKind) single {
-	t.Helper()
-	o := &fakeOpener{kind: kind}
-	c := newConnector(t, o, onePerBackend(1), backends(1)...)
-	db := openDB(t, c)
-	synctest.Wait()
-	return single{o: o, c: c, db: db, fc: o.opened()[0]}
 }
 
 // The TestForwarding tests show that the wrapped conn hands every call to
@@ -375,7 +352,7 @@ func TestForwardingExecQuery(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				s := newSingle(t, tt.kind)
+				s := newSingle(t, &fakeOpener{kind: tt.kind})
 				ctx := t.Context()
 				for range 2 {
 					if _, err := s.db.ExecContext(ctx, update); err != nil {
@@ -415,7 +392,7 @@ func TestForwardingArguments(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				s := newSingle(t, tt.kind)
+				s := newSingle(t, &fakeOpener{kind: tt.kind})
 				_, err := s.db.ExecContext(t.Context(), update, tt.arg)
 				switch {
 				case tt.wantErr == "" && err != nil:
@@ -446,7 +423,7 @@ func TestForwardingPing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				s := newSingle(t, tt.kind)
+				s := newSingle(t, &fakeOpener{kind: tt.kind})
 				pings := s.o.pings.Load()
 				if err := s.db.PingContext(t.Context()); err != nil {
 					t.Errorf("PingContext: %v", err)
@@ -471,7 +448,7 @@ func TestForwardingBeginTx(t *testing.T) {
 	t.Run("full", func(t *testing.T) {
 		t.Parallel()
 		synctest.Test(t, func(t *testing.T) {
-			s := newSingle(t, fullKind)
+			s := newSingle(t, &fakeOpener{kind: fullKind})
 			tx, err := s.db.BeginTx(t.Context(), serializable)
 			if err != nil {
 				t.Fatalf("BeginTx: %v", err)
@@ -489,7 +466,7 @@ func TestForwardingBeginTx(t *testing.T) {
 	t.Run("base only", func(t *testing.T) {
 		t.Parallel()
 		synctest.Test(t, func(t *testing.T) {
-			s := newSingle(t, baseKind)
+			s := newSingle(t, &fakeOpener{kind: baseKind})
 			ctx := t.Context()
 			tx, err := s.db.BeginTx(ctx, nil)
 			if err != nil {
@@ -517,7 +494,7 @@ func TestForwardingBeginTx(t *testing.T) {
 func TestForwardingPrepare(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		s := newSingle(t, fullKind)
+		s := newSingle(t, &fakeOpener{kind: fullKind})
 		ctx := t.Context()
 		st, err := s.db.PrepareContext(ctx, update)
 		if err != nil {
@@ -539,7 +516,7 @@ func TestForwardingPrepare(t *testing.T) {
 func TestForwardingFallbacks(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		s := newSingle(t, baseKind)
+		s := newSingle(t, &fakeOpener{kind: baseKind})
 		ctx := t.Context()
 		dc, err := s.c.Connect(ctx)
 		if err != nil {
