@@ -7,27 +7,17 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
 
-	"github.com/DATA-DOG/go-sqlmock"
-
 	"github.com/qorb-go/qorb/pool"
 	"github.com/qorb-go/qorb/resolver"
 )
 
 const update = "UPDATE t SET x = 1"
-
-// serveUpdate scripts a mock to run update up to times times.
-func serveUpdate(m sqlmock.Sqlmock, times int) {
-	for range times {
-		m.ExpectExec(update).WillReturnResult(sqlmock.NewResult(0, 1))
-	}
-}
 
 // TestFailedStatement shows DESIGN decision 3. An error that says the
 // connection is dead discards it: the pool closes it, opens another and
@@ -36,6 +26,7 @@ func serveUpdate(m sqlmock.Sqlmock, times int) {
 // another backend; otherwise the caller sees the error. An error of the
 // statement alone keeps the connection.
 func TestFailedStatement(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		err       error
@@ -50,8 +41,9 @@ func TestFailedStatement(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveUpdate(m, 10) }}
+				o := &fakeOpener{}
 				bs := backends(3)
 				c := newConnector(t, o, onePerBackend(len(bs)), bs...)
 				db := openDB(t, c)
@@ -62,13 +54,12 @@ func TestFailedStatement(t *testing.T) {
 				_, err := db.ExecContext(ctx, update)
 				synctest.Wait() // let the pool replace what it discarded
 
-				var failed *opened
+				var failed *fakeConn
 				ran := 0
-				for _, oc := range o.opened() {
-					mc := oc.dc.(*mockConn)
-					ran += int(mc.execs.Load())
-					if mc.faults.Load() > 0 {
-						failed = oc
+				for _, fc := range o.opened() {
+					ran += fc.ran("Exec " + update)
+					if fc.faults.Load() > 0 {
+						failed = fc
 					}
 				}
 				if failed == nil {
@@ -81,9 +72,9 @@ func TestFailedStatement(t *testing.T) {
 					if ran != 2 {
 						t.Errorf("the statement ran %d times, want 2 (the failure and the retry)", ran)
 					}
-					for _, oc := range o.opened() {
-						if oc.backend == failed.backend && oc.dc.(*mockConn).execs.Load() > 0 && oc != failed {
-							t.Errorf("the retry ran on backend %s, the one that failed", oc.backend)
+					for _, fc := range o.opened() {
+						if fc.backend == failed.backend && fc.ran("Exec "+update) > 0 && fc != failed {
+							t.Errorf("the retry ran on backend %s, the one that failed", fc.backend)
 						}
 					}
 				} else {
@@ -96,7 +87,7 @@ func TestFailedStatement(t *testing.T) {
 				}
 
 				st := backendStats(t, c, failed.backend)
-				if got := failed.tr.closed.Load(); got != tt.discarded {
+				if got := failed.closed.Load(); got != tt.discarded {
 					t.Errorf("failed connection closed = %v, want %v", got, tt.discarded)
 				}
 				wantConnects := 1
@@ -118,22 +109,15 @@ func TestFailedStatement(t *testing.T) {
 					t.Errorf("%d connections claimed after the operation, want 0", got)
 				}
 				// Every backend serves again.
-				execs := func() map[string]int {
-					m := map[string]int{}
-					for _, oc := range o.opened() {
-						m[oc.backend] += int(oc.dc.(*mockConn).execs.Load())
-					}
-					return m
-				}
-				before := execs()
+				before := o.calls()
 				for range 2 * len(bs) {
 					if _, err := db.ExecContext(ctx, update); err != nil {
 						t.Fatalf("ExecContext after the failure: %v", err)
 					}
 				}
-				after := execs()
+				after := o.calls()
 				for _, b := range bs {
-					if after[b.Addr] == before[b.Addr] {
+					if after[b.Addr]["Exec "+update] == before[b.Addr]["Exec "+update] {
 						t.Errorf("backend %s ran no statement after the failure", b.Addr)
 					}
 				}
@@ -142,99 +126,109 @@ func TestFailedStatement(t *testing.T) {
 	}
 }
 
-// TestResetSession shows that the handle database/sql keeps idle claims a
-// connection in ResetSession, with the operation's context, and forwards
-// the call to the driver's conn when it has one.
-func TestResetSession(t *testing.T) {
-	t.Run("forwarded", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 10) }}
-			c := newConnector(t, o, onePerBackend(1), backends(1)...)
-			db := openDB(t, c)
-			synctest.Wait()
-			for range 4 {
-				queryBackend(t, t.Context(), db)
-			}
-			// The first operation used the handle Connect returned,
-			// which checked its connection; the other three reused it.
-			mc := o.conn(backends(1)[0].Addr, 1).dc.(*mockConn)
-			if got := mc.resets.Load(); got != 4 {
-				t.Errorf("driver ResetSession called %d times, want 4", got)
-			}
-			if got := db.Stats().OpenConnections; got != 1 {
-				t.Errorf("database/sql has %d handles open, want the 1 it reused", got)
-			}
-		})
-	})
+// single is a connector over one backend and one connection, and a DB
+// over it.
+type single struct {
+	o  *fakeOpener
+	c  *Connector
+	db *sql.DB
+	fc *fakeConn // the connection
+}
 
-	t.Run("driver says ErrBadConn", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			b := backends(1)[0]
-			o := &fakeOpener{
-				script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 10) },
-				// Connection 1 passes Connect's check, then refuses
-				// the reset when the idle handle reuses it.
-				resetErr: func(_ resolver.Backend, n int) error {
-					if n == 1 {
-						return driver.ErrBadConn
-					}
-					return nil
-				},
-				resetOK: 1,
-			}
-			c := newConnector(t, o, onePerBackend(1), b)
-			db := openDB(t, c)
-			synctest.Wait()
-			ctx := t.Context()
-			if got, want := queryBackend(t, ctx, db), b.Addr+"/1"; got != want {
-				t.Fatalf("first query ran on %s, want %s", got, want)
-			}
-			// The idle handle claims connection 1 again, whose driver
-			// refuses the reset: database/sql retries, and Connect waits
-			// for the connection the pool opens in its place.
-			if got, want := queryBackend(t, ctx, db), b.Addr+"/2"; got != want {
-				t.Errorf("second query ran on %s, want %s", got, want)
-			}
-			if !o.conn(b.Addr, 1).tr.closed.Load() {
-				t.Error("the connection whose reset failed is still open")
-			}
-			if st := backendStats(t, c, b.Addr); st.Failures == 0 {
-				t.Error("backend Failures = 0, want the connection whose reset failed counted")
-			}
-		})
-	})
+// newSingle starts a single over o, and waits for its connection. It must
+// run in a synctest bubble.
+func newSingle(t *testing.T, o *fakeOpener) single {
+	t.Helper()
+	c := newConnector(t, o, onePerBackend(1), backends(1)...)
+	db := openDB(t, c)
+	synctest.Wait()
+	return single{o: o, c: c, db: db, fc: o.opened()[0]}
+}
 
-	// A new handle gets no ResetSession from database/sql: Connect
-	// checks the connection it claims itself, and claims another in
-	// place of one the driver finds dead.
-	t.Run("Connect checks its connection", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			b := backends(1)[0]
-			o := &fakeOpener{
-				script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 10) },
-				resetErr: func(_ resolver.Backend, n int) error {
-					if n == 1 {
-						return driver.ErrBadConn
-					}
-					return nil
-				},
-			}
-			c := newConnector(t, o, onePerBackend(1), b)
-			db := openDB(t, c)
-			synctest.Wait()
-			if got, want := queryBackend(t, t.Context(), db), b.Addr+"/2"; got != want {
-				t.Errorf("first query ran on %s, want %s", got, want)
-			}
-			if !o.conn(b.Addr, 1).tr.closed.Load() {
-				t.Error("the connection Connect found dead is still open")
-			}
-		})
+// TestResetSessionForwarded shows that the handle database/sql keeps idle
+// claims a connection in ResetSession, with the operation's context, and
+// forwards the call to the driver's conn when it has one.
+func TestResetSessionForwarded(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := newSingle(t, &fakeOpener{})
+		for range 4 {
+			queryBackend(t, t.Context(), s.db)
+		}
+		// The first operation used the handle Connect returned,
+		// which checked its connection; the other three reused it.
+		if got := s.fc.resets.Load(); got != 4 {
+			t.Errorf("driver ResetSession called %d times, want 4", got)
+		}
+		if got := s.db.Stats().OpenConnections; got != 1 {
+			t.Errorf("database/sql has %d handles open, want the 1 it reused", got)
+		}
 	})
+}
 
-	// When database/sql reuses an idle handle and no connection comes
-	// free, the operation fails with the pool's typed error once the
-	// claim timeout or the caller's deadline passes, whichever is first,
-	// and does not wait again for each retry database/sql would make.
+// TestResetSessionBadConn shows that when the driver's ResetSession says
+// ErrBadConn as database/sql reuses an idle handle, the connection is
+// dropped and counted against its backend, and the operation runs on the
+// connection the pool opens in its place.
+func TestResetSessionBadConn(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		// Connection 1 passes Connect's check, then refuses the
+		// reset when the idle handle reuses it.
+		s := newSingle(t, &fakeOpener{resetErr: firstConnResetFails, resetOK: 1})
+		addr := s.fc.backend
+		ctx := t.Context()
+		if got, want := queryBackend(t, ctx, s.db), addr+"/1"; got != want {
+			t.Fatalf("first query ran on %s, want %s", got, want)
+		}
+		// The idle handle claims connection 1 again, whose driver
+		// refuses the reset: database/sql retries, and Connect waits
+		// for the connection the pool opens in its place.
+		if got, want := queryBackend(t, ctx, s.db), addr+"/2"; got != want {
+			t.Errorf("second query ran on %s, want %s", got, want)
+		}
+		if !s.fc.closed.Load() {
+			t.Error("the connection whose reset failed is still open")
+		}
+		if st := backendStats(t, s.c, addr); st.Failures == 0 {
+			t.Error("backend Failures = 0, want the connection whose reset failed counted")
+		}
+	})
+}
+
+// firstConnResetFails is a fakeOpener.resetErr: the driver's ResetSession
+// says ErrBadConn on the first connection to each backend.
+func firstConnResetFails(_ resolver.Backend, n int) error {
+	if n == 1 {
+		return driver.ErrBadConn
+	}
+	return nil
+}
+
+// TestConnectChecksItsConnection shows that a new handle, which gets no
+// ResetSession from database/sql, has its connection checked with the
+// driver's ResetSession all the same, and that another is claimed in
+// place of one the driver finds dead.
+func TestConnectChecksItsConnection(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := newSingle(t, &fakeOpener{resetErr: firstConnResetFails})
+		if got, want := queryBackend(t, t.Context(), s.db), s.fc.backend+"/2"; got != want {
+			t.Errorf("first query ran on %s, want %s", got, want)
+		}
+		if !s.fc.closed.Load() {
+			t.Error("the connection Connect found dead is still open")
+		}
+	})
+}
+
+// TestResetSessionNoConnectionToClaim shows that when database/sql reuses
+// an idle handle and no connection comes free, the operation fails with
+// the pool's typed error once the claim timeout or the caller's deadline
+// passes, whichever is first, and does not wait again for each retry
+// database/sql would make.
+func TestResetSessionNoConnectionToClaim(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name     string
 		claimFor time.Duration // the pool's claim timeout
@@ -244,10 +238,11 @@ func TestResetSession(t *testing.T) {
 		{"claim timeout", time.Second, 0, []error{pool.ErrClaimTimeout}},
 		{"caller's deadline", time.Minute, 100 * time.Millisecond, []error{pool.ErrClaimTimeout, context.DeadlineExceeded}},
 	} {
-		t.Run("no connection to claim/"+tt.name, func(t *testing.T) {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				b := backends(1)[0]
-				o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 10) }}
+				o := &fakeOpener{}
 				c := newConnector(t, o, pool.Policy{MaxSlots: 2, MaxPerBackend: 2, Spares: 2, ClaimTimeout: tt.claimFor}, b)
 				db := openDB(t, c)
 				synctest.Wait()
@@ -306,96 +301,155 @@ func TestResetSession(t *testing.T) {
 // TestDriverConnInvalid shows that a connection whose driver conn reports
 // itself invalid (driver.Validator) when an operation ends is not reused.
 func TestDriverConnInvalid(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b := backends(1)[0]
-		o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 10) }}
-		c := newConnector(t, o, onePerBackend(1), b)
-		db := openDB(t, c)
-		synctest.Wait()
+		s := newSingle(t, &fakeOpener{})
 		ctx := t.Context()
-		first := queryBackend(t, ctx, db)
-		o.conn(b.Addr, 1).dc.(*mockConn).invalid.Store(true)
-		second := queryBackend(t, ctx, db)
+		first := queryBackend(t, ctx, s.db)
+		s.fc.invalid.Store(true)
+		second := queryBackend(t, ctx, s.db)
 		// The second query still ran on connection 1: IsValid is asked
 		// when an operation ends.
 		if first != second {
 			t.Fatalf("queries ran on %s and %s, want one connection", first, second)
 		}
 		synctest.Wait()
-		if got, want := queryBackend(t, ctx, db), b.Addr+"/2"; got != want {
+		if got, want := queryBackend(t, ctx, s.db), s.fc.backend+"/2"; got != want {
 			t.Errorf("after connection 1 said it was invalid, a query ran on %s, want %s", got, want)
 		}
-		oc := o.conn(b.Addr, 1)
-		if oc.dc.(*mockConn).valids.Load() == 0 {
+		if s.fc.valids.Load() == 0 {
 			t.Error("the driver conn's IsValid was never called")
 		}
-		if !oc.tr.closed.Load() {
+		if !s.fc.closed.Load() {
 			t.Error("the invalid connection is still open")
 		}
 	})
 }
 
-// TestForwarding shows that the wrapped conn hands every call to a driver
-// conn that implements it, and that database/sql works unchanged through
-// the fallbacks for a driver conn that implements only driver.Conn.
-func TestForwarding(t *testing.T) {
-	// Each script is exactly what its subtest does to the one mock.
-	fullScript := func(m sqlmock.Sqlmock, b resolver.Backend, n int) {
-		serveUpdate(m, 3) // two ExecContext calls and one prepared execution
-		serveBackend(m, b, n, 1)
-		m.ExpectBegin()
-		m.ExpectCommit()
-		m.ExpectPrepare(update)
+// The TestForwarding tests show that the wrapped conn hands every call to
+// a driver conn that implements it, and that database/sql works unchanged
+// through the fallbacks for a driver conn that implements only
+// driver.Conn.
+
+// TestForwardingExecQuery: Exec and Query go straight through to a driver
+// conn with ExecerContext and QueryerContext. Without them database/sql
+// prepares every statement, and the connection's cache prepares each
+// query once.
+func TestForwardingExecQuery(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		kind  connKind
+		calls map[string]int // exactly what reaches the driver conn
+	}{
+		{"full", fullKind, map[string]int{"Exec " + update: 2, "Query SELECT backend": 1}},
+		{"base only", baseKind, map[string]int{
+			"Prepare " + update: 1, "Stmt.Exec " + update: 2,
+			"Prepare SELECT backend": 1, "Stmt.Query SELECT backend": 1,
+		}},
 	}
-	// Without ExecerContext and QueryerContext database/sql prepares
-	// every statement; the connection's cache prepares each query once.
-	baseScript := func(m sqlmock.Sqlmock, b resolver.Backend, n int) {
-		p := m.ExpectPrepare(update)
-		p.ExpectExec().WillReturnResult(sqlmock.NewResult(0, 1))
-		p.ExpectExec().WillReturnResult(sqlmock.NewResult(0, 1))
-		m.ExpectPrepare("SELECT backend").ExpectQuery().WillReturnRows(m.NewRows([]string{"backend"}).AddRow(b.Addr))
-		m.ExpectBegin()
-		m.ExpectCommit()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				s := newSingle(t, &fakeOpener{kind: tt.kind})
+				ctx := t.Context()
+				for range 2 {
+					if _, err := s.db.ExecContext(ctx, update); err != nil {
+						t.Fatalf("ExecContext: %v", err)
+					}
+				}
+				if got, want := queryBackend(t, ctx, s.db), s.fc.name(); got != want {
+					t.Errorf("QueryRowContext = %q, want %q", got, want)
+				}
+				checkCalls(t, s.fc, tt.calls)
+				if tt.kind == fullKind && (s.fc.resets.Load() == 0 || s.fc.valids.Load() == 0) {
+					t.Errorf("driver ResetSession called %d times, IsValid %d times; want both called", s.fc.resets.Load(), s.fc.valids.Load())
+				}
+			})
+		})
 	}
+}
+
+// TestForwardingArguments: the driver's NamedValueChecker sees the
+// arguments; without one database/sql's default conversion applies, and
+// the driver's statements take no named parameters.
+func TestForwardingArguments(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		kind    connKind
+		arg     any
+		wantErr string // in ExecContext's error; "": none
+		calls   map[string]int
+	}{
+		{"full/a type only the driver accepts", fullKind, point{1, 2}, "", map[string]int{"Exec " + update: 1}},
+		{"base only/a type the default converter rejects", baseKind, point{1, 2}, "unsupported type", map[string]int{}},
+		{"base only/int64", baseKind, int64(7), "", map[string]int{"Prepare " + update: 1, "Stmt.Exec " + update: 1}},
+		{"base only/named parameter", baseKind, sql.Named("x", 1), "named parameters", map[string]int{"Prepare " + update: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				s := newSingle(t, &fakeOpener{kind: tt.kind})
+				_, err := s.db.ExecContext(t.Context(), update, tt.arg)
+				switch {
+				case tt.wantErr == "" && err != nil:
+					t.Errorf("ExecContext with %T: %v", tt.arg, err)
+				case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+					t.Errorf("ExecContext with %T = %v, want an error saying %q", tt.arg, err, tt.wantErr)
+				}
+				checkCalls(t, s.fc, tt.calls)
+			})
+		})
+	}
+}
+
+// TestForwardingPing: db.PingContext reaches the driver's Ping, or falls
+// back to the Opener's health check for a driver conn without one.
+func TestForwardingPing(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		kind        connKind
+		driverPings int
+		openerPings int64
+	}{
+		{"full", fullKind, 1, 0},
+		{"base only", baseKind, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				s := newSingle(t, &fakeOpener{kind: tt.kind})
+				pings := s.o.pings.Load()
+				if err := s.db.PingContext(t.Context()); err != nil {
+					t.Errorf("PingContext: %v", err)
+				}
+				if got := s.fc.ran("Ping"); got != tt.driverPings {
+					t.Errorf("driver Ping called %d times, want %d", got, tt.driverPings)
+				}
+				if got := s.o.pings.Load() - pings; got != tt.openerPings {
+					t.Errorf("Opener.Ping called %d times for db.PingContext, want %d", got, tt.openerPings)
+				}
+			})
+		})
+	}
+}
+
+// TestForwardingBeginTx: BeginTx hands its options to the driver's
+// BeginTx. A driver conn without one serves a default transaction through
+// Begin; any other is an error, as database/sql itself would give.
+func TestForwardingBeginTx(t *testing.T) {
+	t.Parallel()
 	serializable := &sql.TxOptions{Isolation: sql.LevelSerializable, ReadOnly: true}
-
 	t.Run("full", func(t *testing.T) {
+		t.Parallel()
 		synctest.Test(t, func(t *testing.T) {
-			o := &fakeOpener{script: fullScript}
-			c := newConnector(t, o, onePerBackend(1), backends(1)...)
-			db := openDB(t, c)
-			synctest.Wait()
-			ctx := t.Context()
-			mc := o.opened()[0].dc.(*mockConn)
-
-			if _, err := db.ExecContext(ctx, update); err != nil {
-				t.Fatalf("ExecContext: %v", err)
-			}
-			if got := mc.execs.Load(); got != 1 {
-				t.Errorf("driver ExecContext called %d times, want 1", got)
-			}
-			queryBackend(t, ctx, db)
-			if got := mc.queries.Load(); got != 1 {
-				t.Errorf("driver QueryContext called %d times, want 1", got)
-			}
-			if got := mc.prepares.Load(); got != 0 {
-				t.Errorf("driver PrepareContext called %d times, want 0: Exec and Query go straight through", got)
-			}
-			// A type only the driver's NamedValueChecker accepts.
-			if _, err := db.ExecContext(ctx, update, point{1, 2}); err != nil {
-				t.Errorf("ExecContext with an argument only the driver accepts: %v", err)
-			}
-			pings := o.pings.Load()
-			if err := db.PingContext(ctx); err != nil {
-				t.Errorf("PingContext: %v", err)
-			}
-			if got := mc.pings.Load(); got != 1 {
-				t.Errorf("driver Ping called %d times, want 1", got)
-			}
-			if got := o.pings.Load(); got != pings {
-				t.Errorf("Opener.Ping called %d times for db.PingContext, want 0", got-pings)
-			}
-			tx, err := db.BeginTx(ctx, serializable)
+			s := newSingle(t, &fakeOpener{kind: fullKind})
+			tx, err := s.db.BeginTx(t.Context(), serializable)
 			if err != nil {
 				t.Fatalf("BeginTx: %v", err)
 			}
@@ -403,69 +457,18 @@ func TestForwarding(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := driver.TxOptions{Isolation: driver.IsolationLevel(sql.LevelSerializable), ReadOnly: true}
-			if got := mc.beginOpts(); len(got) != 1 || got[0] != want {
+			if got := s.fc.beginOpts(); len(got) != 1 || got[0] != want {
 				t.Errorf("driver BeginTx got %+v, want one call with %+v", got, want)
 			}
-			st, err := db.PrepareContext(ctx, update)
-			if err != nil {
-				t.Fatalf("PrepareContext: %v", err)
-			}
-			defer st.Close()
-			if _, err := st.ExecContext(ctx); err != nil {
-				t.Errorf("prepared ExecContext: %v", err)
-			}
-			if got := mc.prepares.Load(); got != 1 {
-				t.Errorf("driver PrepareContext called %d times, want 1", got)
-			}
-			if mc.resets.Load() == 0 || mc.valids.Load() == 0 {
-				t.Errorf("driver ResetSession called %d times, IsValid %d times; want both called", mc.resets.Load(), mc.valids.Load())
-			}
-			if err := o.opened()[0].mock.ExpectationsWereMet(); err != nil {
-				t.Errorf("mock: %v", err)
-			}
+			checkCalls(t, s.fc, map[string]int{"Begin": 1, "Commit": 1})
 		})
 	})
-
 	t.Run("base only", func(t *testing.T) {
+		t.Parallel()
 		synctest.Test(t, func(t *testing.T) {
-			o := &fakeOpener{kind: baseKind, script: baseScript}
-			c := newConnector(t, o, onePerBackend(1), backends(1)...)
-			db := openDB(t, c)
-			synctest.Wait()
+			s := newSingle(t, &fakeOpener{kind: baseKind})
 			ctx := t.Context()
-			oc := o.opened()[0]
-
-			// ExecContext and QueryContext say ErrSkip, so database/sql
-			// prepares the statement (the mock expects Prepare).
-			if _, err := db.ExecContext(ctx, update); err != nil {
-				t.Errorf("ExecContext: %v", err)
-			}
-			var got string
-			if err := db.QueryRowContext(ctx, "SELECT backend").Scan(&got); err != nil {
-				t.Errorf("QueryRowContext: %v", err)
-			}
-			// Without a NamedValueChecker the default conversion applies.
-			if _, err := db.ExecContext(ctx, update, point{1, 2}); err == nil || !strings.Contains(err.Error(), "unsupported type") {
-				t.Errorf("ExecContext with an argument the default converter rejects = %v, want unsupported type", err)
-			}
-			if _, err := db.ExecContext(ctx, update, int64(7)); err != nil {
-				t.Errorf("ExecContext with an int64 argument: %v", err)
-			}
-			// Its statements take no named parameters.
-			if _, err := db.ExecContext(ctx, update, sql.Named("x", 1)); err == nil || !strings.Contains(err.Error(), "named parameters") {
-				t.Errorf("ExecContext with a named parameter = %v, want an error about named parameters", err)
-			}
-			// Ping falls back to the Opener's health check.
-			pings := o.pings.Load()
-			if err := db.PingContext(ctx); err != nil {
-				t.Errorf("PingContext: %v", err)
-			}
-			if got := o.pings.Load() - pings; got != 1 {
-				t.Errorf("Opener.Ping called %d times for db.PingContext, want 1", got)
-			}
-			// A default transaction goes through Begin; any other is an
-			// error, as database/sql itself would give.
-			tx, err := db.BeginTx(ctx, nil)
+			tx, err := s.db.BeginTx(ctx, nil)
 			if err != nil {
 				t.Fatalf("BeginTx(nil): %v", err)
 			}
@@ -473,74 +476,90 @@ func TestForwarding(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, opts := range []*sql.TxOptions{serializable, {ReadOnly: true}, {Isolation: sql.LevelRepeatableRead}} {
-				if tx, err := db.BeginTx(ctx, opts); err == nil {
+				if tx, err := s.db.BeginTx(ctx, opts); err == nil {
 					tx.Rollback()
 					t.Errorf("BeginTx(%+v) succeeded, want an error: the driver has no BeginTx", *opts)
 				}
 			}
-			if got := claimed(c); got != 0 {
+			if got := claimed(s.c); got != 0 {
 				t.Errorf("%d connections claimed after the failed BeginTx, want 0", got)
 			}
-			if err := oc.mock.ExpectationsWereMet(); err != nil {
-				t.Errorf("mock: %v", err)
-			}
+			checkCalls(t, s.fc, map[string]int{"Begin": 1, "Commit": 1})
 		})
 	})
+}
 
-	t.Run("driver-level fallbacks", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			o := &fakeOpener{kind: baseKind, script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) {
-				m.ExpectBegin()
-				m.ExpectCommit()
-				m.ExpectPrepare(update)
-			}}
-			c := newConnector(t, o, onePerBackend(1), backends(1)...)
-			dc, err := c.Connect(t.Context())
+// TestForwardingPrepare: a statement prepared through database/sql is
+// prepared with the driver's PrepareContext and runs there.
+func TestForwardingPrepare(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := newSingle(t, &fakeOpener{kind: fullKind})
+		ctx := t.Context()
+		st, err := s.db.PrepareContext(ctx, update)
+		if err != nil {
+			t.Fatalf("PrepareContext: %v", err)
+		}
+		defer st.Close()
+		if _, err := st.ExecContext(ctx); err != nil {
+			t.Errorf("prepared ExecContext: %v", err)
+		}
+		checkCalls(t, s.fc, map[string]int{"Prepare " + update: 1, "Stmt.Exec " + update: 1})
+	})
+}
+
+// TestForwardingFallbacks calls the wrapped conn of a base-only driver
+// conn directly, as database/sql would: each optional method says
+// driver.ErrSkip or does what database/sql would do without it, and the
+// methods of driver.Conn itself reach the driver, Prepare through the
+// connection's statement cache.
+func TestForwardingFallbacks(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := newSingle(t, &fakeOpener{kind: baseKind})
+		ctx := t.Context()
+		dc, err := s.c.Connect(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dc.Close()
+		if _, err := dc.(driver.ExecerContext).ExecContext(ctx, update, nil); !errors.Is(err, driver.ErrSkip) {
+			t.Errorf("ExecContext = %v, want driver.ErrSkip", err)
+		}
+		if _, err := dc.(driver.QueryerContext).QueryContext(ctx, "SELECT 1", nil); !errors.Is(err, driver.ErrSkip) {
+			t.Errorf("QueryContext = %v, want driver.ErrSkip", err)
+		}
+		nv := &driver.NamedValue{Ordinal: 1, Value: point{}}
+		if err := dc.(driver.NamedValueChecker).CheckNamedValue(nv); !errors.Is(err, driver.ErrSkip) {
+			t.Errorf("CheckNamedValue = %v, want driver.ErrSkip", err)
+		}
+		if err := dc.(driver.SessionResetter).ResetSession(ctx); err != nil {
+			t.Errorf("ResetSession = %v, want nil", err)
+		}
+		opts := driver.TxOptions{Isolation: driver.IsolationLevel(sql.LevelSerializable)}
+		if _, err := dc.(driver.ConnBeginTx).BeginTx(ctx, opts); err == nil {
+			t.Error("BeginTx with serializable isolation succeeded, want an error")
+		}
+		// The methods of driver.Conn itself.
+		//lint:ignore SA1019 the wrapper must still have Begin
+		tx, err := dc.Begin()
+		if err != nil {
+			t.Fatalf("Begin: %v", err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Errorf("Commit: %v", err)
+		}
+		for range 2 { // the second comes from the cache
+			st, err := dc.Prepare(update)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("Prepare: %v", err)
 			}
-			defer dc.Close()
-			ctx := t.Context()
-			if _, err := dc.(driver.ExecerContext).ExecContext(ctx, update, nil); !errors.Is(err, driver.ErrSkip) {
-				t.Errorf("ExecContext = %v, want driver.ErrSkip", err)
+			if got := st.NumInput(); got != -1 {
+				t.Errorf("NumInput() = %d, want the driver's -1", got)
 			}
-			if _, err := dc.(driver.QueryerContext).QueryContext(ctx, "SELECT 1", nil); !errors.Is(err, driver.ErrSkip) {
-				t.Errorf("QueryContext = %v, want driver.ErrSkip", err)
-			}
-			nv := &driver.NamedValue{Ordinal: 1, Value: point{}}
-			if err := dc.(driver.NamedValueChecker).CheckNamedValue(nv); !errors.Is(err, driver.ErrSkip) {
-				t.Errorf("CheckNamedValue = %v, want driver.ErrSkip", err)
-			}
-			if err := dc.(driver.SessionResetter).ResetSession(ctx); err != nil {
-				t.Errorf("ResetSession = %v, want nil", err)
-			}
-			opts := driver.TxOptions{Isolation: driver.IsolationLevel(sql.LevelSerializable)}
-			if _, err := dc.(driver.ConnBeginTx).BeginTx(ctx, opts); err == nil {
-				t.Error("BeginTx with serializable isolation succeeded, want an error")
-			}
-			// The methods of driver.Conn itself.
-			//lint:ignore SA1019 the wrapper must still have Begin
-			tx, err := dc.Begin()
-			if err != nil {
-				t.Fatalf("Begin: %v", err)
-			}
-			if err := tx.Commit(); err != nil {
-				t.Errorf("Commit: %v", err)
-			}
-			for range 2 { // the mock expects one Prepare: the second comes from the cache
-				st, err := dc.Prepare(update)
-				if err != nil {
-					t.Fatalf("Prepare: %v", err)
-				}
-				if got := st.NumInput(); got != -1 {
-					t.Errorf("NumInput() = %d, want the driver's -1", got)
-				}
-				st.Close()
-			}
-			if err := o.opened()[0].mock.ExpectationsWereMet(); err != nil {
-				t.Errorf("mock: %v", err)
-			}
-		})
+			st.Close()
+		}
+		checkCalls(t, s.fc, map[string]int{"Begin": 1, "Commit": 1, "Prepare " + update: 1})
 	})
 }
 
@@ -548,16 +567,15 @@ func TestForwarding(t *testing.T) {
 // conn, the one the Opener made for the backend serving the sql.Conn,
 // through Unwrap.
 func TestRawReachesDriverConn(t *testing.T) {
+	t.Parallel()
 	for _, kind := range []struct {
 		name string
 		kind connKind
-	}{{"sqlmock", rawKind}, {"full", fullKind}, {"base only", baseKind}} {
+	}{{"context methods only", ctxKind}, {"full", fullKind}, {"base only", baseKind}} {
 		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				o := &fakeOpener{kind: kind.kind, script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) {
-					serveBackend(m, b, n, 10)
-					m.ExpectPrepare("SELECT backend").ExpectQuery().WillReturnRows(m.NewRows([]string{"backend"}).AddRow(b.Addr + "/" + strconv.Itoa(n)))
-				}}
+				o := &fakeOpener{kind: kind.kind}
 				c := newConnector(t, o, onePerBackend(3), backends(3)...)
 				db := openDB(t, c)
 				synctest.Wait()
@@ -576,17 +594,17 @@ func TestRawReachesDriverConn(t *testing.T) {
 						return nil
 					}
 					inner := u.Unwrap()
-					oc := o.find(inner)
-					if oc == nil {
+					fc := o.find(inner)
+					if fc == nil {
 						t.Errorf("Unwrap() = %T %p, not a conn the Opener made", inner, inner)
 						return nil
 					}
-					if got := oc.backend + "/" + strconv.Itoa(oc.n); got != answer {
+					if got := fc.name(); got != answer {
 						t.Errorf("Unwrap() is connection %s, want %s, which serves the sql.Conn", got, answer)
 					}
-					if kind.kind == rawKind {
+					if kind.kind == ctxKind {
 						if _, ok := inner.(driver.QueryerContext); !ok {
-							t.Errorf("Unwrap() = %T, want the sqlmock conn", inner)
+							t.Errorf("Unwrap() = %T, want the driver's own conn", inner)
 						}
 					}
 					return nil
@@ -599,6 +617,7 @@ func TestRawReachesDriverConn(t *testing.T) {
 	}
 
 	t.Run("no connection claimed", func(t *testing.T) {
+		t.Parallel()
 		synctest.Test(t, func(t *testing.T) {
 			o := &fakeOpener{}
 			c := newConnector(t, o, onePerBackend(1), backends(1)...)
@@ -626,6 +645,7 @@ func TestRawReachesDriverConn(t *testing.T) {
 // connection dies under it before any row, runs again on another backend;
 // without the declaration the caller sees the error.
 func TestRepeatableQueryRetried(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		ctx     func(context.Context) context.Context
@@ -638,8 +658,9 @@ func TestRepeatableQueryRetried(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				o := &fakeOpener{script: func(m sqlmock.Sqlmock, b resolver.Backend, n int) { serveBackend(m, b, n, 10) }}
+				o := &fakeOpener{}
 				bs := backends(3)
 				c := newConnector(t, o, onePerBackend(len(bs)), bs...)
 				db := openDB(t, c)
@@ -652,9 +673,9 @@ func TestRepeatableQueryRetried(t *testing.T) {
 						t.Fatalf("repeatable query = %v, want it run again on another backend", err)
 					}
 					var failed string
-					for _, oc := range o.opened() {
-						if oc.dc.(*mockConn).faults.Load() > 0 {
-							failed = oc.backend
+					for _, fc := range o.opened() {
+						if fc.faults.Load() > 0 {
+							failed = fc.backend
 						}
 					}
 					if backendOf(addr) == failed {
@@ -666,4 +687,52 @@ func TestRepeatableQueryRetried(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestWriteOnReadOnlyServer: a write that meets a server which has turned
+// read-only (a failover demoted it) fails with the server's error, keeps
+// its connection, and makes the pool take the backend for a replica at
+// once; the next write waits for the new primary and runs there.
+func TestWriteOnReadOnlyServer(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		bs := backends(2)
+		a, b := bs[0].Addr, bs[1].Addr
+		o := &fakeOpener{replicates: true}
+		o.setRole(a, resolver.RolePrimary)
+		o.setRole(b, resolver.RoleReplica)
+		c := newConnector(t, o, pool.Policy{MaxSlots: 2, MaxPerBackend: 1, HealthInterval: time.Minute, ClaimTimeout: 5 * time.Minute}, bs...)
+		db := openDB(t, c)
+		synctest.Wait()
+		write := WithRole(t.Context(), RolePrimary)
+		if _, err := db.ExecContext(write, update); err != nil {
+			t.Fatalf("write before the failover: %v", err)
+		}
+		if got := o.calls()[a]["Exec "+update]; got != 1 {
+			t.Fatalf("write before the failover ran %d times on the primary %s, want once", got, a)
+		}
+
+		o.setRole(a, resolver.RoleReplica)
+		o.setRole(b, resolver.RolePrimary)
+		if _, err := db.ExecContext(write, update); !errors.Is(err, errReadOnly) {
+			t.Fatalf("write on the demoted primary = %v, want its read-only error", err)
+		}
+		if got := o.calls()[a]["Exec "+update]; got != 2 {
+			t.Errorf("the write reached the demoted primary %s %d times, want once", a, got-1)
+		}
+		synctest.Wait() // no time passes: no periodic health check runs
+		if got := backendStats(t, c, a).Backend.Role; got != resolver.RoleReplica {
+			t.Errorf("after the read-only error, the pool takes %s for %v, want replica", a, got)
+		}
+		if got := o.connects(a); got != 1 || o.conn(a, 1).closed.Load() {
+			t.Errorf("%s: %d connections opened, the first closed = %v; want its connection kept", a, got, o.conn(a, 1).closed.Load())
+		}
+
+		if _, err := db.ExecContext(write, update); err != nil {
+			t.Fatalf("write after the failover: %v", err)
+		}
+		if got := o.calls()[b]["Exec "+update]; got != 1 {
+			t.Errorf("write after the failover ran %d times on the new primary %s, want once", got, b)
+		}
+	})
 }

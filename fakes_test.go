@@ -6,13 +6,14 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-
-	"github.com/DATA-DOG/go-sqlmock"
 
 	"github.com/qorb-go/qorb/pool"
 	"github.com/qorb-go/qorb/resolver"
@@ -54,13 +55,12 @@ func (d fakeDialect) Open(cfg DriverConfig) (Opener, error) {
 	fo.mu.Lock()
 	fo.cfg = cfg
 	fo.mu.Unlock()
-	return fo, nil
+	return fo.asOpener(), nil
 }
 
 var (
 	openers   sync.Map // name → *fakeOpener
 	openerSeq atomic.Int64
-	mockSeq   atomic.Int64
 )
 
 // registerOpener makes o reachable as fake_opener=<name> and returns name.
@@ -72,66 +72,80 @@ func registerOpener(t testing.TB, o *fakeOpener) string {
 	return name
 }
 
-// connKind is what kind of driver conn a fakeOpener hands out.
+// The fake driver: every connection a fakeOpener opens is a fakeConn, a
+// database of no tables that understands a tiny query language:
+//
+//	SELECT backend   one row of one column, "backend": the connection's
+//	                 name, ADDR/N for the N-th connection to backend ADDR
+//	UPDATE …         no rows; one row affected
+//	INSERT …         likewise, but fails with errReadOnly when the
+//	                 backend's server says it is a replica (setRole)
+//
+// Any other statement fails with errUnknownQuery. A conn counts every
+// call it serves (see fakeConn.calls), so tests check what reached the
+// driver without scripting the order it came in, and the opener injects
+// faults: failed or hanging connects, a failing next statement, failing
+// session resets and pings, conns that report themselves invalid, and
+// servers that turn read-only.
+
+var (
+	errPing         = errors.New("fake: ping: connection reset by peer")
+	errUnknownQuery = errors.New("fake: unknown query")
+	errStmtClosed   = errors.New("fake: statement used after Close")
+	errReadOnly     = errors.New("fake: cannot write on a read-only server")
+)
+
+// connKind is which of database/sql's optional interfaces the conns a
+// fakeOpener hands out implement.
 type connKind int
 
 const (
-	// fullKind: a *mockConn, a sqlmock conn that also implements
-	// SessionResetter and Validator: every interface database/sql knows.
+	// fullKind: a *fullConn, which implements every interface
+	// database/sql knows, SessionResetter and Validator included.
 	fullKind connKind = iota
-	// rawKind: the sqlmock conn itself.
-	rawKind
-	// baseKind: a *baseConn, which has only driver.Conn's methods.
+	// ctxKind: a *ctxConn, with the context methods (ExecerContext,
+	// QueryerContext, ConnPrepareContext, ConnBeginTx, Pinger,
+	// NamedValueChecker) but neither SessionResetter nor Validator.
+	ctxKind
+	// baseKind: the *fakeConn itself, which has only driver.Conn's
+	// methods, and whose statements have only driver.Stmt's.
 	baseKind
 )
 
-// fakeOpener is an Opener whose every connection is a fresh sqlmock
-// conn: one mock per slot. script sets each mock's expectations before
-// the pool sees the connection; expectations are matched in any order.
+// fakeOpener is an Opener of fakeConns, one per slot.
 type fakeOpener struct {
 	kind connKind
-	// script sets the expectations of the n-th connection (from 1) to b.
-	script func(m sqlmock.Sqlmock, b resolver.Backend, n int)
 	// connectErr, if set, makes connections to the backends it returns an
 	// error for fail.
 	connectErr func(b resolver.Backend) error
 	// hang makes Connect wait until its context ends.
 	hang bool
-	// resetErr, if set, is what ResetSession of the n-th *mockConn to b
-	// returns.
+	// resetErr, if set, is what ResetSession of the n-th conn to b
+	// returns (fullKind only).
 	resetErr func(b resolver.Backend, n int) error
-	// resetOK is how many calls of ResetSession succeed on each *mockConn
+	// resetOK is how many calls of ResetSession succeed on each conn
 	// before resetErr applies.
 	resetOK int64
-	// pingFail makes Ping fail.
-	pingFail atomic.Bool
-	// invalid says whether the n-th *mockConn to b reports itself
-	// invalid from the start.
+	// invalid says whether the n-th conn to b reports itself invalid from
+	// the start (fullKind only).
 	invalid func(b resolver.Backend, n int) bool
+	// pingFail makes Opener.Ping fail with errPing.
+	pingFail atomic.Bool
+	// replicates makes the opener a Replicator too (see asOpener).
+	replicates bool
 
-	// fault, when set, is returned by the next ExecContext or QueryContext
-	// of any *mockConn, before anything reaches the mock.
+	// fault, when set, is returned by the next statement any conn runs,
+	// in place of its answer.
 	fault atomic.Pointer[error]
 
-	mu       sync.Mutex
-	cfg      DriverConfig // what the dialect was given
-	conns    []*opened
-	perAddr  map[string]int
-	recycled map[string]int
+	mu      sync.Mutex
+	cfg     DriverConfig // what the dialect was given
+	conns   []*fakeConn
+	perAddr map[string]int           // connections opened per backend address
+	roles   map[string]resolver.Role // what each backend's server says it is
 
 	open  atomic.Int64 // connections open now
-	pings atomic.Int64
-}
-
-var errPing = errors.New("fake: ping: connection reset by peer")
-
-// opened is a connection a fakeOpener handed out.
-type opened struct {
-	backend string
-	n       int
-	dc      driver.Conn
-	mock    sqlmock.Sqlmock
-	tr      *track // nil for rawKind
+	pings atomic.Int64 // calls of Opener.Ping
 }
 
 var _ Opener = (*fakeOpener)(nil)
@@ -147,56 +161,29 @@ func (o *fakeOpener) Connect(ctx context.Context, b resolver.Backend) (driver.Co
 		}
 	}
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	if o.perAddr == nil {
 		o.perAddr = map[string]int{}
 	}
 	o.perAddr[b.Addr]++
-	n := o.perAddr[b.Addr]
-	o.mu.Unlock()
-
-	dsn := "qorbtest" + strconv.FormatInt(mockSeq.Add(1), 10)
-	mdb, m, err := sqlmock.NewWithDSN(dsn, sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual))
-	if err != nil {
-		return nil, err
+	fc := &fakeConn{o: o, backend: b.Addr, n: o.perAddr[b.Addr]}
+	if o.resetErr != nil {
+		fc.resetErr, fc.resetOK = o.resetErr(b, fc.n), o.resetOK
 	}
-	mc, err := mdb.Driver().Open(dsn)
-	// The mock stays registered while mc is open; its own *sql.DB is
-	// not needed (closing it fails: no Close was expected).
-	mdb.Close()
-	if err != nil {
-		return nil, err
+	if o.invalid != nil {
+		fc.invalid.Store(o.invalid(b, fc.n))
 	}
-	m.MatchExpectationsInOrder(false)
-	if o.script != nil {
-		o.script(m, b, n)
-	}
-
-	oc := &opened{backend: b.Addr, n: n, mock: m}
 	switch o.kind {
-	case rawKind:
-		oc.dc = mc
 	case fullKind:
-		c := &mockConn{m: mc}
-		if o.resetErr != nil {
-			c.resetErr = o.resetErr(b, n)
-			c.resetOK = o.resetOK
-		}
-		if o.invalid != nil {
-			c.invalid.Store(o.invalid(b, n))
-		}
-		oc.tr, oc.dc = &c.track, c
+		fc.dc = &fullConn{ctxConn{fc}}
+	case ctxKind:
+		fc.dc = &ctxConn{fc}
 	case baseKind:
-		c := &baseConn{m: mc}
-		oc.tr, oc.dc = &c.track, c
+		fc.dc = fc
 	}
-	if oc.tr != nil {
-		oc.tr.o, oc.tr.backend = o, b.Addr
-		o.open.Add(1)
-	}
-	o.mu.Lock()
-	o.conns = append(o.conns, oc)
-	o.mu.Unlock()
-	return oc.dc, nil
+	o.conns = append(o.conns, fc)
+	o.open.Add(1)
+	return fc.dc, nil
 }
 
 func (o *fakeOpener) Ping(ctx context.Context, c driver.Conn) error {
@@ -208,25 +195,61 @@ func (o *fakeOpener) Ping(ctx context.Context, c driver.Conn) error {
 }
 
 func (o *fakeOpener) Recycle(ctx context.Context, c driver.Conn, reset bool) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.recycled == nil {
-		o.recycled = map[string]int{}
-	}
-	for _, oc := range o.conns {
-		if oc.dc == c {
-			o.recycled[oc.backend]++
-		}
+	if fc := o.find(c); fc != nil {
+		fc.recycles.Add(1)
 	}
 	return nil
 }
 
+// Role answers what setRole last said for c's backend; RoleUnknown by
+// default.
 func (o *fakeOpener) Role(ctx context.Context, c driver.Conn) (resolver.Role, error) {
-	return resolver.RoleUnknown, nil
+	fc := o.find(c)
+	if fc == nil {
+		return resolver.RoleUnknown, errors.New("fake: Role of a conn the opener did not make")
+	}
+	return o.serverRole(fc.backend), nil
 }
 
-// failNext makes the next ExecContext or QueryContext of any *mockConn
-// fail with err.
+// setRole makes the server of backend addr say it is r, from its next
+// role query on; a replica's server refuses writes.
+func (o *fakeOpener) setRole(addr string, r resolver.Role) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.roles == nil {
+		o.roles = map[string]resolver.Role{}
+	}
+	o.roles[addr] = r
+}
+
+// serverRole returns what the server of backend addr says it is.
+func (o *fakeOpener) serverRole(addr string) resolver.Role {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.roles[addr]
+}
+
+// asOpener returns o as a connector is given it: wrapped in a replOpener
+// when o.replicates.
+func (o *fakeOpener) asOpener() Opener {
+	if o.replicates {
+		return replOpener{o}
+	}
+	return o
+}
+
+// replOpener is a fakeOpener that is also a Replicator. Every server is at
+// position 1, so a token is always reached; ReadOnly recognises
+// errReadOnly.
+type replOpener struct{ *fakeOpener }
+
+var _ Replicator = replOpener{}
+
+func (replOpener) Position(ctx context.Context, c driver.Conn) (string, error) { return "1", nil }
+func (replOpener) Reached(have, want string) (bool, error)                     { return have >= want, nil }
+func (replOpener) ReadOnly(err error) bool                                     { return errors.Is(err, errReadOnly) }
+
+// failNext makes the next statement any conn runs fail with err.
 func (o *fakeOpener) failNext(err error) { o.fault.Store(&err) }
 
 // takeFault returns the error failNext set, once.
@@ -237,31 +260,31 @@ func (o *fakeOpener) takeFault() error {
 	return nil
 }
 
-// find returns the opened connection whose driver conn is dc, or nil.
-func (o *fakeOpener) find(dc driver.Conn) *opened {
-	for _, oc := range o.opened() {
-		if oc.dc == dc {
-			return oc
+// find returns the conn o opened whose driver conn is dc, or nil.
+func (o *fakeOpener) find(dc driver.Conn) *fakeConn {
+	for _, fc := range o.opened() {
+		if fc.dc == dc {
+			return fc
 		}
 	}
 	return nil
 }
 
-// conn returns the n-th connection opened to addr, or nil.
-func (o *fakeOpener) conn(addr string, n int) *opened {
-	for _, oc := range o.opened() {
-		if oc.backend == addr && oc.n == n {
-			return oc
+// conn returns the n-th conn opened to addr, or nil.
+func (o *fakeOpener) conn(addr string, n int) *fakeConn {
+	for _, fc := range o.opened() {
+		if fc.backend == addr && fc.n == n {
+			return fc
 		}
 	}
 	return nil
 }
 
-// opened returns the connections handed out so far.
-func (o *fakeOpener) opened() []*opened {
+// opened returns the conns handed out so far.
+func (o *fakeOpener) opened() []*fakeConn {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return append([]*opened(nil), o.conns...)
+	return append([]*fakeConn(nil), o.conns...)
 }
 
 // connects returns how many connections to addr were opened.
@@ -274,11 +297,26 @@ func (o *fakeOpener) connects(addr string) int {
 // recycles returns how many times connections to each backend were given
 // back.
 func (o *fakeOpener) recycles() map[string]int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
 	out := map[string]int{}
-	for k, v := range o.recycled {
-		out[k] = v
+	for _, fc := range o.opened() {
+		if n := fc.recycles.Load(); n > 0 {
+			out[fc.backend] += int(n)
+		}
+	}
+	return out
+}
+
+// calls returns the calls the conns to each backend served, as
+// fakeConn.calls counts them, by backend address.
+func (o *fakeOpener) calls() map[string]map[string]int {
+	out := map[string]map[string]int{}
+	for _, fc := range o.opened() {
+		if out[fc.backend] == nil {
+			out[fc.backend] = map[string]int{}
+		}
+		for k, v := range fc.calls() {
+			out[fc.backend][k] += v
+		}
 	}
 	return out
 }
@@ -290,161 +328,289 @@ func (o *fakeOpener) driverConfig() DriverConfig {
 	return o.cfg
 }
 
-// track counts a fake conn's Close.
-type track struct {
+// fakeConn is one connection of the fake driver. By itself it is a
+// base-only driver.Conn; ctxConn and fullConn add the optional
+// interfaces. Its counters may be read while it serves.
+type fakeConn struct {
 	o       *fakeOpener
-	backend string
-	closed  atomic.Bool
-}
+	backend string      // its backend's address
+	n       int         // it is the n-th connection to backend
+	dc      driver.Conn // what Connect returned: fc itself or a wrapper
 
-func (tr *track) close() {
-	if tr.closed.CompareAndSwap(false, true) {
-		tr.o.open.Add(-1)
-	}
-}
+	resetErr error // what ResetSession returns once resetOK calls passed
+	resetOK  int64
+	invalid  atomic.Bool // IsValid reports false
 
-// mockConn is a sqlmock conn with what sqlmock lacks: ResetSession and
-// IsValid. It forwards everything else to the mock, counting calls.
-type mockConn struct {
-	track
-	m        driver.Conn // the sqlmock conn
-	resetErr error       // what ResetSession returns
-	resetOK  int64       // calls of ResetSession that succeed before resetErr
-
-	invalid                                         atomic.Bool // IsValid reports false
-	resets, valids, pings, execs, queries, prepares atomic.Int64
-	faults                                          atomic.Int64 // calls failNext failed
+	closed   atomic.Bool
+	resets   atomic.Int64 // calls of ResetSession
+	valids   atomic.Int64 // calls of IsValid
+	faults   atomic.Int64 // statements failNext failed
+	recycles atomic.Int64 // calls of Opener.Recycle
 
 	mu     sync.Mutex
+	count  map[string]int     // see calls
 	txOpts []driver.TxOptions // what each BeginTx was given
 }
 
-var (
-	_ driver.Conn               = (*mockConn)(nil)
-	_ driver.ConnBeginTx        = (*mockConn)(nil)
-	_ driver.ConnPrepareContext = (*mockConn)(nil)
-	_ driver.ExecerContext      = (*mockConn)(nil)
-	_ driver.QueryerContext     = (*mockConn)(nil)
-	_ driver.Pinger             = (*mockConn)(nil)
-	_ driver.NamedValueChecker  = (*mockConn)(nil)
-	_ driver.SessionResetter    = (*mockConn)(nil)
-	_ driver.Validator          = (*mockConn)(nil)
-)
+var _ driver.Conn = (*fakeConn)(nil)
 
-func (c *mockConn) Prepare(q string) (driver.Stmt, error) {
-	return c.PrepareContext(context.Background(), q)
+// name is what "SELECT backend" answers on fc.
+func (fc *fakeConn) name() string { return fc.backend + "/" + strconv.Itoa(fc.n) }
+
+// record counts one call.
+func (fc *fakeConn) record(call string) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if fc.count == nil {
+		fc.count = map[string]int{}
+	}
+	fc.count[call]++
 }
 
-func (c *mockConn) Close() error {
-	c.close()
-	c.m.Close() // fails unless the script expected it
+// calls returns how many times fc served each call, keyed "Exec Q",
+// "Query Q", "Prepare Q" (whether through Prepare or PrepareContext),
+// "Stmt.Exec Q", "Stmt.Query Q", "Stmt.Close Q" for statement text Q,
+// and "Begin", "Commit", "Rollback", "Ping". A statement that failed
+// counts too. ResetSession, IsValid and Close have counters of their own.
+func (fc *fakeConn) calls() map[string]int {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return maps.Clone(fc.count)
+}
+
+// ran returns how many times fc served call.
+func (fc *fakeConn) ran(call string) int { return fc.calls()[call] }
+
+// beginOpts returns what each BeginTx was given.
+func (fc *fakeConn) beginOpts() []driver.TxOptions {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return slices.Clone(fc.txOpts)
+}
+
+// exec runs q, counted as call.
+func (fc *fakeConn) exec(call, q string) (driver.Result, error) {
+	fc.record(call + " " + q)
+	if err := fc.fault(); err != nil {
+		return nil, err
+	}
+	if strings.HasPrefix(q, "UPDATE ") || strings.HasPrefix(q, "INSERT ") {
+		if fc.o.serverRole(fc.backend) == resolver.RoleReplica {
+			return nil, errReadOnly
+		}
+		return driver.RowsAffected(1), nil
+	}
+	return nil, fmt.Errorf("%w: %q", errUnknownQuery, q)
+}
+
+// query runs q, counted as call.
+func (fc *fakeConn) query(call, q string) (driver.Rows, error) {
+	fc.record(call + " " + q)
+	if err := fc.fault(); err != nil {
+		return nil, err
+	}
+	switch {
+	case q == "SELECT backend":
+		return &fakeRows{cols: []string{"backend"}, rows: [][]driver.Value{{fc.name()}}}, nil
+	case strings.HasPrefix(q, "UPDATE ") || strings.HasPrefix(q, "INSERT "):
+		return &fakeRows{}, nil
+	}
+	return nil, fmt.Errorf("%w: %q", errUnknownQuery, q)
+}
+
+// fault returns the error failNext set, counting it.
+func (fc *fakeConn) fault() error {
+	err := fc.o.takeFault()
+	if err != nil {
+		fc.faults.Add(1)
+	}
+	return err
+}
+
+func (fc *fakeConn) prepare(q string) *fakeStmt {
+	fc.record("Prepare " + q)
+	return &fakeStmt{fc: fc, q: q}
+}
+
+// Prepare gives a base-only conn's statement: one with only driver.Stmt's
+// methods.
+func (fc *fakeConn) Prepare(q string) (driver.Stmt, error) { return fc.prepare(q), nil }
+
+func (fc *fakeConn) Close() error {
+	if fc.closed.CompareAndSwap(false, true) {
+		fc.o.open.Add(-1)
+	}
 	return nil
 }
 
-func (c *mockConn) Begin() (driver.Tx, error) {
-	return c.BeginTx(context.Background(), driver.TxOptions{})
+func (fc *fakeConn) Begin() (driver.Tx, error) {
+	fc.record("Begin")
+	return fakeTx{fc}, nil
 }
 
-func (c *mockConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+// ctxConn is a fakeConn with the context methods and the other optional
+// interfaces database/sql uses, but no SessionResetter or Validator.
+type ctxConn struct{ *fakeConn }
+
+var (
+	_ driver.ConnBeginTx        = (*ctxConn)(nil)
+	_ driver.ConnPrepareContext = (*ctxConn)(nil)
+	_ driver.ExecerContext      = (*ctxConn)(nil)
+	_ driver.QueryerContext     = (*ctxConn)(nil)
+	_ driver.Pinger             = (*ctxConn)(nil)
+	_ driver.NamedValueChecker  = (*ctxConn)(nil)
+)
+
+func (c *ctxConn) Prepare(q string) (driver.Stmt, error) {
+	return c.PrepareContext(context.Background(), q)
+}
+
+func (c *ctxConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
+	return ctxStmt{c.prepare(q)}, nil
+}
+
+func (c *ctxConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	c.mu.Lock()
 	c.txOpts = append(c.txOpts, opts)
 	c.mu.Unlock()
-	return c.m.(driver.ConnBeginTx).BeginTx(ctx, opts)
+	return c.Begin()
 }
 
-func (c *mockConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
-	c.prepares.Add(1)
-	return c.m.(driver.ConnPrepareContext).PrepareContext(ctx, q)
+func (c *ctxConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
+	return c.exec("Exec", q)
 }
 
-func (c *mockConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
-	c.execs.Add(1)
-	if err := c.o.takeFault(); err != nil {
-		c.faults.Add(1)
-		return nil, err
-	}
-	return c.m.(driver.ExecerContext).ExecContext(ctx, q, args)
+func (c *ctxConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
+	return c.query("Query", q)
 }
 
-func (c *mockConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
-	c.queries.Add(1)
-	if err := c.o.takeFault(); err != nil {
-		c.faults.Add(1)
-		return nil, err
-	}
-	return c.m.(driver.QueryerContext).QueryContext(ctx, q, args)
-}
-
-func (c *mockConn) Ping(ctx context.Context) error {
-	c.pings.Add(1)
-	return c.m.(driver.Pinger).Ping(ctx)
+func (c *ctxConn) Ping(ctx context.Context) error {
+	c.record("Ping")
+	return nil
 }
 
 // CheckNamedValue accepts point, which database/sql's default converter
-// rejects, as pgx accepts its own types.
-func (c *mockConn) CheckNamedValue(nv *driver.NamedValue) error {
+// rejects, as pgx accepts its own types; anything else gets the default
+// conversion.
+func (c *ctxConn) CheckNamedValue(nv *driver.NamedValue) error {
 	if _, ok := nv.Value.(point); ok {
 		return nil
 	}
-	return c.m.(driver.NamedValueChecker).CheckNamedValue(nv)
+	return driver.ErrSkip
 }
 
-func (c *mockConn) ResetSession(ctx context.Context) error {
+// point is an argument type only a ctxConn accepts.
+type point struct{ X, Y int }
+
+// fullConn is a ctxConn that also resets its session and reports whether
+// it is still valid.
+type fullConn struct{ ctxConn }
+
+var (
+	_ driver.SessionResetter = (*fullConn)(nil)
+	_ driver.Validator       = (*fullConn)(nil)
+)
+
+func (c *fullConn) ResetSession(ctx context.Context) error {
 	if c.resets.Add(1) <= c.resetOK {
 		return nil
 	}
 	return c.resetErr
 }
 
-func (c *mockConn) IsValid() bool {
+func (c *fullConn) IsValid() bool {
 	c.valids.Add(1)
 	return !c.invalid.Load()
 }
 
-func (c *mockConn) beginOpts() []driver.TxOptions {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]driver.TxOptions(nil), c.txOpts...)
+// fakeStmt is a statement prepared on a fakeConn, with only driver.Stmt's
+// methods; ctxStmt adds the context ones.
+type fakeStmt struct {
+	fc     *fakeConn
+	q      string
+	closed atomic.Bool
 }
 
-// point is an argument type only mockConn accepts.
-type point struct{ X, Y int }
-
-// baseConn has only the methods of driver.Conn, backed by a sqlmock conn.
-type baseConn struct {
-	track
-	m driver.Conn
-}
-
-func (c *baseConn) Prepare(q string) (driver.Stmt, error) {
-	s, err := c.m.Prepare(q)
-	if err != nil {
-		return nil, err
+func (s *fakeStmt) Close() error {
+	s.fc.record("Stmt.Close " + s.q)
+	if !s.closed.CompareAndSwap(false, true) {
+		return errStmtClosed
 	}
-	return baseStmt{s}, nil
-}
-
-func (c *baseConn) Close() error {
-	c.close()
-	c.m.Close() // fails unless the script expected it
 	return nil
 }
 
-//lint:ignore SA1019 a base-only conn has nothing but Begin
-func (c *baseConn) Begin() (driver.Tx, error) { return c.m.Begin() }
+// NumInput says the fake does not check the number of arguments.
+func (s *fakeStmt) NumInput() int { return -1 }
 
-// baseStmt has only the methods of driver.Stmt, as a base-only driver's
-// statements would.
-type baseStmt struct{ s driver.Stmt }
+func (s *fakeStmt) Exec(args []driver.Value) (driver.Result, error) {
+	if s.closed.Load() {
+		return nil, errStmtClosed
+	}
+	return s.fc.exec("Stmt.Exec", s.q)
+}
 
-func (s baseStmt) Close() error  { return s.s.Close() }
-func (s baseStmt) NumInput() int { return s.s.NumInput() }
+func (s *fakeStmt) Query(args []driver.Value) (driver.Rows, error) {
+	if s.closed.Load() {
+		return nil, errStmtClosed
+	}
+	return s.fc.query("Stmt.Query", s.q)
+}
 
-//lint:ignore SA1019 a base-only statement has nothing but Exec
-func (s baseStmt) Exec(args []driver.Value) (driver.Result, error) { return s.s.Exec(args) }
+// ctxStmt is a fakeStmt with the context methods.
+type ctxStmt struct{ *fakeStmt }
 
-//lint:ignore SA1019 a base-only statement has nothing but Query
-func (s baseStmt) Query(args []driver.Value) (driver.Rows, error) { return s.s.Query(args) }
+var (
+	_ driver.StmtExecContext  = ctxStmt{}
+	_ driver.StmtQueryContext = ctxStmt{}
+)
+
+func (s ctxStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	return s.Exec(nil)
+}
+
+func (s ctxStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	return s.Query(nil)
+}
+
+// fakeTx is a transaction on a fakeConn.
+type fakeTx struct{ fc *fakeConn }
+
+func (tx fakeTx) Commit() error {
+	tx.fc.record("Commit")
+	return nil
+}
+
+func (tx fakeTx) Rollback() error {
+	tx.fc.record("Rollback")
+	return nil
+}
+
+// fakeRows is the answer to a query.
+type fakeRows struct {
+	cols []string
+	rows [][]driver.Value
+}
+
+func (r *fakeRows) Columns() []string { return r.cols }
+func (r *fakeRows) Close() error      { return nil }
+
+func (r *fakeRows) Next(dest []driver.Value) error {
+	if len(r.rows) == 0 {
+		return io.EOF
+	}
+	copy(dest, r.rows[0])
+	r.rows = r.rows[1:]
+	return nil
+}
+
+// checkCalls fails t unless fc served exactly the calls in want (as
+// fakeConn.calls counts them).
+func checkCalls(t testing.TB, fc *fakeConn, want map[string]int) {
+	t.Helper()
+	if got := fc.calls(); !maps.Equal(got, want) {
+		t.Errorf("connection %s served %v, want exactly %v", fc.name(), got, want)
+	}
+}
 
 // backends returns n loopback backends; nothing is dialled, since the
 // Opener is fake.
@@ -457,7 +623,7 @@ func backends(n int) []resolver.Backend {
 }
 
 // onePerBackend is a policy of exactly one connection per backend, so that
-// each backend is one sqlmock.
+// each backend is one fake conn.
 func onePerBackend(n int) pool.Policy {
 	return pool.Policy{MaxSlots: n, MaxPerBackend: 1}
 }
@@ -477,7 +643,7 @@ func newConnectorWith(t testing.TB, o *fakeOpener, s Settings, bs ...resolver.Ba
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewConnector(Config{Opener: o, Resolver: r, Settings: s})
+	c, err := NewConnector(Config{Opener: o.asOpener(), Resolver: r, Settings: s})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,16 +666,7 @@ func openDB(t testing.TB, c *Connector) *sql.DB {
 	return db
 }
 
-// serveBackend scripts the n-th mock of backend b to answer "SELECT
-// backend" up to times times with "ADDR/N", naming the physical
-// connection.
-func serveBackend(m sqlmock.Sqlmock, b resolver.Backend, n, times int) {
-	for range times {
-		m.ExpectQuery("SELECT backend").WillReturnRows(m.NewRows([]string{"backend"}).AddRow(b.Addr + "/" + strconv.Itoa(n)))
-	}
-}
-
-// backendOf returns the backend address in an answer of serveBackend.
+// backendOf returns the backend address in an answer to "SELECT backend".
 func backendOf(answer string) string {
 	addr, _, _ := strings.Cut(answer, "/")
 	return addr
