@@ -61,6 +61,23 @@ func ParseDSN(dsn string) (Config, error) {
 	return Config{Opener: opener, Resolver: r, Settings: d.settings}, nil
 }
 
+// NewStaticConnector starts a [Connector] for a fixed list of backends, as
+// a dialect's own constructor does for a DSN in its driver's native form
+// once it has taken out qorb's parameters ([TakeSettings]) and the hosts.
+// It fails, wrapping [ErrBadDSN], when s is not for a host list (see
+// [Settings.ForHosts]) or a backend's address is not "host:port" or is
+// listed twice.
+func NewStaticConnector(o Opener, backends []resolver.Backend, s Settings) (*Connector, error) {
+	if err := s.ForHosts(); err != nil {
+		return nil, err
+	}
+	r, err := resolver.NewStatic(backends...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadDSN, err)
+	}
+	return NewConnector(Config{Opener: o, Resolver: r, Settings: s})
+}
+
 // parsedDSN is a DSN taken apart.
 type parsedDSN struct {
 	dialect Dialect
@@ -145,11 +162,8 @@ func parseDSN(dsn string) (parsedDSN, error) {
 		}
 		return d, nil
 	}
-	if len(d.settings.DNSServers) > 0 {
-		return bad("dns_server is for +srv DSNs only")
-	}
-	if d.settings.ReplicaSRV != "" {
-		return bad("replica_srv is for +srv DSNs only")
+	if err := d.settings.ForHosts(); err != nil {
+		return parsedDSN{}, fmt.Errorf("%s: %w", redact(dsn), err)
 	}
 	hosts := strings.Split(authority, ",")
 	for i, h := range hosts {
