@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/qorb-go/qorb/resolver"
+	"github.com/qorb-go/qorb/resolver/srv"
 )
 
 // OpenConnector parses a qorb DSN and starts a [Connector] for it. The
@@ -44,14 +45,14 @@ func ParseDSN(dsn string) (Config, error) {
 	switch {
 	case d.replicaSRV != "":
 		// The DSN's name lists the primary, replica_srv the replicas.
-		var p, rs *resolver.SRV
-		p, err = resolver.NewSRV(d.srv, resolver.SRVConfig{Servers: d.settings.DNSServers, Role: resolver.RolePrimary})
+		var p, rs *srv.Resolver
+		p, err = srv.New(d.srv, srv.Config{Servers: d.settings.DNSServers, Role: resolver.RolePrimary})
 		if err == nil {
-			rs, err = resolver.NewSRV(d.replicaSRV, resolver.SRVConfig{Servers: d.settings.DNSServers, Role: resolver.RoleReplica})
+			rs, err = srv.New(d.replicaSRV, srv.Config{Servers: d.settings.DNSServers, Role: resolver.RoleReplica})
 		}
 		r = resolver.Join(p, rs)
 	case d.srv != "":
-		r, err = resolver.NewSRV(d.srv, resolver.SRVConfig{Servers: d.settings.DNSServers})
+		r, err = srv.New(d.srv, srv.Config{Servers: d.settings.DNSServers})
 	default:
 		r, err = resolver.NewStatic(d.hosts...)
 	}

@@ -1,4 +1,4 @@
-package resolver
+package srv
 
 import (
 	"context"
@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/qorb-go/qorb/resolver"
 )
 
-// Errors of the [SRV] resolver. Errors returned by this package wrap them;
+// Errors of the [Resolver]. Errors returned by this package wrap them;
 // test with errors.Is.
 var (
 	// ErrBadName: the SRV name is not a domain name.
@@ -20,7 +22,7 @@ var (
 	// ErrNoServers: no name server is configured, and none could be read
 	// from resolv.conf.
 	ErrNoServers = errors.New("resolver: no name servers")
-	// ErrBadConfig: a setting of SRVConfig is out of range.
+	// ErrBadConfig: a setting of Config is out of range.
 	ErrBadConfig = errors.New("resolver: bad SRV config")
 
 	// ErrNoSuchName: a name server answered that the SRV name does not
@@ -115,7 +117,7 @@ func (e *LookupError) Unwrap() []error {
 // Record is a backend found in DNS, with the time its records may be
 // cached.
 type Record struct {
-	Backend
+	resolver.Backend
 	// TTL is the shorter of the TTLs of the SRV record and of the address
 	// record that gave this backend.
 	TTL time.Duration
@@ -146,7 +148,7 @@ const (
 	// asked again over TCP.
 	EventTruncated
 	// EventCapped: an answer held more records than the caps allow (see
-	// SRVConfig.MaxBackends); the extra ones were left out.
+	// Config.MaxBackends); the extra ones were left out.
 	EventCapped
 )
 
@@ -171,8 +173,7 @@ func (k EventKind) String() string {
 	return fmt.Sprintf("event(%d)", uint8(k))
 }
 
-// Event is something an [SRV] resolver did, passed to
-// [SRVConfig.Observer].
+// Event is something a [Resolver] did, passed to [Config.Observer].
 type Event struct {
 	Kind EventKind
 	// Name is the SRV name looked up.
@@ -193,7 +194,7 @@ type Event struct {
 }
 
 // emit passes ev to the observer and the logger.
-func (s *SRV) emit(ev Event) {
+func (s *Resolver) emit(ev Event) {
 	if s.observe != nil {
 		s.observe(ev)
 	}
@@ -257,10 +258,10 @@ func (n *notes) add(ev Event) {
 }
 
 // listening reports whether anyone receives events.
-func (s *SRV) listening() bool { return s.observe != nil || s.log != nil }
+func (s *Resolver) listening() bool { return s.observe != nil || s.log != nil }
 
 // flush emits the events collected in n and forgets them.
-func (s *SRV) flush(n *notes) {
+func (s *Resolver) flush(n *notes) {
 	for _, ev := range n.events {
 		s.emit(ev)
 	}
