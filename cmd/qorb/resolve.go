@@ -70,7 +70,7 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 	cfg := srv.Config{Servers: servers, QueryTimeout: *timeout}
 	if *verbose {
-		cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg.Observer = srv.LogEvents(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
 	if *watch {
 		return watchSRV(ctx, name, cfg, stdout, stderr)
@@ -89,9 +89,14 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return 0
 }
 
-// watchSRV runs the resolver until ctx is done and prints each set.
+// watchSRV runs the resolver until ctx is done and prints each set, then
+// tells cfg.Observer, if any, of the event.
 func watchSRV(ctx context.Context, name string, cfg srv.Config, stdout, stderr io.Writer) int {
-	cfg.Observer = func(ev srv.Event) {
+	also := cfg.Observer
+	cfg.Observer = srv.ObserverFunc(func(ev srv.Event) {
+		if also != nil {
+			defer also.Observe(ev)
+		}
 		now := time.Now().Format(time.TimeOnly)
 		switch ev.Kind {
 		case srv.EventUpdate:
@@ -106,7 +111,7 @@ func watchSRV(ctx context.Context, name string, cfg srv.Config, stdout, stderr i
 		case srv.EventLookupFailed:
 			fmt.Fprintf(stderr, "qorb resolve: %s %v; keeping the last set, retrying in %v\n", now, ev.Err, ev.Next.Round(time.Millisecond))
 		}
-	}
+	})
 	r, err := srv.New(name, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "qorb resolve: %v\n", err)

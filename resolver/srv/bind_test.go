@@ -36,7 +36,7 @@ func TestBind9(t *testing.T) {
 	const name = "_postgresql._tcp.db.test"
 
 	rec := newRecorder()
-	cfg := srv.Config{Servers: []string{addr}, Observer: rec.observe}
+	cfg := srv.Config{Servers: []string{addr}, Observer: srv.ObserverFunc(rec.observe)}
 	r, err := srv.New(name, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -5,9 +5,11 @@
 //
 // A [Resolver] is a [resolver.Resolver]: give it to a pool, or call
 // [Resolver.Resolve] or [Resolver.Lookup] for one answer. Its [Config]
-// says which name servers to ask and how often, and who is told of each
-// lookup ([Event]).
+// says which name servers to ask and how often; the [Observer] in
+// Config.Observer is told of each change in the backend set and each DNS
+// failure ([Event]), and [LogEvents] logs them, as package pool's
+// observers do for a pool.
 //
-// It lives apart from package resolver so that programs that list their
-// backends, and the pool itself, do not link a DNS client.
+// It lives apart from package resolver so that the pool, which needs only
+// the backend types, does not link a DNS client.
 package srv

@@ -123,12 +123,19 @@ func (r *recorder) waitSet(t testing.TB, timeout time.Duration, want ...string) 
 }
 
 // start runs an SRV resolver for name with cfg until the test ends, and
-// records what it reports. The returned stop function cancels it and
+// records what it reports, before cfg.Observer, if any, is told. The returned stop function cancels it and
 // waits for Run to return, and returns what Run returned.
 func start(t testing.TB, name string, cfg srv.Config) (*recorder, func() error) {
 	t.Helper()
 	rec := newRecorder()
-	cfg.Observer = rec.observe
+	if also := cfg.Observer; also != nil {
+		cfg.Observer = srv.ObserverFunc(func(ev srv.Event) {
+			rec.observe(ev)
+			also.Observe(ev)
+		})
+	} else {
+		cfg.Observer = srv.ObserverFunc(rec.observe)
+	}
 	r, err := srv.New(name, cfg)
 	if err != nil {
 		t.Fatalf("New(%q): %v", name, err)

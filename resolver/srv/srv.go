@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -92,13 +91,9 @@ type Config struct {
 	// Role is given to every backend found, for an SRV name that lists
 	// only primaries or only replicas. Default RoleUnknown.
 	Role resolver.Role
-	// Logger receives a record of every change in the backend set and
-	// every DNS failure. Nil means no logging.
-	Logger *slog.Logger
-	// Observer, when not nil, is called with every [Event], on the
-	// goroutine running Run, Resolve or Lookup. It must not block for
-	// long.
-	Observer func(Event)
+	// Observer, when not nil, is told of every [Event]: each change in
+	// the backend set and each DNS failure. [LogEvents] logs them.
+	Observer Observer
 }
 
 // Resolver is a [resolver.Resolver] that finds backends through a DNS SRV
@@ -126,8 +121,7 @@ type Resolver struct {
 	name    string   // fully qualified, lower case
 	servers []string // "ip:port"
 	cfg     Config
-	log     *slog.Logger // nil: silent
-	observe func(Event)  // nil: nobody listens
+	obs     Observer // nil: nobody listens
 	first   atomic.Uint32
 }
 
@@ -156,8 +150,7 @@ func New(name string, cfg Config) (*Resolver, error) {
 		name:    fqdn,
 		servers: servers,
 		cfg:     cfg,
-		log:     cfg.Logger,
-		observe: cfg.Observer,
+		obs:     cfg.Observer,
 	}, nil
 }
 
@@ -272,6 +265,15 @@ func parseServer(s, defaultPort string) (string, error) {
 		return "", fmt.Errorf("bad port %q", defaultPort)
 	}
 	return net.JoinHostPort(a.String(), defaultPort), nil
+}
+
+// Record is a backend found in DNS, with the time its records may be
+// cached.
+type Record struct {
+	resolver.Backend
+	// TTL is the shorter of the TTLs of the SRV record and of the address
+	// record that gave this backend.
+	TTL time.Duration
 }
 
 // Resolve looks the name up once and returns the backends found, in a

@@ -467,11 +467,11 @@ func TestSRVTruncatedAnswerRetriedOverTCP(t *testing.T) {
 		cfg := fast(s.Addr())
 		cfg.UDPSize = 512
 		var truncated int
-		cfg.Observer = func(ev srv.Event) {
+		cfg.Observer = srv.ObserverFunc(func(ev srv.Event) {
 			if ev.Kind == srv.EventTruncated {
 				truncated++
 			}
-		}
+		})
 		r, err := srv.New(svc, cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -534,11 +534,11 @@ func TestSRVCaps(t *testing.T) {
 	cfg := fast(s.Addr())
 	cfg.MaxBackends = 7
 	capped := 0
-	cfg.Observer = func(ev srv.Event) {
+	cfg.Observer = srv.ObserverFunc(func(ev srv.Event) {
 		if ev.Kind == srv.EventCapped {
 			capped++
 		}
-	}
+	})
 	r, err := srv.New(svc, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -596,7 +596,7 @@ func TestSRVLogs(t *testing.T) {
 	simple(s, svc, 0)
 	var buf syncBuffer
 	cfg := fast(s.Addr())
-	cfg.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+	cfg.Observer = srv.LogEvents(slog.New(slog.NewTextHandler(&buf, nil)))
 	rec, stop := start(t, svc, cfg)
 	rec.waitFor(t, 5*time.Second, "first update", func() bool { return rec.count(srv.EventUpdate) == 1 })
 	s.SetFault(dnstest.FaultServFail)

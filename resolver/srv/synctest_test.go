@@ -27,7 +27,7 @@ func runVirtual(t *testing.T, s *dnstest.Server, d time.Duration, during func())
 	synctest.Test(t, func(t *testing.T) {
 		cfg := srv.Config{
 			Servers:  []string{s.Addr()},
-			Observer: func(ev srv.Event) { events = append(events, ev) },
+			Observer: srv.ObserverFunc(func(ev srv.Event) { events = append(events, ev) }),
 		}
 		r, err := srv.New(svc, cfg)
 		if err != nil {
