@@ -123,9 +123,6 @@ func parseNative(dsn string) (native, error) {
 		params[k] = append(params[k], v)
 	}
 	settings, err := qorb.TakeSettings(params)
-	if err == nil {
-		err = settings.ForHosts()
-	}
 	if err != nil {
 		return native{}, err
 	}

@@ -75,9 +75,6 @@ func parseNative(dsn string) (native, error) {
 		}
 	}
 	settings, err := qorb.TakeSettings(params)
-	if err == nil {
-		err = settings.ForHosts()
-	}
 	if err != nil {
 		return native{}, err
 	}
