@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/qorb-go/qorb/resolver"
+	"github.com/qorb-go/qorb/resolver/srv"
 )
 
 // OpenConnector parses a qorb DSN and starts a [Connector] for it. The
@@ -44,14 +45,14 @@ func ParseDSN(dsn string) (Config, error) {
 	switch {
 	case d.replicaSRV != "":
 		// The DSN's name lists the primary, replica_srv the replicas.
-		var p, rs *resolver.SRV
-		p, err = resolver.NewSRV(d.srv, resolver.SRVConfig{Servers: d.settings.DNSServers, Role: resolver.RolePrimary})
+		var p, rs *srv.Resolver
+		p, err = srv.New(d.srv, srv.Config{Servers: d.settings.DNSServers, Role: resolver.RolePrimary})
 		if err == nil {
-			rs, err = resolver.NewSRV(d.replicaSRV, resolver.SRVConfig{Servers: d.settings.DNSServers, Role: resolver.RoleReplica})
+			rs, err = srv.New(d.replicaSRV, srv.Config{Servers: d.settings.DNSServers, Role: resolver.RoleReplica})
 		}
 		r = resolver.Join(p, rs)
 	case d.srv != "":
-		r, err = resolver.NewSRV(d.srv, resolver.SRVConfig{Servers: d.settings.DNSServers})
+		r, err = srv.New(d.srv, srv.Config{Servers: d.settings.DNSServers})
 	default:
 		r, err = resolver.NewStatic(d.hosts...)
 	}
@@ -59,6 +60,23 @@ func ParseDSN(dsn string) (Config, error) {
 		return Config{}, fmt.Errorf("%w: %s: %v", ErrBadDSN, redact(dsn), err)
 	}
 	return Config{Opener: opener, Resolver: r, Settings: d.settings}, nil
+}
+
+// NewStaticConnector starts a [Connector] for a fixed list of backends, as
+// a dialect's own constructor does for a DSN in its driver's native form
+// once it has taken out qorb's parameters ([TakeSettings]) and the hosts.
+// It fails, wrapping [ErrBadDSN], when s is not for a host list (see
+// [Settings.ForHosts]) or a backend's address is not "host:port" or is
+// listed twice.
+func NewStaticConnector(o Opener, backends []resolver.Backend, s Settings) (*Connector, error) {
+	if err := s.ForHosts(); err != nil {
+		return nil, err
+	}
+	r, err := resolver.NewStatic(backends...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadDSN, err)
+	}
+	return NewConnector(Config{Opener: o, Resolver: r, Settings: s})
 }
 
 // parsedDSN is a DSN taken apart.
@@ -145,11 +163,8 @@ func parseDSN(dsn string) (parsedDSN, error) {
 		}
 		return d, nil
 	}
-	if len(d.settings.DNSServers) > 0 {
-		return bad("dns_server is for +srv DSNs only")
-	}
-	if d.settings.ReplicaSRV != "" {
-		return bad("replica_srv is for +srv DSNs only")
+	if err := d.settings.ForHosts(); err != nil {
+		return parsedDSN{}, fmt.Errorf("%s: %w", redact(dsn), err)
 	}
 	hosts := strings.Split(authority, ",")
 	for i, h := range hosts {

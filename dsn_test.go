@@ -208,6 +208,7 @@ func TestParseDSNErrors(t *testing.T) {
 		{"bad target_session_attrs", "fake://app:" + secret + "@h/db?target_session_attrs=bogus", []string{"target_session_attrs", "bogus"}},
 		{"target_session_attrs twice", "fake://app:" + secret + "@h/db?target_session_attrs=any&target_session_attrs=primary", []string{"target_session_attrs"}},
 		{"dns_server on a static DSN", "fake://app:" + secret + "@h/db?dns_server=127.0.0.1", []string{"dns_server", "+srv"}},
+		{"replica_srv on a static DSN", "fake://app:" + secret + "@h/db?replica_srv=replicas.example", []string{"replica_srv", "+srv"}},
 		{"+srv with a port", "fake+srv://app:" + secret + "@db.example:5432/db", []string{"+srv", "without a port"}},
 		{"+srv with a list", "fake+srv://app:" + secret + "@a.example,b.example/db", []string{"+srv"}},
 		{"no host", "fake://app:" + secret + "@/db", []string{"no host"}},

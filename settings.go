@@ -17,7 +17,7 @@ import (
 var ErrBadDSN = errors.New("qorb: bad DSN")
 
 // Settings are what qorb's own DSN parameters say: the pool_ parameters,
-// dns_server and target_session_attrs.
+// dns_server, replica_srv and target_session_attrs.
 type Settings struct {
 	// Policy is the pool policy; zero fields mean the pool's defaults.
 	Policy pool.Policy
@@ -98,61 +98,87 @@ func durParam(field func(*Settings) *time.Duration) func(*Settings, string) erro
 	}
 }
 
-// TakeSettings removes qorb's parameters from params and returns what
-// they say. Every other parameter is left for the database driver. It
-// fails, naming them, for pool_ parameters it does not know and for values
-// it cannot use; a pool_ parameter or dns_server given twice is an error
-// too.
+// ownParams are qorb's parameters other than the pool_ ones, and how each
+// is taken from a DSN's values for it.
+var ownParams = map[string]func(*Settings, []string) error{
+	"dns_server": func(s *Settings, vs []string) error {
+		for _, v := range vs {
+			for _, a := range strings.Split(v, ",") {
+				a = strings.TrimSpace(a)
+				if a == "" {
+					continue
+				}
+				if _, _, err := net.SplitHostPort(a); err != nil {
+					a = net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(a, "["), "]"), "53")
+				}
+				s.DNSServers = append(s.DNSServers, a)
+			}
+		}
+		return nil
+	},
+	"replica_srv": func(s *Settings, vs []string) error {
+		if len(vs) != 1 || vs[0] == "" {
+			return fmt.Errorf("%w: replica_srv wants one SRV name", ErrBadDSN)
+		}
+		s.ReplicaSRV = vs[0]
+		return nil
+	},
+	"target_session_attrs": func(s *Settings, vs []string) error {
+		if len(vs) != 1 {
+			return fmt.Errorf("%w: target_session_attrs given %d times", ErrBadDSN, len(vs))
+		}
+		r, err := ParseTargetSessionAttrs(vs[0])
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBadDSN, err)
+		}
+		s.DefaultRole = r
+		return nil
+	},
+}
+
+// OwnParam reports whether a DSN parameter called name is qorb's own:
+// one that [TakeSettings] takes out and that must never reach a database
+// driver. Those are every name starting with "pool_" (known or not),
+// dns_server, replica_srv and target_session_attrs. Dialects use it to
+// refuse qorb's parameters in a driver configuration.
+func OwnParam(name string) bool {
+	_, ok := ownParams[name]
+	return ok || strings.HasPrefix(name, "pool_")
+}
+
+// TakeSettings removes qorb's parameters (those [OwnParam] names) from
+// params and returns what they say. Every other parameter is left for the
+// database driver. It fails, naming them, for pool_ parameters it does
+// not know and for values it cannot use; a pool_ parameter,
+// replica_srv or target_session_attrs given twice is an error too, while
+// dns_server may be repeated.
 func TakeSettings(params url.Values) (Settings, error) {
 	var s Settings
 	var unknown []string
 	for _, k := range sortedKeys(params) {
-		vs := params[k]
-		switch {
-		case k == "dns_server":
-			for _, v := range vs {
-				for _, a := range strings.Split(v, ",") {
-					a = strings.TrimSpace(a)
-					if a == "" {
-						continue
-					}
-					if _, _, err := net.SplitHostPort(a); err != nil {
-						a = net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(a, "["), "]"), "53")
-					}
-					s.DNSServers = append(s.DNSServers, a)
-				}
-			}
-			delete(params, k)
-		case k == "replica_srv":
-			if len(vs) != 1 || vs[0] == "" {
-				return Settings{}, fmt.Errorf("%w: replica_srv wants one SRV name", ErrBadDSN)
-			}
-			s.ReplicaSRV = vs[0]
-			delete(params, k)
-		case k == "target_session_attrs":
-			if len(vs) != 1 {
-				return Settings{}, fmt.Errorf("%w: target_session_attrs given %d times", ErrBadDSN, len(vs))
-			}
-			r, err := ParseTargetSessionAttrs(vs[0])
-			if err != nil {
-				return Settings{}, fmt.Errorf("%w: %v", ErrBadDSN, err)
-			}
-			s.DefaultRole = r
-			delete(params, k)
-		case strings.HasPrefix(k, "pool_"):
-			set, ok := poolParams[k]
-			if !ok {
-				unknown = append(unknown, k)
-				continue
-			}
-			if len(vs) != 1 {
-				return Settings{}, fmt.Errorf("%w: %s given %d times", ErrBadDSN, k, len(vs))
-			}
-			if err := set(&s, vs[0]); err != nil {
-				return Settings{}, fmt.Errorf("%w: %s=%q: %v", ErrBadDSN, k, vs[0], err)
-			}
-			delete(params, k)
+		if !OwnParam(k) {
+			continue
 		}
+		vs := params[k]
+		if take, ok := ownParams[k]; ok {
+			if err := take(&s, vs); err != nil {
+				return Settings{}, err
+			}
+			delete(params, k)
+			continue
+		}
+		set, ok := poolParams[k]
+		if !ok {
+			unknown = append(unknown, k)
+			continue
+		}
+		if len(vs) != 1 {
+			return Settings{}, fmt.Errorf("%w: %s given %d times", ErrBadDSN, k, len(vs))
+		}
+		if err := set(&s, vs[0]); err != nil {
+			return Settings{}, fmt.Errorf("%w: %s=%q: %v", ErrBadDSN, k, vs[0], err)
+		}
+		delete(params, k)
 	}
 	if len(unknown) > 0 {
 		known := make([]string, 0, len(poolParams))
@@ -164,6 +190,20 @@ func TakeSettings(params url.Values) (Settings, error) {
 			ErrBadDSN, strings.Join(unknown, ", "), strings.Join(known, ", "))
 	}
 	return s, nil
+}
+
+// ForHosts reports whether s suits a DSN that lists its hosts instead of
+// naming SRV records: it fails, wrapping [ErrBadDSN], when s says what
+// only a lookup in DNS can use, a name server (dns_server) or a second
+// SRV name (replica_srv).
+func (s Settings) ForHosts() error {
+	switch {
+	case len(s.DNSServers) > 0:
+		return fmt.Errorf("%w: dns_server is for +srv DSNs only", ErrBadDSN)
+	case s.ReplicaSRV != "":
+		return fmt.Errorf("%w: replica_srv is for +srv DSNs only", ErrBadDSN)
+	}
+	return nil
 }
 
 func sortedKeys(v url.Values) []string {

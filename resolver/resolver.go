@@ -4,8 +4,9 @@
 // A [Resolver] runs until its context ends and calls its update function
 // with the complete set of backends each time the set changes. The pool
 // diffs the sets itself, so a resolver never reports additions and removals
-// one by one. [Static] serves a fixed list; the DNS SRV resolver lives in
-// this package too.
+// one by one. [Static] serves a fixed list and [Join] merges resolvers;
+// the DNS SRV resolver is package resolver/srv, so that this package,
+// and the pool, link no DNS client.
 package resolver
 
 import (

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/qorb-go/qorb/resolver"
+	"github.com/qorb-go/qorb/resolver/srv"
 )
 
 func init() {
@@ -52,7 +53,7 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return nil
 	})
 	watch := fs.Bool("watch", false, "print the backend set each time it changes, until interrupted")
-	timeout := fs.Duration("timeout", resolver.DefaultQueryTimeout, "timeout of one question to one name server")
+	timeout := fs.Duration("timeout", srv.DefaultQueryTimeout, "timeout of one question to one name server")
 	verbose := fs.Bool("v", false, "log every DNS query failure and lookup to stderr")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -67,14 +68,14 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	name := fs.Arg(0)
 
-	cfg := resolver.SRVConfig{Servers: servers, QueryTimeout: *timeout}
+	cfg := srv.Config{Servers: servers, QueryTimeout: *timeout}
 	if *verbose {
-		cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg.Observer = srv.LogEvents(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
 	if *watch {
 		return watchSRV(ctx, name, cfg, stdout, stderr)
 	}
-	r, err := resolver.NewSRV(name, cfg)
+	r, err := srv.New(name, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "qorb resolve: %v\n", err)
 		return 2
@@ -88,25 +89,30 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return 0
 }
 
-// watchSRV runs the resolver until ctx is done and prints each set.
-func watchSRV(ctx context.Context, name string, cfg resolver.SRVConfig, stdout, stderr io.Writer) int {
-	cfg.Observer = func(ev resolver.Event) {
+// watchSRV runs the resolver until ctx is done and prints each set, then
+// tells cfg.Observer, if any, of the event.
+func watchSRV(ctx context.Context, name string, cfg srv.Config, stdout, stderr io.Writer) int {
+	also := cfg.Observer
+	cfg.Observer = srv.ObserverFunc(func(ev srv.Event) {
+		if also != nil {
+			defer also.Observe(ev)
+		}
 		now := time.Now().Format(time.TimeOnly)
 		switch ev.Kind {
-		case resolver.EventUpdate:
+		case srv.EventUpdate:
 			if len(ev.Records) == 0 {
 				fmt.Fprintf(stdout, "# %s no backends: %v\n", now, ev.Err)
 				return
 			}
 			fmt.Fprintf(stdout, "# %s %d backends\n", now, len(ev.Records))
 			printRecords(stdout, ev.Records)
-		case resolver.EventEmptyPending:
+		case srv.EventEmptyPending:
 			fmt.Fprintf(stderr, "qorb resolve: %s %v; keeping the last set until the next answer says so too\n", now, ev.Err)
-		case resolver.EventLookupFailed:
+		case srv.EventLookupFailed:
 			fmt.Fprintf(stderr, "qorb resolve: %s %v; keeping the last set, retrying in %v\n", now, ev.Err, ev.Next.Round(time.Millisecond))
 		}
-	}
-	r, err := resolver.NewSRV(name, cfg)
+	})
+	r, err := srv.New(name, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "qorb resolve: %v\n", err)
 		return 2
@@ -119,7 +125,7 @@ func watchSRV(ctx context.Context, name string, cfg resolver.SRVConfig, stdout, 
 }
 
 // printRecords prints one backend per line, in aligned columns.
-func printRecords(w io.Writer, recs []resolver.Record) {
+func printRecords(w io.Writer, recs []srv.Record) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TARGET\tADDRESS\tPORT\tPRIORITY\tWEIGHT\tTTL")
 	for _, r := range recs {

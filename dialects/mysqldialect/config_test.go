@@ -153,6 +153,8 @@ func TestNewOpenerErrors(t *testing.T) {
 		{"password, which the driver would SET", url.Values{"password": {"x"}}, "user information"},
 		{"pool parameter", url.Values{"pool_max_conns": {"4"}}, "pool_max_conns"},
 		{"target_session_attrs", url.Values{"target_session_attrs": {"primary"}}, "target_session_attrs"},
+		{"dns_server", url.Values{"dns_server": {"10.0.0.53"}}, "dns_server"},
+		{"replica_srv", url.Values{"replica_srv": {"replicas.example"}}, "replica_srv"},
 		{"unwritable value", url.Values{"charset": {"a&b"}}, "charset"},
 		{"unwritable name", url.Values{"a=b": {"c"}}, "a=b"},
 		{"password in a value", url.Values{"parseTime": {password}}, "xxxxx"},
@@ -280,7 +282,6 @@ func TestParseNativeErrors(t *testing.T) {
 		{"app:Secr3t@tcp(10.0.0.1:3306)/app?strict=true", "strict"},
 		{"app@tcp(10.0.0.1:3306)/app?password=Secr3t", "user information"},
 		{"app:Secr3t@tcp(10.0.0.1:3306)/app?tls=nonesuch", "nonesuch"},
-		{"app:Secr3t@tcp(10.0.0.1:3306)/app?dns_server=10.0.0.53", "dns_server"},
 		{"app:Secr3t@tcp(10.0.0.1:3306)/app?pool_nonsense=1", "pool_nonsense"},
 		{"app:Secr3t@tcp(10.0.0.1:3306)/app?target_session_attrs=writable", "target_session_attrs"},
 		{"app:Secr3t@tcp(10.0.0.1:3306)/a%zzpp", "dbname"},
@@ -297,6 +298,28 @@ func TestParseNativeErrors(t *testing.T) {
 		}
 		if strings.Contains(msg, "Secr3t") || strings.Contains(msg, placeholderHost) {
 			t.Errorf("parseNative(%q) = %q: shows the password or the placeholder", tt.dsn, msg)
+		}
+	}
+}
+
+// TestNewConnectorSRVOnly checks that NewConnector refuses the parameters
+// only an SRV name can use, as a static qorb DSN does and with its message,
+// instead of ignoring them.
+func TestNewConnectorSRVOnly(t *testing.T) {
+	for _, param := range []string{"dns_server=10.0.0.53", "replica_srv=replicas.example"} {
+		_, static := qorb.OpenConnector("mysql://app@10.0.0.1/app?" + param)
+		dsn := "app:Secr3t@tcp(10.0.0.1:3306)/app?" + param
+		c, err := NewConnector(dsn)
+		if err == nil {
+			c.Close()
+			t.Errorf("NewConnector(%q) succeeded, want an error", dsn)
+			continue
+		}
+		if !errors.Is(err, qorb.ErrBadDSN) || static == nil || !strings.HasSuffix(static.Error(), ": "+err.Error()) {
+			t.Errorf("NewConnector(%q) = %v; want the ErrBadDSN message that ends the static qorb DSN's %v", dsn, err, static)
+		}
+		if strings.Contains(err.Error(), "Secr3t") {
+			t.Errorf("NewConnector(%q) = %v: shows the password", dsn, err)
 		}
 	}
 }

@@ -10,9 +10,10 @@
 //
 // A +srv DSN finds the backends under _mysql._tcp.NAME; the other form
 // lists them: mysql://app@10.0.0.1:3306,10.0.0.2/app. Every parameter that
-// is not qorb's own (pool_*, dns_server, target_session_attrs) is a
-// go-sql-driver/mysql DSN parameter, such as tls, parseTime, timeout,
-// charset, or a system variable to SET on each connection. Two are
+// is not qorb's own (pool_*, dns_server, replica_srv, target_session_attrs:
+// see [qorb.OwnParam]) is a go-sql-driver/mysql DSN parameter, such as
+// tls, parseTime, timeout, charset, or a system variable to SET on each
+// connection. Two are
 // refused: password, which the driver would run as SET password=... on
 // every connection (the password belongs in user:password@), and strict,
 // which the driver no longer has and panics on.

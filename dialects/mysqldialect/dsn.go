@@ -20,10 +20,10 @@ import (
 // network is tcp, tcp4 or tcp6: unix sockets and networks registered with
 // [mysql.RegisterDialContext] are not supported.
 //
-// qorb's own parameters (pool_*, target_session_attrs) are taken out
-// before the driver sees the DSN, which would otherwise send them to the
-// server as system variables; target_session_attrs sets the connector's
-// default role. dns_server is an error, since nothing is looked up in SRV
+// qorb's own parameters ([qorb.OwnParam]) are taken out before the driver
+// sees the DSN, which would otherwise send them to the server as system
+// variables; target_session_attrs sets the connector's default role.
+// dns_server and replica_srv are errors, since nothing is looked up in SRV
 // records.
 //
 // Errors wrap [qorb.ErrBadDSN] and never show the password. The caller
@@ -33,11 +33,7 @@ func NewConnector(dsn string) (*qorb.Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := resolver.NewStatic(n.backends...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: mysqldialect: %v", qorb.ErrBadDSN, err)
-	}
-	return qorb.NewConnector(qorb.Config{Opener: n.opener, Resolver: r, Settings: n.settings})
+	return qorb.NewStaticConnector(n.opener, n.backends, n.settings)
 }
 
 // native is a go-sql-driver/mysql DSN taken apart.
@@ -129,9 +125,6 @@ func parseNative(dsn string) (native, error) {
 	settings, err := qorb.TakeSettings(params)
 	if err != nil {
 		return native{}, err
-	}
-	if len(settings.DNSServers) > 0 {
-		return bad("dns_server is for +srv DSNs; NewConnector connects to the hosts the DSN lists")
 	}
 	var kept []string
 	for _, raw := range pairs {

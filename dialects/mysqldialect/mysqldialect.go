@@ -163,7 +163,7 @@ func checkParam(k string) error {
 	case k == "password":
 		// The driver would run SET password=... on every connection.
 		return errors.New("mysqldialect: parameter password: put the password in the user information (user:password@)")
-	case strings.HasPrefix(k, "pool_") || k == "dns_server" || k == "target_session_attrs":
+	case qorb.OwnParam(k):
 		return fmt.Errorf("mysqldialect: parameter %s is qorb's own and must not reach the driver", k)
 	case k == "" || strings.ContainsAny(k, "&=/?"):
 		return fmt.Errorf("mysqldialect: parameter name %q cannot be written in a DSN", k)

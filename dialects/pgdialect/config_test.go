@@ -213,6 +213,7 @@ func TestNewOpenerErrors(t *testing.T) {
 		{"hostaddr", url.Values{"hostaddr": {"10.0.0.1"}}, "hostaddr"},
 		{"pool parameter", url.Values{"pool_max_conns": {"4"}}, "pool_max_conns"},
 		{"dns_server", url.Values{"dns_server": {"10.0.0.53"}}, "dns_server"},
+		{"replica_srv", url.Values{"replica_srv": {"replicas.example"}}, "replica_srv"},
 		{"bad keyword", url.Values{"a b": {"c"}}, "keyword"},
 		{"password parameter", url.Values{"password": {password}, "sslmode": {"bogus"}}, "sslmode"},
 	}

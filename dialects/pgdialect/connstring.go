@@ -23,10 +23,10 @@ import (
 // default) are the backends, a static list; every host gets a connection
 // of its own, so a second host is a backend, not a fallback.
 //
-// qorb's own parameters (pool_*, target_session_attrs) are taken out
-// before pgx sees the string: target_session_attrs sets the connector's
-// default role instead of making pgx reject backends. dns_server is an
-// error, since nothing is looked up in SRV records.
+// qorb's own parameters ([qorb.OwnParam]) are taken out before pgx sees
+// the string: target_session_attrs sets the connector's default role
+// instead of making pgx reject backends. dns_server and replica_srv are
+// errors, since nothing is looked up in SRV records.
 //
 // Errors wrap [qorb.ErrBadDSN] and never show a password. The caller
 // closes the connector, or the *sql.DB given it.
@@ -35,11 +35,7 @@ func NewConnector(dsn string) (*qorb.Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := resolver.NewStatic(n.backends...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: pgdialect: %v", qorb.ErrBadDSN, err)
-	}
-	return qorb.NewConnector(qorb.Config{Opener: n.opener, Resolver: r, Settings: n.settings})
+	return qorb.NewStaticConnector(n.opener, n.backends, n.settings)
 }
 
 // native is a pgx connection string taken apart.
@@ -81,9 +77,6 @@ func parseNative(dsn string) (native, error) {
 	settings, err := qorb.TakeSettings(params)
 	if err != nil {
 		return native{}, err
-	}
-	if len(settings.DNSServers) > 0 {
-		return bad("dns_server is for +srv DSNs; NewConnector connects to the hosts the connection string lists")
 	}
 	var kept []pair
 	for _, p := range pairs {

@@ -190,7 +190,6 @@ func TestParseNativeErrors(t *testing.T) {
 		{"host=10.0.0.1,10.0.0.2 port=1,2,3 password=Secr3t", "port numbers"},
 		{"host=10.0.0.1 password=Secr3t pool_max_conns=lots", "pool_max_conns"},
 		{"host=10.0.0.1 password=Secr3t pool_nonsense=1", "pool_nonsense"},
-		{"host=10.0.0.1 password=Secr3t dns_server=10.0.0.53", "dns_server"},
 		{"host=10.0.0.1 password=Secr3t target_session_attrs=writable", "target_session_attrs"},
 		{"host=10.0.0.1 password=my Secr3t", "keyword"},
 		{"host=10.0.0.1 password='Secr3t", "quote"},
@@ -233,6 +232,29 @@ func TestParseNativeDefaultHost(t *testing.T) {
 func TestNewConnectorErrors(t *testing.T) {
 	if c, err := NewConnector("host=10.0.0.1 pool_max_conns=x"); err == nil || c != nil {
 		t.Errorf("NewConnector(bad) = %v, %v; want an error", c, err)
+	}
+}
+
+// TestNewConnectorSRVOnly checks that NewConnector refuses the parameters
+// only an SRV name can use, as a static qorb DSN does and with its message,
+// instead of ignoring them.
+func TestNewConnectorSRVOnly(t *testing.T) {
+	for _, param := range []string{"dns_server=10.0.0.53", "replica_srv=replicas.example"} {
+		_, static := qorb.OpenConnector("postgres://app@10.0.0.1/app?" + param)
+		for _, dsn := range []string{"host=10.0.0.1 user=app password=Secr3t " + param, "postgres://app:Secr3t@10.0.0.1/app?" + param} {
+			c, err := NewConnector(dsn)
+			if err == nil {
+				c.Close()
+				t.Errorf("NewConnector(%q) succeeded, want an error", dsn)
+				continue
+			}
+			if !errors.Is(err, qorb.ErrBadDSN) || static == nil || !strings.HasSuffix(static.Error(), ": "+err.Error()) {
+				t.Errorf("NewConnector(%q) = %v; want the ErrBadDSN message that ends the static qorb DSN's %v", dsn, err, static)
+			}
+			if strings.Contains(err.Error(), "Secr3t") {
+				t.Errorf("NewConnector(%q) = %v: shows the password", dsn, err)
+			}
+		}
 	}
 }
 

@@ -10,9 +10,10 @@
 //
 // A +srv DSN finds the backends under _postgresql._tcp.NAME; the others
 // list them: postgres://app@10.0.0.1:5432,10.0.0.2/app. Every parameter
-// that is not qorb's own (pool_*, dns_server, target_session_attrs) is a
-// pgx connection-string parameter, as in the keyword/value form's
-// sslmode, connect_timeout, application_name or search_path.
+// that is not qorb's own (pool_*, dns_server, replica_srv,
+// target_session_attrs: see [qorb.OwnParam]) is a pgx connection-string
+// parameter, as in the keyword/value form's sslmode, connect_timeout,
+// application_name or search_path.
 //
 // Existing pgx connection strings work unchanged through [NewConnector],
 // keyword/value and URL forms alike, with the hosts they list as the

@@ -114,7 +114,7 @@ func NewOpener(cfg qorb.DriverConfig) (*Opener, error) {
 		switch {
 		case k == "host" || k == "hostaddr" || k == "port":
 			return nil, fmt.Errorf("pgdialect: parameter %s: the hosts come from the DSN's host list or SRV records", k)
-		case strings.HasPrefix(k, "pool_") || k == "dns_server" || k == "target_session_attrs":
+		case qorb.OwnParam(k):
 			return nil, fmt.Errorf("pgdialect: parameter %s is qorb's own and must not reach the driver", k)
 		case !validKeyword(k):
 			return nil, fmt.Errorf("pgdialect: parameter name %q is not a connection-string keyword", k)

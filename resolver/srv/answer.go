@@ -1,4 +1,4 @@
-package resolver
+package srv
 
 import (
 	"cmp"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/qorb-go/qorb/resolver"
 )
 
 // This file turns DNS answers into backends. Nothing here does I/O, and
@@ -260,14 +262,14 @@ func seconds(ttl uint32) time.Duration { return time.Duration(ttl) * time.Second
 // assemble makes the backends of targets from the addresses of each
 // target host, at most limit of them, in the order of targets and then
 // of addresses. It returns the records and the shortest TTL among them.
-func assemble(targets []srvTarget, addrs map[string][]addrRR, role Role, limit int) (recs []Record, ttl time.Duration, capped bool) {
-	seen := make(map[Key]bool)
+func assemble(targets []srvTarget, addrs map[string][]addrRR, role resolver.Role, limit int) (recs []Record, ttl time.Duration, capped bool) {
+	seen := make(map[resolver.Key]bool)
 	first := true
 	for _, t := range targets {
 		host := strings.TrimSuffix(t.host, ".")
 		port := strconv.Itoa(int(t.port))
 		for _, a := range addrs[t.host] {
-			b := Backend{
+			b := resolver.Backend{
 				Host:     host,
 				Addr:     net.JoinHostPort(a.ip.String(), port),
 				Priority: t.priority,

@@ -1,4 +1,4 @@
-package resolver_test
+package srv_test
 
 import (
 	"context"
@@ -7,12 +7,13 @@ import (
 
 	"github.com/qorb-go/qorb/internal/dnstest"
 	"github.com/qorb-go/qorb/resolver"
+	"github.com/qorb-go/qorb/resolver/srv"
 )
 
 // The SRV name is the full name the records live under: for PostgreSQL
 // that is _postgresql._tcp followed by the service's domain. The example
 // asks an in-process DNS server instead of the system's name servers.
-func ExampleSRV() {
+func ExampleNew() {
 	ns, err := dnstest.Start()
 	if err != nil {
 		log.Fatal(err)
@@ -26,7 +27,7 @@ func ExampleSRV() {
 	ns.SetA("pg2.db.example", 30, "192.0.2.2")
 	ns.SetAAAA("pg2.db.example", 30, "2001:db8::2")
 
-	r, err := resolver.NewSRV("_postgresql._tcp.db.example", resolver.SRVConfig{
+	r, err := srv.New("_postgresql._tcp.db.example", srv.Config{
 		Servers: []string{ns.Addr()},
 	})
 	if err != nil {
@@ -49,7 +50,7 @@ func ExampleSRV() {
 // Run reports the whole backend set, then each change, until its context
 // ends. A pool runs it on a goroutine of its own and cancels the context
 // when it closes.
-func ExampleSRV_Run() {
+func ExampleResolver_Run() {
 	ns, err := dnstest.Start()
 	if err != nil {
 		log.Fatal(err)
@@ -58,7 +59,7 @@ func ExampleSRV_Run() {
 	ns.SetSRV("_mysql._tcp.db.example", dnstest.SRV{Port: 3306, Target: "my1.db.example", TTL: 0})
 	ns.SetA("my1.db.example", 0, "192.0.2.7")
 
-	r, err := resolver.NewSRV("_mysql._tcp.db.example", resolver.SRVConfig{
+	r, err := srv.New("_mysql._tcp.db.example", srv.Config{
 		Servers: []string{ns.Addr()},
 	})
 	if err != nil {

@@ -1,4 +1,4 @@
-package resolver_test
+package srv_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/qorb-go/qorb/internal/dnstest"
 	"github.com/qorb-go/qorb/resolver"
+	"github.com/qorb-go/qorb/resolver/srv"
 )
 
 // These tests run Run with the default intervals in a synctest bubble, so
@@ -21,14 +22,14 @@ import (
 
 // runVirtual runs an SRV resolver with default intervals for d of virtual
 // time and returns the number of updates it made and the events it sent.
-func runVirtual(t *testing.T, s *dnstest.Server, d time.Duration, during func()) (updates int, events []resolver.Event) {
+func runVirtual(t *testing.T, s *dnstest.Server, d time.Duration, during func()) (updates int, events []srv.Event) {
 	t.Helper()
 	synctest.Test(t, func(t *testing.T) {
-		cfg := resolver.SRVConfig{
+		cfg := srv.Config{
 			Servers:  []string{s.Addr()},
-			Observer: func(ev resolver.Event) { events = append(events, ev) },
+			Observer: srv.ObserverFunc(func(ev srv.Event) { events = append(events, ev) }),
 		}
-		r, err := resolver.NewSRV(svc, cfg)
+		r, err := srv.New(svc, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,9 +55,9 @@ func TestSRVRefreshVirtualTime(t *testing.T) {
 		period time.Duration
 		wait   time.Duration // the refresh interval the TTL should give
 	}{
-		{0, time.Minute, resolver.DefaultMinRefresh},
+		{0, time.Minute, srv.DefaultMinRefresh},
 		{5, time.Minute, 5 * time.Second},
-		{3600, 10 * time.Minute, resolver.DefaultMaxRefresh},
+		{3600, 10 * time.Minute, srv.DefaultMaxRefresh},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("TTL %d", tt.ttl), func(t *testing.T) {
@@ -85,18 +86,18 @@ func TestSRVBackoffVirtualTime(t *testing.T) {
 	}
 	var waits []time.Duration
 	for _, ev := range events {
-		if ev.Kind == resolver.EventLookupFailed {
+		if ev.Kind == srv.EventLookupFailed {
 			waits = append(waits, ev.Next)
 		}
 	}
 	// Exponential backoff from RetryMin, doubling up to RetryMax, each
 	// with up to 10% added.
-	base := resolver.DefaultRetryMin
+	base := srv.DefaultRetryMin
 	for i, w := range waits {
 		if w < base || w > base+base/10 {
 			t.Errorf("wait after failure %d = %v, want %v plus up to 10%%", i+1, w, base)
 		}
-		base = min(2*base, resolver.DefaultRetryMax)
+		base = min(2*base, srv.DefaultRetryMax)
 	}
 	// The first lookup came after the 30s TTL; then 0.5+1+...+16 s, then
 	// 30 s each: about 13 retries in the remaining 4.5 minutes.

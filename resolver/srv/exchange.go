@@ -1,4 +1,4 @@
-package resolver
+package srv
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 // first usable answer (NOERROR or NXDOMAIN) and the server that gave it.
 // It fails with a *LookupError when none gives one, or with ctx.Err().
 // Events are added to n.
-func (s *SRV) ask(ctx context.Context, name string, qtype uint16, n *notes) (*dns.Msg, string, error) {
+func (s *Resolver) ask(ctx context.Context, name string, qtype uint16, n *notes) (*dns.Msg, string, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(name, qtype)
 	q.SetEdns0(s.cfg.UDPSize, false)
@@ -31,7 +31,7 @@ func (s *SRV) ask(ctx context.Context, name string, qtype uint16, n *notes) (*dn
 
 // askInTurn asks one server after the other, starting with the one that
 // answered last.
-func (s *SRV) askInTurn(ctx context.Context, q *dns.Msg, n *notes) (*dns.Msg, string, error) {
+func (s *Resolver) askInTurn(ctx context.Context, q *dns.Msg, n *notes) (*dns.Msg, string, error) {
 	var errs []*QueryError
 	start := int(s.first.Load()) % len(s.servers)
 	for i := range s.servers {
@@ -56,7 +56,7 @@ func (s *SRV) askInTurn(ctx context.Context, q *dns.Msg, n *notes) (*dns.Msg, st
 
 // askAll asks every server at once and takes the first usable answer. It
 // returns once every exchange has ended; the slower ones are cancelled.
-func (s *SRV) askAll(ctx context.Context, q *dns.Msg, n *notes) (*dns.Msg, string, error) {
+func (s *Resolver) askAll(ctx context.Context, q *dns.Msg, n *notes) (*dns.Msg, string, error) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
@@ -118,7 +118,7 @@ func asQueryError(err error) *QueryError {
 // exchange asks server the question q over UDP, and over TCP when the UDP
 // answer is truncated. It returns an answer with rcode NOERROR or NXDOMAIN
 // to the question asked, a *QueryError, or ctx.Err().
-func (s *SRV) exchange(ctx context.Context, server string, q *dns.Msg, n *notes) (*dns.Msg, error) {
+func (s *Resolver) exchange(ctx context.Context, server string, q *dns.Msg, n *notes) (*dns.Msg, error) {
 	qname, qtype := q.Question[0].Name, dns.TypeToString[q.Question[0].Qtype]
 	fail := func(kind, cause error) error {
 		return &QueryError{Server: server, Name: qname, Type: qtype, Kind: kind, Cause: cause}
@@ -151,7 +151,7 @@ func (s *SRV) exchange(ctx context.Context, server string, q *dns.Msg, n *notes)
 
 // exchangeOver does one exchange with server over network ("udp" or
 // "tcp"), within the query timeout. Cancelling ctx ends it at once.
-func (s *SRV) exchangeOver(ctx context.Context, network, server string, q *dns.Msg) (*dns.Msg, error) {
+func (s *Resolver) exchangeOver(ctx context.Context, network, server string, q *dns.Msg) (*dns.Msg, error) {
 	qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
 	c := &dns.Client{Net: network, UDPSize: s.cfg.UDPSize, Timeout: s.cfg.QueryTimeout}

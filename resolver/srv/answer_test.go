@@ -1,4 +1,4 @@
-package resolver
+package srv
 
 import (
 	"fmt"
@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/qorb-go/qorb/resolver"
 )
 
 const fuzzName = "_svc._tcp.example."
@@ -50,7 +52,7 @@ func backendsFrom(m *dns.Msg, name string, limit int) []Record {
 		list = append(list, a6...)
 		addrs[t.host] = list
 	}
-	recs, _, _ := assemble(ans.targets, addrs, RoleReplica, limit)
+	recs, _, _ := assemble(ans.targets, addrs, resolver.RoleReplica, limit)
 	return recs
 }
 
@@ -115,7 +117,7 @@ func TestParseSRVAnswer(t *testing.T) {
 			var got []string
 			for _, r := range backendsFrom(m, fuzzName, 10) {
 				got = append(got, fmt.Sprintf("%s %d/%d %v", r.Key(), r.Priority, r.Weight, r.TTL))
-				if r.Role != RoleReplica {
+				if r.Role != resolver.RoleReplica {
 					t.Errorf("%v has role %v, want the configured replica", r.Backend, r.Role)
 				}
 			}
@@ -183,7 +185,7 @@ func FuzzAnswer(f *testing.F) {
 		if len(recs) > limit {
 			t.Fatalf("%d backends, over the cap of %d", len(recs), limit)
 		}
-		seen := make(map[Key]bool)
+		seen := make(map[resolver.Key]bool)
 		for _, r := range recs {
 			if err := r.Validate(); err != nil {
 				t.Fatalf("invalid backend %+v: %v", r.Backend, err)

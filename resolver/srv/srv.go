@@ -1,10 +1,9 @@
-package resolver
+package srv
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -14,12 +13,14 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/qorb-go/qorb/resolver"
 )
 
-// Defaults for the zero fields of [SRVConfig].
+// Defaults for the zero fields of [Config].
 const (
 	// DefaultResolvConf is where the name servers are read from when
-	// SRVConfig.Servers is empty.
+	// Config.Servers is empty.
 	DefaultResolvConf = "/etc/resolv.conf"
 	// DefaultQueryTimeout bounds one question to one name server.
 	DefaultQueryTimeout = 2 * time.Second
@@ -53,14 +54,13 @@ const (
 	jitterFraction = 10
 )
 
-// SRVConfig configures an [SRV] resolver. The zero value asks the name
-// servers of /etc/resolv.conf one after the other, with the defaults of
-// this package.
-type SRVConfig struct {
+// Config configures a [Resolver]. The zero value asks the name servers of
+// /etc/resolv.conf one after the other, with the defaults of this package.
+type Config struct {
 	// Servers are the name servers to ask, each an IP address with an
 	// optional port ("192.0.2.53", "127.0.0.1:5353", "[2001:db8::53]:53").
 	// Host names are not accepted. Empty means the name servers listed in
-	// ResolvConf, read once by NewSRV.
+	// ResolvConf, read once by New.
 	Servers []string
 	// ResolvConf is the resolv.conf file to read when Servers is empty.
 	// Default [DefaultResolvConf].
@@ -90,18 +90,14 @@ type SRVConfig struct {
 	UDPSize uint16
 	// Role is given to every backend found, for an SRV name that lists
 	// only primaries or only replicas. Default RoleUnknown.
-	Role Role
-	// Logger receives a record of every change in the backend set and
-	// every DNS failure. Nil means no logging.
-	Logger *slog.Logger
-	// Observer, when not nil, is called with every [Event], on the
-	// goroutine running Run, Resolve or Lookup. It must not block for
-	// long.
-	Observer func(Event)
+	Role resolver.Role
+	// Observer, when not nil, is told of every [Event]: each change in
+	// the backend set and each DNS failure. [LogEvents] logs them.
+	Observer Observer
 }
 
-// SRV is a [Resolver] that finds backends through a DNS SRV record
-// (RFC 2782) and the A and AAAA records of its targets.
+// Resolver is a [resolver.Resolver] that finds backends through a DNS SRV
+// record (RFC 2782) and the A and AAAA records of its targets.
 //
 // Each SRV record and each address of its target is one backend: a target
 // with two addresses, or one target on two ports, gives two backends. The
@@ -113,33 +109,32 @@ type SRVConfig struct {
 // available here, and gives an empty set.
 //
 // Run looks the name up again when the shortest TTL of the answer runs
-// out, within [SRVConfig.MinRefresh] and [SRVConfig.MaxRefresh] and with
+// out, within [Config.MinRefresh] and [Config.MaxRefresh] and with
 // up to 10% added at random. When no name server gives a usable answer
 // (timeout, SERVFAIL, REFUSED, a garbled answer, an unreachable server),
 // the last set stays and the lookup is retried with exponential backoff.
 // An answer that the name does not exist or has no backends empties the
 // set only when the next lookup says so again.
 //
-// An SRV is safe for concurrent use.
-type SRV struct {
+// A Resolver is safe for concurrent use.
+type Resolver struct {
 	name    string   // fully qualified, lower case
 	servers []string // "ip:port"
-	cfg     SRVConfig
-	log     *slog.Logger // nil: silent
-	observe func(Event)  // nil: nobody listens
+	cfg     Config
+	obs     Observer // nil: nobody listens
 	first   atomic.Uint32
 }
 
-// NewSRV returns a resolver for the SRV records of name, which is the full
+// New returns a resolver for the SRV records of name, which is the full
 // name the records are stored under, such as "_postgresql._tcp.db.example"
 // (RFC 2782's _service._proto.domain); a trailing dot is optional. Zero
 // fields of cfg take their defaults.
 //
-// NewSRV reads the name servers from cfg.ResolvConf when cfg.Servers is
+// New reads the name servers from cfg.ResolvConf when cfg.Servers is
 // empty. The error wraps [ErrBadName] for a malformed name, [ErrBadServer]
 // for a malformed name server address, [ErrNoServers] when there is no
 // name server to ask, and [ErrBadConfig] for other bad settings.
-func NewSRV(name string, cfg SRVConfig) (*SRV, error) {
+func New(name string, cfg Config) (*Resolver, error) {
 	fqdn, err := checkName(name)
 	if err != nil {
 		return nil, err
@@ -151,20 +146,19 @@ func NewSRV(name string, cfg SRVConfig) (*SRV, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &SRV{
+	return &Resolver{
 		name:    fqdn,
 		servers: servers,
 		cfg:     cfg,
-		log:     cfg.Logger,
-		observe: cfg.Observer,
+		obs:     cfg.Observer,
 	}, nil
 }
 
 // Name returns the SRV name the resolver looks up, fully qualified.
-func (s *SRV) Name() string { return s.name }
+func (s *Resolver) Name() string { return s.name }
 
 // Servers returns the name servers the resolver asks, as "ip:port".
-func (s *SRV) Servers() []string { return append([]string(nil), s.servers...) }
+func (s *Resolver) Servers() []string { return append([]string(nil), s.servers...) }
 
 func checkName(name string) (string, error) {
 	n := strings.TrimSpace(name)
@@ -178,7 +172,7 @@ func checkName(name string) (string, error) {
 }
 
 // fill puts the defaults into zero fields and rejects bad values.
-func (c *SRVConfig) fill() error {
+func (c *Config) fill() error {
 	durations := []struct {
 		name string
 		v    *time.Duration
@@ -224,9 +218,9 @@ func (c *SRVConfig) fill() error {
 
 // nameServers returns the configured name servers as "ip:port", or those
 // of the resolv.conf file.
-func (c *SRVConfig) nameServers() ([]string, error) {
+func (c *Config) nameServers() ([]string, error) {
 	list, port := c.Servers, "53"
-	from := "SRVConfig.Servers"
+	from := "Config.Servers"
 	if len(list) == 0 {
 		cc, err := dns.ClientConfigFromFile(c.ResolvConf)
 		if err != nil {
@@ -273,12 +267,21 @@ func parseServer(s, defaultPort string) (string, error) {
 	return net.JoinHostPort(a.String(), defaultPort), nil
 }
 
+// Record is a backend found in DNS, with the time its records may be
+// cached.
+type Record struct {
+	resolver.Backend
+	// TTL is the shorter of the TTLs of the SRV record and of the address
+	// record that gave this backend.
+	TTL time.Duration
+}
+
 // Resolve looks the name up once and returns the backends found, in a
 // stable order (priority, then target, port and address). A lookup that
 // finds no backend fails: the error wraps [ErrNoSuchName], [ErrNoRecords],
 // [ErrUnavailable] or [ErrNoAddresses] when the name servers said so, and
 // is a *[LookupError] when none of them gave a usable answer.
-func (s *SRV) Resolve(ctx context.Context) ([]Backend, error) {
+func (s *Resolver) Resolve(ctx context.Context) ([]resolver.Backend, error) {
 	recs, err := s.Lookup(ctx)
 	if err != nil {
 		return nil, err
@@ -286,9 +289,9 @@ func (s *SRV) Resolve(ctx context.Context) ([]Backend, error) {
 	return backendsOf(recs), nil
 }
 
-// Lookup is [SRV.Resolve] with the TTL of each backend: the shorter of
+// Lookup is [Resolver.Resolve] with the TTL of each backend: the shorter of
 // its SRV record's and its address record's.
-func (s *SRV) Lookup(ctx context.Context) ([]Record, error) {
+func (s *Resolver) Lookup(ctx context.Context) ([]Record, error) {
 	res, err := s.lookup(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -305,7 +308,7 @@ func (s *SRV) Lookup(ctx context.Context) ([]Record, error) {
 // after the first answer (even an empty one), then only when the set
 // differs from the last one reported: a backend added or removed, or its
 // priority or weight changed. The slice belongs to update.
-func (s *SRV) Run(ctx context.Context, update func([]Backend)) error {
+func (s *Resolver) Run(ctx context.Context, update func([]resolver.Backend)) error {
 	st := runState{}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -326,7 +329,7 @@ func (s *SRV) Run(ctx context.Context, update func([]Backend)) error {
 // runState is what Run remembers between lookups.
 type runState struct {
 	published bool
-	last      []Backend
+	last      []resolver.Backend
 	addrs     map[string][]addrRR // target → addresses, from the last answer
 	failures  int                 // failed lookups in a row
 	empties   int                 // empty answers in a row
@@ -334,7 +337,7 @@ type runState struct {
 
 // apply takes the outcome of one lookup into st, reports the set when it
 // changed, and returns the wait before the next lookup.
-func (s *SRV) apply(st *runState, res lookupResult, err error, update func([]Backend)) time.Duration {
+func (s *Resolver) apply(st *runState, res lookupResult, err error, update func([]resolver.Backend)) time.Duration {
 	if err != nil {
 		st.failures++
 		next := s.backoff(st.failures)
@@ -368,19 +371,19 @@ func (s *SRV) apply(st *runState, res lookupResult, err error, update func([]Bac
 	}
 	st.published = true
 	st.last = set
-	update(append([]Backend(nil), set...))
+	update(append([]resolver.Backend(nil), set...))
 	s.emit(Event{Kind: EventUpdate, Name: s.name, Server: res.server, Records: res.records, Err: res.empty, Next: next})
 	return next
 }
 
 // refresh returns the wait before the next lookup for an answer whose
 // shortest TTL is ttl.
-func (s *SRV) refresh(ttl time.Duration) time.Duration {
+func (s *Resolver) refresh(ttl time.Duration) time.Duration {
 	return jitter(min(max(ttl, s.cfg.MinRefresh), s.cfg.MaxRefresh))
 }
 
 // backoff returns the wait after the nth failed lookup in a row.
-func (s *SRV) backoff(n int) time.Duration {
+func (s *Resolver) backoff(n int) time.Duration {
 	d := s.cfg.RetryMin
 	for i := 1; i < n && d < s.cfg.RetryMax; i++ {
 		d *= 2
@@ -397,8 +400,8 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // backendsOf returns the backends of recs.
-func backendsOf(recs []Record) []Backend {
-	out := make([]Backend, len(recs))
+func backendsOf(recs []Record) []resolver.Backend {
+	out := make([]resolver.Backend, len(recs))
 	for i, r := range recs {
 		out[i] = r.Backend
 	}
@@ -407,11 +410,11 @@ func backendsOf(recs []Record) []Backend {
 
 // equalSets reports whether a and b hold the same backends (by key) with
 // the same priorities, weights and roles, in any order.
-func equalSets(a, b []Backend) bool {
+func equalSets(a, b []resolver.Backend) bool {
 	if len(a) != len(b) {
 		return false
 	}
-	m := make(map[Key]Backend, len(a))
+	m := make(map[resolver.Key]resolver.Backend, len(a))
 	for _, x := range a {
 		m[x.Key()] = x
 	}

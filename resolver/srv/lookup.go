@@ -1,4 +1,4 @@
-package resolver
+package srv
 
 import (
 	"context"
@@ -34,7 +34,7 @@ type lookupResult struct {
 // target whose addresses cannot be looked up now. It fails with a
 // *LookupError when no name server answers the SRV question usefully, or
 // when it has targets but could look up none of their addresses.
-func (s *SRV) lookup(ctx context.Context, known map[string][]addrRR) (lookupResult, error) {
+func (s *Resolver) lookup(ctx context.Context, known map[string][]addrRR) (lookupResult, error) {
 	n := &notes{on: s.listening()}
 	defer s.flush(n)
 
@@ -137,7 +137,7 @@ type hostAddrs struct {
 
 // lookupHosts asks for the A and AAAA records of each host, a few hosts at
 // once, and returns when every question has ended.
-func (s *SRV) lookupHosts(ctx context.Context, hosts []string, n *notes) []hostAddrs {
+func (s *Resolver) lookupHosts(ctx context.Context, hosts []string, n *notes) []hostAddrs {
 	out := make([]hostAddrs, len(hosts))
 	if len(hosts) == 0 {
 		return out
@@ -171,7 +171,7 @@ feed:
 }
 
 // lookupHost asks for the A and then the AAAA records of host.
-func (s *SRV) lookupHost(ctx context.Context, host string, n *notes) hostAddrs {
+func (s *Resolver) lookupHost(ctx context.Context, host string, n *notes) hostAddrs {
 	h := hostAddrs{host: host}
 	var errs []error
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {

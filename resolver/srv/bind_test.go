@@ -1,4 +1,4 @@
-package resolver_test
+package srv_test
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qorb-go/qorb/resolver"
+	"github.com/qorb-go/qorb/resolver/srv"
 )
 
 // bindTTL is the TTL of every record in testdata/bind/db.test.zone.
@@ -36,8 +36,8 @@ func TestBind9(t *testing.T) {
 	const name = "_postgresql._tcp.db.test"
 
 	rec := newRecorder()
-	cfg := resolver.SRVConfig{Servers: []string{addr}, Observer: rec.observe}
-	r, err := resolver.NewSRV(name, cfg)
+	cfg := srv.Config{Servers: []string{addr}, Observer: srv.ObserverFunc(rec.observe)}
+	r, err := srv.New(name, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,11 +98,11 @@ func startNamed(t *testing.T, named string) string {
 	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
-	zone, err := os.ReadFile(filepath.Join("..", "testdata", "bind", "db.test.zone"))
+	zone, err := os.ReadFile(filepath.Join("..", "..", "testdata", "bind", "db.test.zone"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl, err := os.ReadFile(filepath.Join("..", "testdata", "bind", "named.conf.tmpl"))
+	tmpl, err := os.ReadFile(filepath.Join("..", "..", "testdata", "bind", "named.conf.tmpl"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func startNamed(t *testing.T, named string) string {
 	})
 
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	probe, err := resolver.NewSRV("_postgresql._tcp.db.test", resolver.SRVConfig{Servers: []string{addr}, QueryTimeout: 200 * time.Millisecond})
+	probe, err := srv.New("_postgresql._tcp.db.test", srv.Config{Servers: []string{addr}, QueryTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

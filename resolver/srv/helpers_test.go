@@ -1,4 +1,4 @@
-package resolver_test
+package srv_test
 
 import (
 	"bytes"
@@ -14,12 +14,13 @@ import (
 
 	"github.com/qorb-go/qorb/internal/dnstest"
 	"github.com/qorb-go/qorb/resolver"
+	"github.com/qorb-go/qorb/resolver/srv"
 )
 
 // fast is a configuration with short intervals, so that tests see several
 // lookups in well under a second.
-func fast(servers ...string) resolver.SRVConfig {
-	return resolver.SRVConfig{
+func fast(servers ...string) srv.Config {
+	return srv.Config{
 		Servers:      servers,
 		QueryTimeout: time.Second,
 		MinRefresh:   20 * time.Millisecond,
@@ -33,14 +34,14 @@ func fast(servers ...string) resolver.SRVConfig {
 type recorder struct {
 	mu      sync.Mutex
 	updates [][]resolver.Backend
-	events  []resolver.Event
-	changed chan struct{}        // signalled (without blocking) after each record
-	onEvent func(resolver.Event) // called after recording an event; set under mu
+	events  []srv.Event
+	changed chan struct{}   // signalled (without blocking) after each record
+	onEvent func(srv.Event) // called after recording an event; set under mu
 }
 
 func newRecorder() *recorder { return &recorder{changed: make(chan struct{}, 1)} }
 
-func (r *recorder) observe(ev resolver.Event) {
+func (r *recorder) observe(ev srv.Event) {
 	r.mu.Lock()
 	r.events = append(r.events, ev)
 	hook := r.onEvent
@@ -66,14 +67,14 @@ func (r *recorder) signal() {
 }
 
 // snapshot returns copies of what has been recorded so far.
-func (r *recorder) snapshot() ([][]resolver.Backend, []resolver.Event) {
+func (r *recorder) snapshot() ([][]resolver.Backend, []srv.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.updates), slices.Clone(r.events)
 }
 
 // count returns how many events of kind k have been recorded.
-func (r *recorder) count(k resolver.EventKind) int {
+func (r *recorder) count(k srv.EventKind) int {
 	_, evs := r.snapshot()
 	n := 0
 	for _, ev := range evs {
@@ -117,20 +118,27 @@ func (r *recorder) waitSet(t testing.TB, timeout time.Duration, want ...string) 
 		ups, _ := r.snapshot()
 		// The update event follows the update: wait for it too.
 		return len(ups) > 0 && slices.Equal(keys(ups[len(ups)-1]), want) &&
-			r.count(resolver.EventUpdate) == len(ups)
+			r.count(srv.EventUpdate) == len(ups)
 	})
 }
 
 // start runs an SRV resolver for name with cfg until the test ends, and
-// records what it reports. The returned stop function cancels it and
+// records what it reports, before cfg.Observer, if any, is told. The returned stop function cancels it and
 // waits for Run to return, and returns what Run returned.
-func start(t testing.TB, name string, cfg resolver.SRVConfig) (*recorder, func() error) {
+func start(t testing.TB, name string, cfg srv.Config) (*recorder, func() error) {
 	t.Helper()
 	rec := newRecorder()
-	cfg.Observer = rec.observe
-	r, err := resolver.NewSRV(name, cfg)
+	if also := cfg.Observer; also != nil {
+		cfg.Observer = srv.ObserverFunc(func(ev srv.Event) {
+			rec.observe(ev)
+			also.Observe(ev)
+		})
+	} else {
+		cfg.Observer = srv.ObserverFunc(rec.observe)
+	}
+	r, err := srv.New(name, cfg)
 	if err != nil {
-		t.Fatalf("NewSRV(%q): %v", name, err)
+		t.Fatalf("New(%q): %v", name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -165,7 +173,7 @@ func keys(bs []resolver.Backend) []string {
 	return out
 }
 
-func describe(evs []resolver.Event) string {
+func describe(evs []srv.Event) string {
 	var b strings.Builder
 	for _, ev := range evs {
 		fmt.Fprintf(&b, "\n  %s server=%s records=%d next=%v err=%v", ev.Kind, ev.Server, len(ev.Records), ev.Next, ev.Err)
@@ -207,7 +215,7 @@ func checkNoResolverGoroutines(t testing.TB) {
 		n := runtime.Stack(buf, true)
 		var left [][]byte
 		for _, g := range bytes.Split(buf[:n], []byte("\n\n")) {
-			if bytes.Contains(g, []byte("resolver.(*SRV)")) {
+			if bytes.Contains(g, []byte("srv.(*Resolver)")) {
 				left = append(left, g)
 			}
 		}

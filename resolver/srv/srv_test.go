@@ -1,4 +1,4 @@
-package resolver_test
+package srv_test
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/qorb-go/qorb/internal/dnstest"
-	"github.com/qorb-go/qorb/resolver"
+	"github.com/qorb-go/qorb/resolver/srv"
 )
 
 const svc = "_postgresql._tcp.db.test"
@@ -96,7 +96,7 @@ func TestSRVResolve(t *testing.T) {
 			s := dnstest.NewServer(t)
 			s.SetAdditional(tt.additional)
 			tt.setup(s)
-			r, err := resolver.NewSRV(svc, fast(s.Addr()))
+			r, err := srv.New(svc, fast(s.Addr()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -129,24 +129,24 @@ func TestSRVResolveFailures(t *testing.T) {
 		setup func(s *dnstest.Server)
 		want  error
 	}{
-		{"no such name", func(s *dnstest.Server) {}, resolver.ErrNoSuchName},
-		{"no SRV records", func(s *dnstest.Server) { s.SetSRV(svc) }, resolver.ErrNoRecords},
+		{"no such name", func(s *dnstest.Server) {}, srv.ErrNoSuchName},
+		{"no SRV records", func(s *dnstest.Server) { s.SetSRV(svc) }, srv.ErrNoRecords},
 		{"dot target", func(s *dnstest.Server) {
 			s.SetSRV(svc, dnstest.SRV{Target: ".", TTL: 30})
-		}, resolver.ErrUnavailable},
+		}, srv.ErrUnavailable},
 		{"no addresses", func(s *dnstest.Server) {
 			s.SetSRV(svc, dnstest.SRV{Target: "pg1.db.test", Port: 1, TTL: 30})
-		}, resolver.ErrNoAddresses},
-		{"servfail", func(s *dnstest.Server) { s.SetFault(dnstest.FaultServFail) }, resolver.ErrServerFailure},
-		{"refused", func(s *dnstest.Server) { s.SetFault(dnstest.FaultRefused) }, resolver.ErrRefused},
-		{"timeout", func(s *dnstest.Server) { s.SetFault(dnstest.FaultTimeout) }, resolver.ErrTimeout},
-		{"garbage", func(s *dnstest.Server) { s.SetFault(dnstest.FaultGarbage) }, resolver.ErrMalformed},
+		}, srv.ErrNoAddresses},
+		{"servfail", func(s *dnstest.Server) { s.SetFault(dnstest.FaultServFail) }, srv.ErrServerFailure},
+		{"refused", func(s *dnstest.Server) { s.SetFault(dnstest.FaultRefused) }, srv.ErrRefused},
+		{"timeout", func(s *dnstest.Server) { s.SetFault(dnstest.FaultTimeout) }, srv.ErrTimeout},
+		{"garbage", func(s *dnstest.Server) { s.SetFault(dnstest.FaultGarbage) }, srv.ErrMalformed},
 		{"target lookup fails", func(s *dnstest.Server) {
 			s.SetAdditional(false)
 			simple(s, svc, 30)
 			s.SetFaultFor("pg1.db.test", dnstest.FaultServFail)
 			s.SetFaultFor("pg2.db.test", dnstest.FaultRefused)
-		}, resolver.ErrServerFailure},
+		}, srv.ErrServerFailure},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -154,7 +154,7 @@ func TestSRVResolveFailures(t *testing.T) {
 			tt.setup(s)
 			cfg := fast(s.Addr())
 			cfg.QueryTimeout = 100 * time.Millisecond
-			r, err := resolver.NewSRV(svc, cfg)
+			r, err := srv.New(svc, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,16 +174,16 @@ func TestSRVResolveFailures(t *testing.T) {
 
 func TestSRVUnreachableServer(t *testing.T) {
 	dead := deadPort(t)
-	r, err := resolver.NewSRV(svc, fast(dead))
+	r, err := srv.New(svc, fast(dead))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = r.Resolve(context.Background())
-	var le *resolver.LookupError
+	var le *srv.LookupError
 	if !errors.As(err, &le) || len(le.Errs) != 1 || le.Errs[0].Server != dead {
 		t.Fatalf("Resolve() error = %v, want a *LookupError naming %s", err, dead)
 	}
-	if !errors.Is(err, resolver.ErrUnreachable) && !errors.Is(err, resolver.ErrTimeout) {
+	if !errors.Is(err, srv.ErrUnreachable) && !errors.Is(err, srv.ErrTimeout) {
 		t.Errorf("Resolve() error = %v, want ErrUnreachable or ErrTimeout", err)
 	}
 }
@@ -244,7 +244,7 @@ func TestSRVRefreshClamped(t *testing.T) {
 			cfg := fast(s.Addr())
 			cfg.MinRefresh, cfg.MaxRefresh = minR, maxR
 			rec, _ := start(t, svc, cfg)
-			rec.waitFor(t, 5*time.Second, "first update", func() bool { return rec.count(resolver.EventUpdate) == 1 })
+			rec.waitFor(t, 5*time.Second, "first update", func() bool { return rec.count(srv.EventUpdate) == 1 })
 			_, evs := rec.snapshot()
 			next := evs[len(evs)-1].Next
 			if next < tt.lo || next > tt.hi {
@@ -263,7 +263,7 @@ func TestSRVZeroTTLDoesNotStorm(t *testing.T) {
 	rec, stop := start(t, svc, cfg)
 	const lookups = 6
 	rec.waitFor(t, 5*time.Second, "lookups", func() bool {
-		return rec.count(resolver.EventUnchanged) >= lookups-1
+		return rec.count(srv.EventUnchanged) >= lookups-1
 	})
 	stop()
 	elapsed := time.Since(begin)
@@ -286,10 +286,10 @@ func TestSRVKeepsSetWhenDNSFails(t *testing.T) {
 			// A loaded machine may time out a query before the fault: look
 			// only at what follows it.
 			_, before := rec.snapshot()
-			failedBefore := rec.count(resolver.EventLookupFailed)
+			failedBefore := rec.count(srv.EventLookupFailed)
 			s.SetFault(fault)
 			rec.waitFor(t, 5*time.Second, "4 failed lookups", func() bool {
-				return rec.count(resolver.EventLookupFailed) >= failedBefore+4
+				return rec.count(srv.EventLookupFailed) >= failedBefore+4
 			})
 			ups, evs := rec.snapshot()
 			evs = evs[len(before):]
@@ -299,7 +299,7 @@ func TestSRVKeepsSetWhenDNSFails(t *testing.T) {
 			// Backoff: the wait doubles (within jitter) up to RetryMax.
 			var waits []time.Duration
 			for _, ev := range evs {
-				if ev.Kind == resolver.EventLookupFailed {
+				if ev.Kind == srv.EventLookupFailed {
 					waits = append(waits, ev.Next)
 				}
 			}
@@ -323,9 +323,9 @@ func TestSRVEmptyAnswerTwiceEmptiesSet(t *testing.T) {
 		empty func(s *dnstest.Server)
 		want  error
 	}{
-		{"NXDOMAIN", func(s *dnstest.Server) { s.Delete(svc) }, resolver.ErrNoSuchName},
-		{"NODATA", func(s *dnstest.Server) { s.SetSRV(svc) }, resolver.ErrNoRecords},
-		{"no addresses", func(s *dnstest.Server) { s.Delete("pg1.db.test"); s.Delete("pg2.db.test") }, resolver.ErrNoAddresses},
+		{"NXDOMAIN", func(s *dnstest.Server) { s.Delete(svc) }, srv.ErrNoSuchName},
+		{"NODATA", func(s *dnstest.Server) { s.SetSRV(svc) }, srv.ErrNoRecords},
+		{"no addresses", func(s *dnstest.Server) { s.Delete("pg1.db.test"); s.Delete("pg2.db.test") }, srv.ErrNoAddresses},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -339,18 +339,18 @@ func TestSRVEmptyAnswerTwiceEmptiesSet(t *testing.T) {
 			rec.waitSet(t, 5*time.Second)
 			_, evs := rec.snapshot()
 			// The set, one EmptyPending, then the empty set.
-			var kinds []resolver.EventKind
+			var kinds []srv.EventKind
 			for _, ev := range evs {
-				if ev.Kind == resolver.EventUpdate || ev.Kind == resolver.EventEmptyPending {
+				if ev.Kind == srv.EventUpdate || ev.Kind == srv.EventEmptyPending {
 					kinds = append(kinds, ev.Kind)
 				}
 			}
-			wantKinds := []resolver.EventKind{resolver.EventUpdate, resolver.EventEmptyPending, resolver.EventUpdate}
+			wantKinds := []srv.EventKind{srv.EventUpdate, srv.EventEmptyPending, srv.EventUpdate}
 			if !slices.Equal(kinds, wantKinds) {
 				t.Errorf("events = %v, want %v", kinds, wantKinds)
 			}
 			for _, ev := range slices.Backward(evs) {
-				if ev.Kind == resolver.EventUpdate {
+				if ev.Kind == srv.EventUpdate {
 					if !errors.Is(ev.Err, tt.want) {
 						t.Errorf("empty update's Err = %v, want %v", ev.Err, tt.want)
 					}
@@ -372,8 +372,8 @@ func TestSRVEmptyAnswerOnceKeepsSet(t *testing.T) {
 	// records from the observer, before the next lookup can start.
 	restored := make(chan struct{})
 	rec.mu.Lock()
-	rec.onEvent = func(ev resolver.Event) {
-		if ev.Kind == resolver.EventEmptyPending {
+	rec.onEvent = func(ev srv.Event) {
+		if ev.Kind == srv.EventEmptyPending {
 			simple(s, svc, 0)
 			close(restored)
 		}
@@ -381,8 +381,8 @@ func TestSRVEmptyAnswerOnceKeepsSet(t *testing.T) {
 	rec.mu.Unlock()
 	s.Delete(svc)
 	<-restored
-	before := rec.count(resolver.EventUnchanged)
-	rec.waitFor(t, 5*time.Second, "two more lookups", func() bool { return rec.count(resolver.EventUnchanged) >= before+2 })
+	before := rec.count(srv.EventUnchanged)
+	rec.waitFor(t, 5*time.Second, "two more lookups", func() bool { return rec.count(srv.EventUnchanged) >= before+2 })
 	if ups, _ := rec.snapshot(); len(ups) != 1 {
 		t.Errorf("updates = %v, want only the first", ups)
 	}
@@ -395,13 +395,13 @@ func TestSRVDotTargetEmptiesAtOnce(t *testing.T) {
 	rec.waitSet(t, 5*time.Second, "pg1.db.test@127.0.0.1:5432 0/10", "pg2.db.test@127.0.0.2:5432 0/20")
 	s.SetSRV(svc, dnstest.SRV{Target: "."})
 	rec.waitSet(t, 5*time.Second)
-	if n := rec.count(resolver.EventEmptyPending); n != 0 {
+	if n := rec.count(srv.EventEmptyPending); n != 0 {
 		t.Errorf("%d EmptyPending events for a \".\" target, want 0", n)
 	}
 	_, evs := rec.snapshot()
 	for _, ev := range slices.Backward(evs) {
-		if ev.Kind == resolver.EventUpdate {
-			if !errors.Is(ev.Err, resolver.ErrUnavailable) {
+		if ev.Kind == srv.EventUpdate {
+			if !errors.Is(ev.Err, srv.ErrUnavailable) {
 				t.Errorf("empty update's Err = %v, want ErrUnavailable", ev.Err)
 			}
 			break
@@ -434,7 +434,7 @@ func TestSRVTargetLookupFailureKeepsAddresses(t *testing.T) {
 		dnstest.SRV{Weight: 11, Port: 5432, Target: "pg1.db.test"},
 		dnstest.SRV{Weight: 20, Port: 5432, Target: "pg2.db.test"})
 	rec.waitSet(t, 5*time.Second, "pg1.db.test@127.0.0.1:5432 0/11", "pg2.db.test@127.0.0.2:5432 0/20")
-	if n := rec.count(resolver.EventQueryFailed); n == 0 {
+	if n := rec.count(srv.EventQueryFailed); n == 0 {
 		t.Errorf("no QueryFailed events while pg1's lookups fail")
 	}
 }
@@ -444,7 +444,7 @@ func TestSRVTruncatedAnswerRetriedOverTCP(t *testing.T) {
 		s := dnstest.NewServer(t)
 		simple(s, svc, 30)
 		s.SetFault(dnstest.FaultTruncate)
-		r, err := resolver.NewSRV(svc, fast(s.Addr()))
+		r, err := srv.New(svc, fast(s.Addr()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -467,12 +467,12 @@ func TestSRVTruncatedAnswerRetriedOverTCP(t *testing.T) {
 		cfg := fast(s.Addr())
 		cfg.UDPSize = 512
 		var truncated int
-		cfg.Observer = func(ev resolver.Event) {
-			if ev.Kind == resolver.EventTruncated {
+		cfg.Observer = srv.ObserverFunc(func(ev srv.Event) {
+			if ev.Kind == srv.EventTruncated {
 				truncated++
 			}
-		}
-		r, err := resolver.NewSRV(svc, cfg)
+		})
+		r, err := srv.New(svc, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -496,7 +496,7 @@ func TestSRVSeveralServers(t *testing.T) {
 			cfg := fast(dead.Addr(), good.Addr())
 			cfg.Parallel = parallel
 			cfg.QueryTimeout = 500 * time.Millisecond
-			r, err := resolver.NewSRV(svc, cfg)
+			r, err := srv.New(svc, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -534,12 +534,12 @@ func TestSRVCaps(t *testing.T) {
 	cfg := fast(s.Addr())
 	cfg.MaxBackends = 7
 	capped := 0
-	cfg.Observer = func(ev resolver.Event) {
-		if ev.Kind == resolver.EventCapped {
+	cfg.Observer = srv.ObserverFunc(func(ev srv.Event) {
+		if ev.Kind == srv.EventCapped {
 			capped++
 		}
-	}
-	r, err := resolver.NewSRV(svc, cfg)
+	})
+	r, err := srv.New(svc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -596,11 +596,11 @@ func TestSRVLogs(t *testing.T) {
 	simple(s, svc, 0)
 	var buf syncBuffer
 	cfg := fast(s.Addr())
-	cfg.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+	cfg.Observer = srv.LogEvents(slog.New(slog.NewTextHandler(&buf, nil)))
 	rec, stop := start(t, svc, cfg)
-	rec.waitFor(t, 5*time.Second, "first update", func() bool { return rec.count(resolver.EventUpdate) == 1 })
+	rec.waitFor(t, 5*time.Second, "first update", func() bool { return rec.count(srv.EventUpdate) == 1 })
 	s.SetFault(dnstest.FaultServFail)
-	rec.waitFor(t, 5*time.Second, "a failed lookup", func() bool { return rec.count(resolver.EventLookupFailed) >= 1 })
+	rec.waitFor(t, 5*time.Second, "a failed lookup", func() bool { return rec.count(srv.EventLookupFailed) >= 1 })
 	stop()
 	out := buf.String()
 	for _, want := range []string{"backend set changed", "pg1.db.test@127.0.0.1:5432", "lookup failed", "server failure", "level=WARN"} {
@@ -610,7 +610,7 @@ func TestSRVLogs(t *testing.T) {
 	}
 }
 
-func TestNewSRVConfig(t *testing.T) {
+func TestNewConfig(t *testing.T) {
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "resolv.conf")
 	if err := os.WriteFile(conf, []byte("# test\nnameserver 127.0.0.1\nnameserver ::1\noptions ndots:2\n"), 0o644); err != nil {
@@ -623,32 +623,32 @@ func TestNewSRVConfig(t *testing.T) {
 	tests := []struct {
 		name        string
 		srv         string
-		cfg         resolver.SRVConfig
+		cfg         srv.Config
 		wantErr     error
 		wantServers []string
 	}{
-		{"servers with and without port", svc, resolver.SRVConfig{Servers: []string{"127.0.0.1", "127.0.0.2:5353", "[::1]:53", "::2", "[::3]"}}, nil,
+		{"servers with and without port", svc, srv.Config{Servers: []string{"127.0.0.1", "127.0.0.2:5353", "[::1]:53", "::2", "[::3]"}}, nil,
 			[]string{"127.0.0.1:53", "127.0.0.2:5353", "[::1]:53", "[::2]:53", "[::3]:53"}},
-		{"from resolv.conf", svc, resolver.SRVConfig{ResolvConf: conf}, nil, []string{"127.0.0.1:53", "[::1]:53"}},
-		{"duplicates dropped", svc, resolver.SRVConfig{Servers: []string{"127.0.0.1", "127.0.0.1:53"}}, nil, []string{"127.0.0.1:53"}},
-		{"missing resolv.conf", svc, resolver.SRVConfig{ResolvConf: filepath.Join(dir, "nope")}, resolver.ErrNoServers, nil},
-		{"resolv.conf without servers", svc, resolver.SRVConfig{ResolvConf: empty}, resolver.ErrNoServers, nil},
-		{"host name as server", svc, resolver.SRVConfig{Servers: []string{"ns.example"}}, resolver.ErrBadServer, nil},
-		{"port 0", svc, resolver.SRVConfig{Servers: []string{"127.0.0.1:0"}}, resolver.ErrBadServer, nil},
-		{"empty name", "", resolver.SRVConfig{Servers: []string{"127.0.0.1"}}, resolver.ErrBadName, nil},
-		{"root name", ".", resolver.SRVConfig{Servers: []string{"127.0.0.1"}}, resolver.ErrBadName, nil},
-		{"bad name", "a..b", resolver.SRVConfig{Servers: []string{"127.0.0.1"}}, resolver.ErrBadName, nil},
-		{"negative timeout", svc, resolver.SRVConfig{Servers: []string{"127.0.0.1"}, QueryTimeout: -1}, resolver.ErrBadConfig, nil},
-		{"min above max", svc, resolver.SRVConfig{Servers: []string{"127.0.0.1"}, MinRefresh: time.Hour}, resolver.ErrBadConfig, nil},
-		{"retry min above max", svc, resolver.SRVConfig{Servers: []string{"127.0.0.1"}, RetryMin: time.Hour}, resolver.ErrBadConfig, nil},
-		{"small UDP size", svc, resolver.SRVConfig{Servers: []string{"127.0.0.1"}, UDPSize: 100}, resolver.ErrBadConfig, nil},
-		{"negative cap", svc, resolver.SRVConfig{Servers: []string{"127.0.0.1"}, MaxBackends: -1}, resolver.ErrBadConfig, nil},
+		{"from resolv.conf", svc, srv.Config{ResolvConf: conf}, nil, []string{"127.0.0.1:53", "[::1]:53"}},
+		{"duplicates dropped", svc, srv.Config{Servers: []string{"127.0.0.1", "127.0.0.1:53"}}, nil, []string{"127.0.0.1:53"}},
+		{"missing resolv.conf", svc, srv.Config{ResolvConf: filepath.Join(dir, "nope")}, srv.ErrNoServers, nil},
+		{"resolv.conf without servers", svc, srv.Config{ResolvConf: empty}, srv.ErrNoServers, nil},
+		{"host name as server", svc, srv.Config{Servers: []string{"ns.example"}}, srv.ErrBadServer, nil},
+		{"port 0", svc, srv.Config{Servers: []string{"127.0.0.1:0"}}, srv.ErrBadServer, nil},
+		{"empty name", "", srv.Config{Servers: []string{"127.0.0.1"}}, srv.ErrBadName, nil},
+		{"root name", ".", srv.Config{Servers: []string{"127.0.0.1"}}, srv.ErrBadName, nil},
+		{"bad name", "a..b", srv.Config{Servers: []string{"127.0.0.1"}}, srv.ErrBadName, nil},
+		{"negative timeout", svc, srv.Config{Servers: []string{"127.0.0.1"}, QueryTimeout: -1}, srv.ErrBadConfig, nil},
+		{"min above max", svc, srv.Config{Servers: []string{"127.0.0.1"}, MinRefresh: time.Hour}, srv.ErrBadConfig, nil},
+		{"retry min above max", svc, srv.Config{Servers: []string{"127.0.0.1"}, RetryMin: time.Hour}, srv.ErrBadConfig, nil},
+		{"small UDP size", svc, srv.Config{Servers: []string{"127.0.0.1"}, UDPSize: 100}, srv.ErrBadConfig, nil},
+		{"negative cap", svc, srv.Config{Servers: []string{"127.0.0.1"}, MaxBackends: -1}, srv.ErrBadConfig, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := resolver.NewSRV(tt.srv, tt.cfg)
+			r, err := srv.New(tt.srv, tt.cfg)
 			if !errors.Is(err, tt.wantErr) {
-				t.Fatalf("NewSRV(%q, %+v) error = %v, want %v", tt.srv, tt.cfg, err, tt.wantErr)
+				t.Fatalf("New(%q, %+v) error = %v, want %v", tt.srv, tt.cfg, err, tt.wantErr)
 			}
 			if err != nil {
 				return
