@@ -99,7 +99,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	d := &demo{duration: *duration, workers: *workers, out: stdout, errOut: stderr, served: map[string]*servedCount{}}
+	d := &demo{duration: *duration, workers: *workers, out: &syncWriter{w: stdout}, errOut: stderr, served: map[string]*servedCount{}}
 	d.tui = !*noTUI && isTerminal(stdout)
 	if *dsn != "" {
 		d.dsn = *dsn
@@ -311,6 +311,19 @@ func (d *demo) schedule(ctx context.Context) {
 	d.added = b.name
 	d.mu.Unlock()
 	d.note(fmt.Sprintf("published %s (%s) in DNS", b.name, b.addr))
+}
+
+// syncWriter serialises writes: the demo's events and its view are
+// written from different goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
 
 // note records what the demo did, with the time since it started.
