@@ -49,6 +49,7 @@ type routeOpener struct {
 	badResets atomic.Int64
 	resetErr  error
 	open      atomic.Int64 // connections not closed
+	positions atomic.Int64 // position queries
 }
 
 var errReadOnly = errors.New("fake: cannot execute in a read-only transaction")
@@ -63,6 +64,7 @@ func (o *routeOpener) Role(_ context.Context, c driver.Conn) (resolver.Role, err
 	return c.(*routeConn).srv.get().role, nil
 }
 func (o *routeOpener) Position(_ context.Context, c driver.Conn) (string, error) {
+	o.positions.Add(1)
 	s := c.(*routeConn).srv.get()
 	return strconv.Itoa(s.pos), s.posErr
 }
@@ -464,6 +466,41 @@ func TestRouterSessionCheck(t *testing.T) {
 				defer db.Close()
 				if err := db.PingContext(t.Context()); err != nil {
 					t.Errorf("Ping with %d dead sessions = %v", tt.badResets, err)
+				}
+			})
+		})
+	}
+}
+
+// TestLagHealthInterval shows the health-check interval NewConnector
+// derives from pool_max_lag, twice per allowed lag, only when the policy
+// leaves it zero: a value the caller set is used as it is.
+func TestLagHealthInterval(t *testing.T) {
+	tests := []struct {
+		name     string
+		interval time.Duration // the policy's
+		maxLag   time.Duration
+		want     int64 // position queries per connection in 10 s
+	}{
+		{"derived", 0, 2 * time.Second, 9},
+		{"derived, at least 10ms", 0, time.Millisecond, 900},
+		{"set longer", 5 * time.Second, 2 * time.Second, 1},
+		{"set shorter", 500 * time.Millisecond, 2 * time.Second, 18},
+		{"no lag limit", 0, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				_, o := newRouteCluster(t, Settings{
+					MaxLag: tt.maxLag,
+					Policy: pool.Policy{MaxSlots: 3, MaxPerBackend: 1, HealthInterval: tt.interval},
+				})
+				start := o.positions.Load()
+				time.Sleep(10 * time.Second)
+				got := (o.positions.Load() - start) / 3
+				// Each check is up to 10% later than the interval.
+				if got < tt.want || got > tt.want+tt.want/10+1 {
+					t.Errorf("%d position queries per connection in 10s, want about %d", got, tt.want)
 				}
 			})
 		})
