@@ -16,10 +16,11 @@ import (
 //
 // It claims a connection in Connector.Connect, and again in ResetSession,
 // which database/sql calls with the operation's context before it reuses
-// a handle it kept idle; the router says from which backends. It gives the connection back in IsValid, which
-// database/sql calls when the operation ends, and in Close. So however
-// many handles database/sql keeps, connections are claimed per operation
-// and the pool decides which backend serves each one.
+// a handle it kept idle; the router says from which backends. It gives
+// the connection back in IsValid, which database/sql calls when the
+// operation ends, and in Close. So however many handles database/sql
+// keeps, connections are claimed per operation and the pool decides
+// which backend serves each one.
 //
 // database/sql never uses a driver.Conn from two goroutines at once, so
 // conn needs no lock.

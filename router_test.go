@@ -506,3 +506,27 @@ func TestLagHealthInterval(t *testing.T) {
 		})
 	}
 }
+
+// TestRouterClaimAllocs shows that a claim by role costs no allocation,
+// with a lag limit too: the replica filter reads a published flag.
+func TestRouterClaimAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("counts allocations")
+	}
+	synctest.Test(t, func(t *testing.T) {
+		c, _ := newRouteCluster(t, Settings{MaxLag: time.Second, Policy: pool.Policy{MaxSlots: 3, MaxPerBackend: 1, HealthInterval: -1}})
+		for _, asked := range []Role{RoleAny, RolePrimary, RoleReplica, RolePreferReplica} {
+			ctx := WithRole(t.Context(), asked)
+			allocs := testing.AllocsPerRun(100, func() {
+				cl, err := c.router.claim(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cl.Release()
+			})
+			if allocs != 0 {
+				t.Errorf("a %v claim allocates %v times, want 0", asked, allocs)
+			}
+		}
+	})
+}
