@@ -9,7 +9,6 @@ import (
 	"net"
 
 	"github.com/qorb-go/qorb/pool"
-	"github.com/qorb-go/qorb/resolver"
 )
 
 // conn is the driver.Conn database/sql sees: a light handle that holds a
@@ -17,10 +16,11 @@ import (
 //
 // It claims a connection in Connector.Connect, and again in ResetSession,
 // which database/sql calls with the operation's context before it reuses
-// a handle it kept idle. It gives the connection back in IsValid, which
-// database/sql calls when the operation ends, and in Close. So however
-// many handles database/sql keeps, connections are claimed per operation
-// and the pool decides which backend serves each one.
+// a handle it kept idle; the router says from which backends. It gives
+// the connection back in IsValid, which database/sql calls when the
+// operation ends, and in Close. So however many handles database/sql
+// keeps, connections are claimed per operation and the pool decides
+// which backend serves each one.
 //
 // database/sql never uses a driver.Conn from two goroutines at once, so
 // conn needs no lock.
@@ -49,29 +49,11 @@ var (
 	_ driver.Validator          = (*conn)(nil)
 )
 
-// bind claims a connection for the operation ctx belongs to: of the role
-// ctx asks for (or the connector's default), and past the write token ctx
-// carries, if any.
+// bind claims a connection for the operation ctx belongs to, from a
+// backend the router allows.
 func (cn *conn) bind(ctx context.Context) error {
-	c := cn.c
-	role := roleFrom(ctx, c.role)
-	var (
-		cl  pool.Claim[*physConn]
-		err error
-	)
-	if tok, ok := tokenFrom(ctx); ok && c.repl != nil && role != RolePrimary {
-		cl, err = c.claimAfter(ctx, role, tok)
-	} else {
-		f := c.filter(role)
-		if role == RolePreferReplica && !c.pool.Usable(f) {
-			f = c.primaryFilter // no replica is online: the primary serves
-		}
-		cl, err = c.pool.ClaimFiltered(ctx, f)
-	}
+	cl, err := cn.c.router.claim(ctx)
 	if err != nil {
-		if role != RoleAny {
-			return fmt.Errorf("qorb: no %s backend: %w", role, err)
-		}
 		return err
 	}
 	cn.cl, cn.pc, cn.broken, cn.claimErr = cl, cl.Conn(), nil, nil
@@ -105,9 +87,8 @@ func (cn *conn) dc() (driver.Conn, error) {
 	return cn.pc.dc, nil
 }
 
-// check notes an error that shows the physical connection dead, or its
-// server read-only: then the backend is a replica now, whatever the pool
-// thought, and its role is checked again at once.
+// check notes an error that shows the physical connection dead, and lets
+// the router learn from it (a read-only server).
 func (cn *conn) check(err error) error {
 	if err == nil {
 		return nil
@@ -115,9 +96,8 @@ func (cn *conn) check(err error) error {
 	if cn.broken == nil && (connectionError(err) || cn.driverInvalid()) {
 		cn.broken = err
 	}
-	if r := cn.c.repl; r != nil && cn.pc != nil && r.rep.ReadOnly(err) {
-		cn.c.pool.SetRole(cn.pc.key, resolver.RoleReplica)
-		cn.c.pool.Recheck(cn.pc.key)
+	if cn.pc != nil {
+		cn.c.router.failed(cn.pc, err)
 	}
 	return err
 }
@@ -154,26 +134,23 @@ func (cn *conn) Unwrap() driver.Conn {
 }
 
 // ResetSession claims a connection before database/sql reuses the handle,
-// with the operation's context, then lets the driver reset its session.
+// with the operation's context. The pool has had the driver reset the
+// session of the connection it hands out (see openerConnector.OnAcquire).
 func (cn *conn) ResetSession(ctx context.Context) error {
-	if cn.pc == nil {
-		if err := cn.bind(ctx); err != nil {
-			// The operation reports the error. ErrBadConn would make
-			// database/sql retry on other handles and at last Connect,
-			// each waiting for a claim again: three claim timeouts in
-			// all, or just ctx.Err() once ctx has ended.
-			cn.claimErr = err
-			return nil
-		}
+	if cn.pc != nil {
+		return nil
 	}
-	if r, ok := cn.pc.dc.(driver.SessionResetter); ok {
-		if err := r.ResetSession(ctx); err != nil {
-			cn.check(err)
-			if errors.Is(err, driver.ErrBadConn) {
-				cn.unbind()
-			}
+	if err := cn.bind(ctx); err != nil {
+		if errors.Is(err, driver.ErrBadConn) {
+			// The driver found each connection it was handed dead:
+			// database/sql drops the handle and tries again.
 			return err
 		}
+		// The operation reports the error. ErrBadConn would make
+		// database/sql retry on other handles and at last Connect,
+		// each waiting for a claim again: three claim timeouts in
+		// all, or just ctx.Err() once ctx has ended.
+		cn.claimErr = err
 	}
 	return nil
 }
@@ -309,7 +286,7 @@ func (cn *conn) QueryContext(ctx context.Context, query string, args []driver.Na
 // backend.
 func (cn *conn) queryErr(ctx context.Context, err error) error {
 	err = cn.check(err)
-	if err == nil || cn.broken == nil || errors.Is(err, driver.ErrBadConn) || !repeatable(ctx, cn.c.role) {
+	if err == nil || cn.broken == nil || errors.Is(err, driver.ErrBadConn) || !repeatable(ctx, cn.c.router.def) {
 		return err
 	}
 	return fmt.Errorf("%w: %v", driver.ErrBadConn, err)

@@ -42,105 +42,72 @@ type Config struct {
 type Connector struct {
 	opener       Opener
 	pool         *pool.Pool[*physConn]
-	role         Role
-	reset        bool
+	router       *router
 	closeTimeout time.Duration
-	maxLag       time.Duration
-	// repl follows replication positions; nil unless the Opener is a
-	// Replicator.
-	repl *replState
-	// The claim filters for each role, made once so claims do not
-	// allocate.
-	primaryFilter, replicaFilter pool.Filter
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 var (
-	_ pool.RoleReporter[*physConn] = backendConns{}
+	_ pool.RoleReporter[*physConn] = openerConnector{}
+	_ pool.Acquirer[*physConn]     = openerConnector{}
 	_ driver.Connector             = (*Connector)(nil)
 	_ interface{ Close() error }   = (*Connector)(nil)
 )
 
 // NewConnector starts a connector: its resolver and pool begin finding
-// backends and opening connections at once.
+// backends and opening connections at once. It takes cfg.Policy as it is,
+// except for the fields [Settings] says it derives when left zero.
 func NewConnector(cfg Config) (*Connector, error) {
 	if cfg.Opener == nil || cfg.Resolver == nil {
 		return nil, errors.New("qorb: NewConnector needs an Opener and a Resolver")
 	}
 	c := &Connector{
 		opener:       cfg.Opener,
-		role:         cfg.DefaultRole,
-		reset:        cfg.Reset,
+		router:       newRouter(cfg.Opener, cfg.DefaultRole, cfg.MaxLag),
 		closeTimeout: cfg.CloseTimeout,
 	}
 	if c.closeTimeout <= 0 {
 		c.closeTimeout = DefaultCloseTimeout
 	}
-	if rep, ok := cfg.Opener.(Replicator); ok {
-		c.repl = &replState{rep: rep}
-	}
-	c.maxLag = cfg.MaxLag
-	c.primaryFilter = func(b resolver.Backend) bool { return b.Role != resolver.RoleReplica }
-	c.replicaFilter = func(b resolver.Backend) bool {
-		return b.Role != resolver.RolePrimary && !c.lagging(b.Key())
-	}
 	pol := cfg.Policy
-	if c.maxLag > 0 && c.repl != nil {
-		// Lag is measured at health checks: check at least twice per
-		// allowed lag.
-		if pol.HealthInterval == 0 || pol.HealthInterval > c.maxLag/2 {
-			pol.HealthInterval = max(c.maxLag/2, 10*time.Millisecond)
-		}
+	if pol.HealthInterval == 0 && c.router.limitsLag() {
+		// Lag is measured at health checks: check twice per allowed lag.
+		pol.HealthInterval = max(cfg.MaxLag/2, minLagInterval)
 	}
 	// Without a full reset, recycling only looks at in-memory session
 	// state, so by default it runs on the releasing goroutine.
 	if pol.Recycle == pool.RecycleDefault && !cfg.Reset {
 		pol.Recycle = pool.RecycleInline
 	}
-	p, err := pool.New[*physConn](cfg.Resolver, backendConns{c}, pol)
+	p, err := pool.New[*physConn](cfg.Resolver, openerConnector{cfg.Opener, c.router, cfg.Reset}, pol)
 	if err != nil {
 		return nil, err
 	}
 	c.pool = p
+	c.router.start(p)
 	return c, nil
 }
+
+// minLagInterval is the shortest health-check interval NewConnector
+// derives from pool_max_lag.
+const minLagInterval = 10 * time.Millisecond
 
 // Connect claims a pooled connection for one database/sql operation. It
 // waits for one until ctx ends or the pool's claim timeout passes, and
 // then fails with an error wrapping [pool.ErrClaimTimeout] that says what
-// each backend last did. It never returns [driver.ErrBadConn].
+// each backend last did. It returns an error wrapping [driver.ErrBadConn]
+// only when the driver found dead (by its ResetSession) each of the
+// connections the pool handed it: nothing has reached a server then, and
+// database/sql tries again.
 func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	cn := &conn{c: c}
-	for attempt := 1; ; attempt++ {
-		if err := cn.bind(ctx); err != nil {
-			return nil, err
-		}
-		// database/sql checks a handle it reuses with ResetSession, where
-		// a driver finds a connection its server has closed (as
-		// go-sql-driver/mysql does), but not a new one: check the
-		// connection claimed for it the same way, and claim another in
-		// place of a dead one, so the operation does not fail on it.
-		r, ok := cn.pc.dc.(driver.SessionResetter)
-		if !ok || attempt == connectChecks {
-			return cn, nil
-		}
-		err := r.ResetSession(ctx)
-		if err == nil {
-			return cn, nil
-		}
-		cn.check(err)
-		if cn.broken == nil {
-			cn.broken = err
-		}
-		cn.unbind()
+	if err := cn.bind(ctx); err != nil {
+		return nil, err
 	}
+	return cn, nil
 }
-
-// connectChecks bounds the connections Connect claims when the driver
-// finds them dead; the last one is returned unchecked.
-const connectChecks = 3
 
 // Driver returns the qorb driver.
 func (c *Connector) Driver() driver.Driver { return qorbDriver }
@@ -157,6 +124,7 @@ func (c *Connector) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), c.closeTimeout)
 		defer cancel()
 		c.closeErr = c.pool.Close(ctx)
+		c.router.close()
 	})
 	return c.closeErr
 }
@@ -167,12 +135,6 @@ type physConn struct {
 	dc    driver.Conn
 	key   resolver.Key // its backend
 	stmts map[string]driver.Stmt
-}
-
-// lagging reports whether backend k is further behind its primary than
-// the connector allows.
-func (c *Connector) lagging(k resolver.Key) bool {
-	return c.maxLag > 0 && c.repl != nil && c.repl.lag(k, time.Now()) > c.maxLag
 }
 
 // maxStmts bounds a connection's statement cache.
@@ -186,11 +148,17 @@ func (pc *physConn) closeStmts() {
 	}
 }
 
-// backendConns adapts an Opener to the pool's Connector.
-type backendConns struct{ c *Connector }
+// openerConnector makes an Opener the pool's Connector: it opens, checks,
+// recycles and closes the physical connections, and hands role queries
+// and what they read to the router.
+type openerConnector struct {
+	o     Opener
+	r     *router
+	reset bool // pool_reset_session
+}
 
-func (b backendConns) Connect(ctx context.Context, be resolver.Backend) (*physConn, error) {
-	dc, err := b.c.opener.Connect(ctx, be)
+func (oc openerConnector) Connect(ctx context.Context, be resolver.Backend) (*physConn, error) {
+	dc, err := oc.o.Connect(ctx, be)
 	if err != nil {
 		return nil, err
 	}
@@ -199,35 +167,46 @@ func (b backendConns) Connect(ctx context.Context, be resolver.Backend) (*physCo
 
 // Role asks the server its role, and, for a database that replicates, its
 // position, after each connect and passed health check.
-func (b backendConns) Role(ctx context.Context, pc *physConn) (resolver.Role, error) {
-	role, err := b.c.opener.Role(ctx, pc.dc)
-	if err != nil || b.c.repl == nil {
-		return role, err
-	}
-	pos, err := b.c.repl.rep.Position(ctx, pc.dc)
-	if err != nil {
-		// The backend still answers: only its position is unknown, so it
-		// counts as lagging and past no token, but stays online.
-		b.c.repl.forget(pc.key)
-		return role, nil
-	}
-	b.c.repl.observe(pc.key, role, pos, time.Now())
-	return role, nil
+func (oc openerConnector) Role(ctx context.Context, pc *physConn) (resolver.Role, error) {
+	return oc.r.observe(ctx, pc)
 }
 
-func (b backendConns) IsValid(ctx context.Context, pc *physConn) error {
-	return b.c.opener.Ping(ctx, pc.dc)
+func (oc openerConnector) IsValid(ctx context.Context, pc *physConn) error {
+	return oc.o.Ping(ctx, pc.dc)
 }
 
-func (b backendConns) OnRecycle(ctx context.Context, pc *physConn) error {
-	if b.c.reset {
+// OnAcquire lets the driver check the session of a connection being
+// handed out, as database/sql does before it reuses one
+// ([driver.SessionResetter]; go-sql-driver/mysql finds there a connection
+// its server has closed). The pool runs it on every claim and claims
+// another connection in place of one it fails. Nothing of the operation
+// has reached a server then, so its error wraps [driver.ErrBadConn]: when
+// every connection a claim takes fails it, database/sql tries again.
+func (oc openerConnector) OnAcquire(ctx context.Context, pc *physConn) error {
+	s, ok := pc.dc.(driver.SessionResetter)
+	if !ok {
+		return nil
+	}
+	err := s.ResetSession(ctx)
+	if err == nil {
+		return nil
+	}
+	oc.r.failed(pc, err)
+	if errors.Is(err, driver.ErrBadConn) {
+		return err
+	}
+	return fmt.Errorf("%w: session check: %v", driver.ErrBadConn, err)
+}
+
+func (oc openerConnector) OnRecycle(ctx context.Context, pc *physConn) error {
+	if oc.reset {
 		// A full reset forgets prepared statements on the server.
 		pc.closeStmts()
 	}
-	return b.c.opener.Recycle(ctx, pc.dc, b.c.reset)
+	return oc.o.Recycle(ctx, pc.dc, oc.reset)
 }
 
-func (b backendConns) Close(pc *physConn) error {
+func (oc openerConnector) Close(pc *physConn) error {
 	pc.closeStmts()
 	return pc.dc.Close()
 }

@@ -324,8 +324,8 @@ func TestOpenConnector(t *testing.T) {
 	if got := c.Stats().MaxSlots; got != 2 {
 		t.Errorf("Stats().MaxSlots = %d, want 2 from pool_max_conns", got)
 	}
-	if c.role != RoleReplica {
-		t.Errorf("default role = %v, want %v from target_session_attrs", c.role, RoleReplica)
+	if c.router.def != RoleReplica {
+		t.Errorf("default role = %v, want %v from target_session_attrs", c.router.def, RoleReplica)
 	}
 	if _, ok := c.Driver().(*Driver); !ok {
 		t.Errorf("Driver() = %T, want *Driver", c.Driver())

@@ -4,10 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"slices"
-
-	"github.com/qorb-go/qorb/pool"
-	"github.com/qorb-go/qorb/resolver"
 )
 
 // A Token marks a point in the primary's log: everything written before
@@ -55,45 +51,4 @@ func WithWriteToken(ctx context.Context, t Token) context.Context {
 func tokenFrom(ctx context.Context) (Token, bool) {
 	t, ok := ctx.Value(tokenKey{}).(Token)
 	return t, ok && t != ""
-}
-
-// claimAfter claims a connection for a read that must see the writes tok
-// covers: from a backend of role whose position, as last seen, is past
-// tok; else from one whose position, asked now, is; else, whatever the
-// role, from the primary, which has every write.
-func (c *Connector) claimAfter(ctx context.Context, role Role, tok Token) (pool.Claim[*physConn], error) {
-	want := string(tok)
-	base := c.filter(role)
-	if role == RoleAny || role == RolePreferReplica {
-		base = nil // the primary has reached every token
-	}
-	allowed := func(b resolver.Backend) bool { return base == nil || base(b) }
-	past := func(b resolver.Backend) bool {
-		return allowed(b) && (b.Role == resolver.RolePrimary || c.repl.reached(b.Key(), want))
-	}
-	if cl, ok := c.pool.TryClaimFiltered(ctx, past); ok {
-		return cl, nil
-	}
-	// Positions may be stale: ask the candidates themselves, each once.
-	var tried []resolver.Key
-	untried := func(b resolver.Backend) bool {
-		return allowed(b) && b.Role != resolver.RolePrimary && !slices.Contains(tried, b.Key())
-	}
-	for range 8 {
-		cl, ok := c.pool.TryClaimFiltered(ctx, untried)
-		if !ok {
-			break
-		}
-		pc := cl.Conn()
-		pos, err := c.repl.rep.Position(ctx, pc.dc)
-		if err == nil {
-			if ok, _ := c.repl.rep.Reached(pos, want); ok {
-				return cl, nil
-			}
-		}
-		cl.Release()
-		tried = append(tried, pc.key)
-	}
-	// No replica has replayed that far: the primary has.
-	return c.pool.ClaimFiltered(ctx, c.primaryFilter)
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-
-	"github.com/qorb-go/qorb/pool"
 )
 
 // Role says which backends an operation may use.
@@ -92,17 +90,4 @@ func roleFrom(ctx context.Context, def Role) Role {
 		return r
 	}
 	return def
-}
-
-// filter returns the pool filter for role r: nil for any backend. A
-// backend whose role nobody knows yet may serve any role; a replica
-// further behind than pool_max_lag serves no replica reads.
-func (c *Connector) filter(r Role) pool.Filter {
-	switch r {
-	case RolePrimary:
-		return c.primaryFilter
-	case RoleReplica, RolePreferReplica:
-		return c.replicaFilter
-	}
-	return nil
 }

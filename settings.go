@@ -19,7 +19,12 @@ var ErrBadDSN = errors.New("qorb: bad DSN")
 // Settings are what qorb's own DSN parameters say: the pool_ parameters,
 // dns_server, replica_srv and target_session_attrs.
 type Settings struct {
-	// Policy is the pool policy; zero fields mean the pool's defaults.
+	// Policy is the pool policy; zero fields mean the pool's defaults,
+	// except two that [NewConnector] derives when they are left zero:
+	// Recycle becomes [pool.RecycleInline] unless Reset is set (recycling
+	// then looks only at in-memory session state), and HealthInterval
+	// becomes MaxLag/2 (at least 10 ms) when MaxLag is set. A value set
+	// here is always used as it is.
 	Policy pool.Policy
 	// DNSServers are the name servers to ask ("host:port"), instead of
 	// the system's.
@@ -34,7 +39,12 @@ type Settings struct {
 	CloseTimeout time.Duration
 	// MaxLag keeps a replica out of reads while it is further behind its
 	// primary than this (pool_max_lag). Zero means no limit. It needs an
-	// Opener that is a [Replicator].
+	// Opener that is a [Replicator]. Lag is measured from the positions
+	// the health checks read, so unless Policy.HealthInterval is set they
+	// run every MaxLag/2; a longer interval (pool_health_check_period)
+	// makes the measure coarser: a replica may serve reads for up to that
+	// long after it has fallen too far behind, and wait as long to serve
+	// again once it has caught up.
 	MaxLag time.Duration
 	// ReplicaSRV is a second SRV name that lists only replicas
 	// (replica_srv), for a service that publishes its primary and its
