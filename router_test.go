@@ -52,7 +52,7 @@ type routeOpener struct {
 	positions atomic.Int64 // position queries
 }
 
-var errReadOnly = errors.New("fake: cannot execute in a read-only transaction")
+var errRouteReadOnly = errors.New("fake: cannot execute in a read-only transaction")
 
 func (o *routeOpener) Connect(_ context.Context, b resolver.Backend) (driver.Conn, error) {
 	o.open.Add(1)
@@ -68,7 +68,7 @@ func (o *routeOpener) Position(_ context.Context, c driver.Conn) (string, error)
 	s := c.(*routeConn).srv.get()
 	return strconv.Itoa(s.pos), s.posErr
 }
-func (o *routeOpener) ReadOnly(err error) bool { return errors.Is(err, errReadOnly) }
+func (o *routeOpener) ReadOnly(err error) bool { return errors.Is(err, errRouteReadOnly) }
 
 // routeConn is a connection to a routeServer.
 type routeConn struct {
@@ -380,9 +380,9 @@ func TestRouterReadOnlyError(t *testing.T) {
 		defer db.Close()
 		ctx := t.Context()
 		// The primary is demoted behind the pool's back.
-		o.servers[primaryAddr].set(func(s *routeServer) { s.execErr = errReadOnly; s.role = resolver.RoleReplica })
-		if _, err := db.ExecContext(WithRole(ctx, RolePrimary), "INSERT"); !errors.Is(err, errReadOnly) {
-			t.Fatalf("write on the demoted primary = %v, want %v", err, errReadOnly)
+		o.servers[primaryAddr].set(func(s *routeServer) { s.execErr = errRouteReadOnly; s.role = resolver.RoleReplica })
+		if _, err := db.ExecContext(WithRole(ctx, RolePrimary), "INSERT"); !errors.Is(err, errRouteReadOnly) {
+			t.Fatalf("write on the demoted primary = %v, want %v", err, errRouteReadOnly)
 		}
 		synctest.Wait()
 		if got, want := servedBy(t, WithRole(ctx, RolePrimary), c, 1), set("error"); !sameSet(got, want) {
