@@ -275,7 +275,9 @@ func TestPreparedStatementPreparedOncePerConnection(t *testing.T) {
 // TestConnectNeverReturnsErrBadConn shows DESIGN decision 2: when no
 // connection can be had, Connect fails with the pool's typed error, which
 // names every backend and what it last did, and never with ErrBadConn,
-// which database/sql would not retry anyway.
+// which would make database/sql claim, and wait, again. (Only a claim
+// whose every connection failed the driver's session check wraps
+// ErrBadConn: see TestRouterSessionCheck.)
 func TestConnectNeverReturnsErrBadConn(t *testing.T) {
 	t.Parallel()
 	refused := errors.New("dial tcp: connection refused")
