@@ -124,25 +124,7 @@ type member struct {
 // inside a testing/synctest bubble; it returns when every pool is closed.
 func Run(cfg Config, sc Scenario) *Report {
 	cfg = cfg.withDefaults()
-	f := &Fleet{cfg: cfg, sc: sc, length: sc.length(cfg.Timing)}
-	seconds := int(f.length/time.Second) + 2
-	f.failed = newSeries(seconds)
-	f.queryFailed = newSeries(seconds)
-	f.dns.queries = newSeries(seconds)
-	f.useFrom = make([]atomic.Int64, sc.backends)
-	f.offFrom = make([]atomic.Int64, sc.backends)
-	for i := range sc.backends {
-		f.backends = append(f.backends, newBackend(i, seconds))
-	}
-	for _, b := range f.backends[:sc.initial] {
-		f.dns.add(b.b)
-	}
-	f.maxSlots = cmpOr(cfg.Policy.MaxSlots, pool.DefaultMaxSlots)
-	f.maxPerBackend = cmpOr(cfg.Policy.MaxPerBackend, pool.DefaultMaxPerBackend)
-
-	// The clock starts with the first pool, so the warmup counts from
-	// the last one.
-	f.start = time.Now()
+	f := newFleet(cfg, sc)
 	var workers sync.WaitGroup
 	for i := range cfg.Pools {
 		f.sleepUntil(cfg.Stagger * time.Duration(i) / time.Duration(cfg.Pools))
@@ -204,6 +186,27 @@ func Run(cfg Config, sc Scenario) *Report {
 		m.conn.mu.Unlock()
 	}
 	return rep
+}
+
+// newFleet sets up the backends and DNS of sc, with no pool yet. The
+// clock starts now, with the first pool; the warmup counts from it.
+func newFleet(cfg Config, sc Scenario) *Fleet {
+	f := &Fleet{cfg: cfg, sc: sc, length: sc.length(cfg.Timing), start: time.Now()}
+	seconds := int(f.length/time.Second) + 2
+	f.failed = newSeries(seconds)
+	f.queryFailed = newSeries(seconds)
+	f.dns.queries = newSeries(seconds)
+	f.useFrom = make([]atomic.Int64, sc.backends)
+	f.offFrom = make([]atomic.Int64, sc.backends)
+	for i := range sc.backends {
+		f.backends = append(f.backends, newBackend(i, seconds))
+	}
+	for _, b := range f.backends[:sc.initial] {
+		f.dns.add(b.b)
+	}
+	f.maxSlots = cmpOr(cfg.Policy.MaxSlots, pool.DefaultMaxSlots)
+	f.maxPerBackend = cmpOr(cfg.Policy.MaxPerBackend, pool.DefaultMaxPerBackend)
+	return f
 }
 
 func cmpOr(v, d int) int {

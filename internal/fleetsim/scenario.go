@@ -54,72 +54,60 @@ var steady = Scenario{
 	},
 }
 
-var restart = Scenario{
-	Name:     "restart",
-	backends: 3, initial: 3,
-	length: func(t Timing) time.Duration { return t.Warmup + t.Fault + t.After },
-	describe: func(t Timing) string {
-		return fmt.Sprintf("b restarts at %v (connections fail, new ones refused), is back at %v", t.Warmup, t.Warmup+t.Fault)
-	},
-	script: func(f *Fleet) {
-		w, b := f.cfg.Timing, f.backends[second]
-		f.sleepUntil(w.Warmup)
-		f.watchOffline(b)
-		b.setMode(Restarting)
-		f.sleepUntil(w.Warmup + w.Fault)
-		f.watchUse(b)
-		b.setMode(Up)
-		f.sleepUntil(f.length)
-	},
-	figures: func(f *Fleet) []Figure {
-		w, b := f.cfg.Timing, f.backends[second]
-		down, back, end := secs(w.Warmup), secs(w.Warmup+w.Fault), secs(f.length)
-		steadyConns := f.avgConns(b, down-5, down)
+var restart = backendFault("restart", Restarting, "restarts (connections fail, new ones refused)",
+	func(f *Fleet, b *backend, down, back int, steadyConns float64) []Figure {
 		return []Figure{
 			f.attemptsFirstFigure(b, down, steadyConns),
 			f.attemptsFigure("connection attempts on b while down", b, down+1, back, steadyConns),
-			f.offlineFigure(b, "b declared offline", ""),
-			f.failedFigure("claims and queries failed while b down", down, back),
-			f.throughputFigure("claims served fleet-wide while b down, lowest second", down, back),
-			f.attemptsFigure("connection attempts on b once back", b, back+1, end, steadyConns),
-			f.firstUseFigure(b, "b first used once back"),
-			f.peakShareFigure(b, back, end, 3),
-			f.settleFigure(b, back, end, 3),
 		}
-	},
-}
+	})
 
-var blackhole = Scenario{
-	Name:     "blackhole",
-	backends: 3, initial: 3,
-	length: func(t Timing) time.Duration { return t.Warmup + t.Fault + t.After },
-	describe: func(t Timing) string {
-		return fmt.Sprintf("b blackholed at %v (connects, checks and queries hang), answers again at %v", t.Warmup, t.Warmup+t.Fault)
-	},
-	script: func(f *Fleet) {
-		w, b := f.cfg.Timing, f.backends[second]
-		f.sleepUntil(w.Warmup)
-		f.watchOffline(b)
-		b.setMode(Blackholed)
-		f.sleepUntil(w.Warmup + w.Fault)
-		f.watchUse(b)
-		b.setMode(Up)
-		f.sleepUntil(f.length)
-	},
-	figures: func(f *Fleet) []Figure {
-		w, b := f.cfg.Timing, f.backends[second]
-		down, back, end := secs(w.Warmup), secs(w.Warmup+w.Fault), secs(f.length)
+var blackhole = backendFault("blackhole", Blackholed, "is blackholed (connects, checks and queries hang)",
+	func(f *Fleet, b *backend, down, back int, steadyConns float64) []Figure {
+		w := f.cfg.Timing
 		return []Figure{
 			f.stopFigure(b, w.Warmup, w.Fault),
 			f.hungFigure(b),
-			f.throughputFigure("claims served fleet-wide while b blackholed, lowest second", down, back),
-			f.offlineFigure(b, "b declared offline", ""),
-			f.failedFigure("claims and queries failed while b blackholed", down, back),
-			f.firstUseFigure(b, "b first used once back"),
-			f.peakShareFigure(b, back, end, 3),
-			f.settleFigure(b, back, end, 3),
 		}
-	},
+	})
+
+// backendFault returns a scenario in which b switches to mode after the
+// warmup and back to up after the fault. Its figures are those during
+// gives, then those common to every fault: while b is down, and once it
+// is back.
+func backendFault(name string, mode Mode, what string, during func(f *Fleet, b *backend, down, back int, steadyConns float64) []Figure) Scenario {
+	return Scenario{
+		Name:     name,
+		backends: 3, initial: 3,
+		length: func(t Timing) time.Duration { return t.Warmup + t.Fault + t.After },
+		describe: func(t Timing) string {
+			return fmt.Sprintf("b %s at %v, answers again at %v", what, t.Warmup, t.Warmup+t.Fault)
+		},
+		script: func(f *Fleet) {
+			w, b := f.cfg.Timing, f.backends[second]
+			f.sleepUntil(w.Warmup)
+			f.watchOffline(b)
+			b.setMode(mode)
+			f.sleepUntil(w.Warmup + w.Fault)
+			f.watchUse(b)
+			b.setMode(Up)
+			f.sleepUntil(f.length)
+		},
+		figures: func(f *Fleet) []Figure {
+			w, b := f.cfg.Timing, f.backends[second]
+			down, back, end := secs(w.Warmup), secs(w.Warmup+w.Fault), secs(f.length)
+			steadyConns := f.avgConns(b, down-5, down)
+			return append(during(f, b, down, back, steadyConns),
+				f.offlineFigure(b, "b declared offline", ""),
+				f.failedFigure("claims and queries failed while b "+mode.String(), down, back),
+				f.throughputFigure("claims served fleet-wide while b "+mode.String()+", lowest second", down, back),
+				f.attemptsFigure("connection attempts on b once back", b, back+1, end, steadyConns),
+				f.firstUseFigure(b, "b first used once back"),
+				f.peakShareFigure(b, back, end, 3),
+				f.settleFigure(b, back, end, 3),
+			)
+		},
+	}
 }
 
 var add = Scenario{
