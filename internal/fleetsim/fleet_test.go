@@ -15,14 +15,14 @@ var (
 	pools     = flag.Int("fleet.pools", 1000, "pools in the fleet")
 	scenarios = flag.String("fleet.scenario", "all", "comma-separated scenarios to run: steady, restart, blackhole, add, remove, dns, or all")
 	verbose   = flag.Bool("fleet.v", false, "print each scenario's timeline, one line per second")
-	workers   = flag.Int("fleet.workers", 0, "workers per pool (0: the default)")
+	workers   = flag.Int("fleet.workers", 0, "workers per pool (0: the default, 4)")
+	hold      = flag.Duration("fleet.hold", 0, "mean time a worker holds a claim (0: the default, 100ms)")
+	think     = flag.Duration("fleet.think", 0, "mean time a worker waits between claims (0: the default, 300ms)")
 	seed      = flag.Uint64("fleet.seed", 1, "seed of the fakes' random draws")
 )
 
 // TestFleet runs the fleet simulation and prints its figures. It runs
-// only with -fleet:
-//
-//	go test ./internal/fleetsim -run 'TestFleet$' -fleet -v -timeout 30m
+// only with -fleet; see the package documentation.
 func TestFleet(t *testing.T) {
 	if !*fleetFlag {
 		t.Skip("the fleet simulation runs only with -fleet")
@@ -36,7 +36,7 @@ func TestFleet(t *testing.T) {
 	if len(run) == 0 {
 		t.Fatalf("-fleet.scenario=%s names no scenario", *scenarios)
 	}
-	cfg := Config{Pools: *pools, Workers: *workers, Seed: *seed}
+	cfg := Config{Pools: *pools, Workers: *workers, Hold: *hold, Think: *think, Seed: *seed}
 	reports := make([]*Report, len(run))
 	// The scenarios run in parallel, as many at once as -parallel
 	// allows (by default one per CPU): a bubble mostly runs one
