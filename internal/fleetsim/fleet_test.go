@@ -75,13 +75,16 @@ func TestFleet(t *testing.T) {
 // and checks only what must never happen, so that the simulation keeps
 // working as the pool changes.
 func TestFleetSmoke(t *testing.T) {
+	// Faults last longer than a connection attempt's timeout, so that a
+	// blackholed backend goes offline.
 	cfg := Config{
-		Pools:   20,
+		Pools:   10,
 		Stagger: time.Second,
-		Timing:  Timing{Warmup: 5 * time.Second, Fault: 15 * time.Second, After: 10 * time.Second},
+		Timing:  Timing{Warmup: 3 * time.Second, Fault: 12 * time.Second, After: 6 * time.Second},
 	}
 	for _, sc := range Scenarios() {
 		t.Run(sc.Name, func(t *testing.T) {
+			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				r := Run(cfg, sc)
 				if !r.Violations.None() {
