@@ -1,6 +1,7 @@
 package fleetsim
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -101,6 +102,7 @@ type Fleet struct {
 	// declaring it offline (time since start, 0: not watching).
 	useFrom, offFrom []atomic.Int64
 
+	workers sync.WaitGroup
 	// stopping tells the workers to stop after their current claim.
 	stopping atomic.Bool
 
@@ -122,16 +124,20 @@ type member struct {
 
 // Run runs scenario sc with cfg and returns its report. It must be called
 // inside a testing/synctest bubble; it returns when every pool is closed.
-func Run(cfg Config, sc Scenario) *Report {
+// It fails only for a policy [pool.New] rejects.
+func Run(cfg Config, sc Scenario) (*Report, error) {
 	cfg = cfg.withDefaults()
 	f := newFleet(cfg, sc)
-	var workers sync.WaitGroup
 	for i := range cfg.Pools {
 		f.sleepUntil(cfg.Stagger * time.Duration(i) / time.Duration(cfg.Pools))
-		m := f.startMember(i)
+		m, err := f.startMember(i)
+		if err != nil {
+			f.stop()
+			return nil, err
+		}
 		for w := range cfg.Workers {
-			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)<<8|uint64(w)+1<<40))
-			workers.Go(func() { m.work(rng) })
+			rng := rand.New(rand.NewPCG(cfg.Seed, 1<<40|uint64(i)<<8|uint64(w)))
+			f.workers.Go(func() { m.work(rng) })
 		}
 	}
 	ctx, stop := context.WithCancel(context.Background())
@@ -141,39 +147,10 @@ func Run(cfg Config, sc Scenario) *Report {
 	sc.script(f)
 	rep := &Report{Scenario: sc.Name, Summary: sc.summary(cfg.Timing), Pools: cfg.Pools, fleet: f}
 	rep.Figures = sc.figures(f)
-
-	// Lift every fault, stop the workers and check that every claim
-	// came back, then close the pools and check that every connection
-	// was closed.
-	for _, b := range f.backends {
-		b.setMode(Up)
-	}
-	f.dns.setDown(false)
-	f.stopping.Store(true)
 	stop()
-	workers.Wait()
 	sampler.Wait()
-	var closing sync.WaitGroup
-	for _, m := range f.members {
-		st := m.p.Stats()
-		for _, b := range st.Backends {
-			f.violations.lost.Add(int64(b.Claimed))
-		}
-		f.violations.lost.Add(int64(st.Waiting))
-		closing.Go(func() {
-			cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if err := m.p.Close(cctx); err != nil {
-				f.violations.lost.Add(1)
-			}
-		})
-	}
-	closing.Wait()
-	for _, m := range f.members {
-		m.conn.mu.Lock()
-		f.violations.lost.Add(int64(m.conn.total))
-		m.conn.mu.Unlock()
-	}
+
+	f.stop()
 	rep.Violations = Violations{
 		CapExceeded: f.violations.capExceeded.Load(),
 		Doubled:     f.violations.doubled.Load(),
@@ -185,7 +162,40 @@ func Run(cfg Config, sc Scenario) *Report {
 		rep.MaxPerBackend = max(rep.MaxPerBackend, m.conn.maxPer)
 		m.conn.mu.Unlock()
 	}
-	return rep
+	return rep, nil
+}
+
+// stop lifts every fault, stops the workers and checks that every claim
+// came back, then closes the pools and checks that every connection was
+// closed.
+func (f *Fleet) stop() {
+	for _, b := range f.backends {
+		b.setMode(Up)
+	}
+	f.dns.setDown(false)
+	f.stopping.Store(true)
+	f.workers.Wait()
+	var closing sync.WaitGroup
+	for _, m := range f.members {
+		st := m.p.Stats()
+		for _, b := range st.Backends {
+			f.violations.lost.Add(int64(b.Claimed))
+		}
+		f.violations.lost.Add(int64(st.Waiting))
+		closing.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := m.p.Close(ctx); err != nil {
+				f.violations.lost.Add(1)
+			}
+		})
+	}
+	closing.Wait()
+	for _, m := range f.members {
+		m.conn.mu.Lock()
+		f.violations.lost.Add(int64(m.conn.total))
+		m.conn.mu.Unlock()
+	}
 }
 
 // newFleet sets up the backends and DNS of sc, with no pool yet. The
@@ -204,20 +214,13 @@ func newFleet(cfg Config, sc Scenario) *Fleet {
 	for _, b := range f.backends[:sc.initial] {
 		f.dns.add(b.b)
 	}
-	f.maxSlots = cmpOr(cfg.Policy.MaxSlots, pool.DefaultMaxSlots)
-	f.maxPerBackend = cmpOr(cfg.Policy.MaxPerBackend, pool.DefaultMaxPerBackend)
+	f.maxSlots = cmp.Or(cfg.Policy.MaxSlots, pool.DefaultMaxSlots)
+	f.maxPerBackend = cmp.Or(cfg.Policy.MaxPerBackend, pool.DefaultMaxPerBackend)
 	return f
 }
 
-func cmpOr(v, d int) int {
-	if v == 0 {
-		return d
-	}
-	return v
-}
-
 // startMember starts pool i.
-func (f *Fleet) startMember(i int) *member {
+func (f *Fleet) startMember(i int) (*member, error) {
 	n := len(f.backends)
 	m := &member{
 		f:         f,
@@ -228,14 +231,14 @@ func (f *Fleet) startMember(i int) *member {
 	}
 	pol := f.cfg.Policy
 	pol.Observer = pool.ObserverFunc(m.observe)
-	r := &dnsResolver{f: f, rng: rand.New(rand.NewPCG(f.cfg.Seed, uint64(i)+1<<32))}
+	r := &dnsResolver{f: f, rng: rand.New(rand.NewPCG(f.cfg.Seed, 1<<32|uint64(i)))}
 	p, err := pool.New(r, m.conn, pol)
 	if err != nil {
-		panic(fmt.Sprintf("fleetsim: %v", err)) // the policy is the caller's
+		return nil, fmt.Errorf("fleetsim: %w", err)
 	}
 	m.p = p
 	f.members = append(f.members, m)
-	return m
+	return m, nil
 }
 
 // elapsed returns the time since the fleet started, at least 1 ns, so

@@ -1,6 +1,7 @@
 package fleetsim
 
 import (
+	"errors"
 	"flag"
 	"os"
 	"slices"
@@ -8,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/qorb-go/qorb/pool"
 )
 
 var (
@@ -46,7 +49,12 @@ func TestFleet(t *testing.T) {
 			t.Run(sc.Name, func(t *testing.T) {
 				t.Parallel()
 				start := time.Now()
-				synctest.Test(t, func(t *testing.T) { reports[i] = Run(cfg, sc) })
+				synctest.Test(t, func(t *testing.T) {
+					var err error
+					if reports[i], err = Run(cfg, sc); err != nil {
+						t.Fatal(err)
+					}
+				})
 				t.Logf("%s; took %v", reports[i].Summary, time.Since(start).Round(time.Second))
 			})
 		}
@@ -86,7 +94,10 @@ func TestFleetSmoke(t *testing.T) {
 		t.Run(sc.Name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				r := Run(cfg, sc)
+				r, err := Run(cfg, sc)
+				if err != nil {
+					t.Fatal(err)
+				}
 				if !r.Violations.None() {
 					t.Errorf("violations: %+v", r.Violations)
 				}
@@ -105,4 +116,13 @@ func TestFleetSmoke(t *testing.T) {
 			})
 		})
 	}
+}
+
+func TestFleetBadPolicy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, err := Run(Config{Pools: 2, Policy: pool.Policy{MaxSlots: -1}}, steady)
+		if !errors.Is(err, pool.ErrBadPolicy) {
+			t.Errorf("Run with a bad policy = %v, want %v", err, pool.ErrBadPolicy)
+		}
+	})
 }
