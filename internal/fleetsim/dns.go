@@ -1,0 +1,110 @@
+package fleetsim
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/qorb-go/qorb/resolver"
+)
+
+// The fake DNS's answer: its TTL and lookup latency, and the retry backoff
+// of the resolvers, which follow resolver.SRV's defaults.
+const (
+	dnsTTL        = 5 * time.Second
+	dnsLatency    = time.Millisecond
+	dnsRetryMin   = resolver.DefaultRetryMin
+	dnsRetryMax   = resolver.DefaultRetryMax
+	dnsJitterPart = 10 // up to a tenth added at random, as resolver.SRV does
+)
+
+var errDNSDown = errors.New("fleetsim: name server not answering")
+
+// dns is the name server every pool's resolver asks.
+type dns struct {
+	mu   sync.Mutex
+	set  []resolver.Backend
+	down bool
+
+	queries series
+}
+
+func (d *dns) lookup(sec int) ([]resolver.Backend, error) {
+	d.queries.add(sec, 1)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.down {
+		return nil, errDNSDown
+	}
+	return slices.Clone(d.set), nil
+}
+
+func (d *dns) add(b resolver.Backend) {
+	d.mu.Lock()
+	d.set = append(d.set, b)
+	d.mu.Unlock()
+}
+
+func (d *dns) remove(b resolver.Backend) {
+	d.mu.Lock()
+	d.set = slices.DeleteFunc(d.set, func(x resolver.Backend) bool { return x.Key() == b.Key() })
+	d.mu.Unlock()
+}
+
+func (d *dns) setDown(down bool) {
+	d.mu.Lock()
+	d.down = down
+	d.mu.Unlock()
+}
+
+// dnsResolver is one pool's resolver. It behaves as resolver.SRV does with
+// its defaults: it looks the name up again when the TTL runs out, reports
+// the set only when it changed, and after a failed lookup keeps the last
+// set and retries with a jittered exponential backoff.
+type dnsResolver struct {
+	f   *Fleet
+	rng *rand.Rand // used by Run's goroutine only
+}
+
+func (r *dnsResolver) jitter(d time.Duration) time.Duration {
+	return d + time.Duration(r.rng.Int64N(int64(d)/dnsJitterPart+1))
+}
+
+// Run implements [resolver.Resolver].
+func (r *dnsResolver) Run(ctx context.Context, update func([]resolver.Backend)) error {
+	var (
+		last      []resolver.Backend
+		published bool
+		failures  int
+	)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+		if err := wait(ctx, dnsLatency); err != nil {
+			return err
+		}
+		set, err := r.f.dns.lookup(r.f.second())
+		if err != nil {
+			failures++
+			d := dnsRetryMin << min(failures-1, 16)
+			timer.Reset(r.jitter(min(d, dnsRetryMax)))
+			continue
+		}
+		failures = 0
+		if !published || !slices.Equal(last, set) {
+			published, last = true, set
+			update(slices.Clone(set))
+		}
+		timer.Reset(r.jitter(dnsTTL))
+	}
+}
+
+var _ resolver.Resolver = (*dnsResolver)(nil)
