@@ -9,16 +9,17 @@ import (
 	"time"
 
 	"github.com/qorb-go/qorb/resolver"
+	"github.com/qorb-go/qorb/resolver/srv"
 )
 
 // The fake DNS's answer: its TTL and lookup latency, and the retry backoff
-// of the resolvers, which follow resolver.SRV's defaults.
+// of the resolvers, which follow srv.Resolver's defaults.
 const (
 	dnsTTL        = 5 * time.Second
 	dnsLatency    = time.Millisecond
-	dnsRetryMin   = resolver.DefaultRetryMin
-	dnsRetryMax   = resolver.DefaultRetryMax
-	dnsJitterPart = 10 // up to a tenth added at random, as resolver.SRV does
+	dnsRetryMin   = srv.DefaultRetryMin
+	dnsRetryMax   = srv.DefaultRetryMax
+	dnsJitterPart = 10 // up to a tenth added at random, as srv.Resolver does
 )
 
 var errDNSDown = errors.New("fleetsim: name server not answering")
@@ -60,7 +61,7 @@ func (d *dns) setDown(down bool) {
 	d.mu.Unlock()
 }
 
-// dnsResolver is one pool's resolver. It behaves as resolver.SRV does with
+// dnsResolver is one pool's resolver. It behaves as srv.Resolver does with
 // its defaults: it looks the name up again when the TTL runs out, reports
 // the set only when it changed, and after a failed lookup keeps the last
 // set and retries with a jittered exponential backoff.
