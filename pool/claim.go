@@ -287,7 +287,7 @@ func (p *Pool[C]) takeNow(f Filter) (Claim[C], bool) {
 
 // take claims an idle slot for filter f, if any set has one.
 func (p *Pool[C]) take(pk *picker[C], f Filter, now int64) (Claim[C], bool) {
-	for range 4 {
+	for range takeTries {
 		s := pk.choose(f)
 		if s == nil {
 			return Claim[C]{}, false
@@ -298,6 +298,11 @@ func (p *Pool[C]) take(pk *picker[C], f Filter, now int64) (Claim[C], bool) {
 	}
 	return Claim[C]{}, false
 }
+
+// takeTries bounds how often take asks the picker again when the set it
+// chose ran dry before the claim could pop a slot (other claims got there
+// first). Past it the claim queues, where dispatch finds it a slot.
+const takeTries = 4
 
 type waitResult[C any] struct {
 	c   Claim[C]
@@ -460,9 +465,15 @@ func (p *Pool[C]) expireWaiters(now int64) (next int64) {
 	return next
 }
 
+// maxFreeWaiters bounds the spare waiters kept for reuse, so that a burst
+// of queued claims does not pin its waiters for the life of the pool.
+const maxFreeWaiters = 64
+
+// recycleWaiterLocked keeps w for the next claim that queues; p.wmu must
+// be held.
 func (p *Pool[C]) recycleWaiterLocked(w *waiter[C]) {
 	w.filter = nil
-	if len(p.free) < 64 {
+	if len(p.free) < maxFreeWaiters {
 		p.free = append(p.free, w)
 	}
 }

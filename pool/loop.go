@@ -1,10 +1,8 @@
 package pool
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/qorb-go/qorb/resolver"
@@ -174,52 +172,6 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 			p.emit(e)
 		}
 	}
-}
-
-// rebuildPicker publishes a new snapshot of the claimable backends.
-func (p *Pool[C]) rebuildPicker() {
-	old := p.picker.Load()
-	was := make(map[*set[C]]bool, len(old.entries))
-	for _, e := range old.entries {
-		was[e.set] = true
-	}
-	p.mu.Lock()
-	sets := p.setList()
-	reported := p.updates > 0
-	p.mu.Unlock()
-	pk := &picker[C]{reported: reported}
-	for _, s := range sets {
-		h := s.getHealth()
-		if h == HealthRemoved {
-			continue
-		}
-		b := s.backendValue()
-		pk.entries = append(pk.entries, pickEntry[C]{set: s, backend: b, weight: weightOf(b), health: h})
-	}
-	slices.SortFunc(pk.entries, func(a, b pickEntry[C]) int {
-		return cmp.Or(cmp.Compare(a.backend.Priority, b.backend.Priority),
-			cmp.Compare(a.set.key.Host, b.set.key.Host),
-			cmp.Compare(a.set.key.Addr, b.set.key.Addr))
-	})
-	// A backend that joins the snapshot starts level with the busiest
-	// one for its weight, so it does not take every claim until its
-	// served count catches up.
-	var level uint64 // highest served/weight, scaled by 2^16
-	for _, e := range pk.entries {
-		if was[e.set] {
-			level = max(level, e.set.served.Load()<<16/e.weight)
-		}
-	}
-	for _, e := range pk.entries {
-		if !was[e.set] {
-			s := e.set
-			s.mu.Lock()
-			old := s.served.Swap(level * e.weight >> 16)
-			s.servedAdj += level*e.weight>>16 - old
-			s.mu.Unlock()
-		}
-	}
-	p.picker.Store(pk)
 }
 
 // maintain starts the background work of s's slots that is due, closes

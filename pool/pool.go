@@ -366,18 +366,6 @@ func (p *Pool[C]) setList() []*set[C] {
 	return out
 }
 
-// pickerHealthy reports whether no backend in the snapshot is offline. A
-// full pool with an offline backend may still move that backend's slots
-// to healthy ones.
-func (p *Pool[C]) pickerHealthy() bool {
-	for _, e := range p.picker.Load().entries {
-		if e.health == HealthOffline {
-			return false
-		}
-	}
-	return true
-}
-
 // setFor returns the set of backend k, or nil.
 func (p *Pool[C]) setFor(k resolver.Key) *set[C] {
 	p.mu.Lock()
