@@ -85,8 +85,8 @@ func (c Claim[C]) end(err error) {
 }
 
 // release is the rest of end, for when the slot cannot simply be handed
-// on: the transition is releasedLocked's. A closing pool closes the connection
-// here and reports nothing more.
+// on: the transition is releasedLocked's. A closing pool closes the
+// connection here and reports nothing more.
 func (p *Pool[C]) release(sl *slot[C], err error, broken bool, held time.Duration, now int64, observing bool) {
 	s := sl.set
 	a := after[C]{observing: observing}
