@@ -97,13 +97,7 @@ func (s *set[C]) takeIdle(now int64) (Claim[C], bool) {
 			return Claim[C]{}, false
 		}
 		if sl.unwanted.Load() || s.getHealth() == HealthRemoved {
-			// The backend went away while the slot sat idle. No event:
-			// the claim did not take the slot.
-			var a after[C]
-			s.mu.Lock()
-			s.closeSlotLocked(sl, StateIdle, &a)
-			s.mu.Unlock()
-			s.p.finish(&a)
+			s.dropIdle(sl)
 			continue
 		}
 		c := s.claimSlot(sl, now)
@@ -113,4 +107,15 @@ func (s *set[C]) takeIdle(now int64) (Claim[C], bool) {
 		}
 		return c, true
 	}
+}
+
+// dropIdle closes sl, taken off the idle stack by a claim after the slot
+// became unwanted or its backend went away. It reports no event: the
+// claim did not take the slot.
+func (s *set[C]) dropIdle(sl *slot[C]) {
+	var a after[C]
+	s.mu.Lock()
+	s.closeSlotLocked(sl, StateIdle, &a)
+	s.mu.Unlock()
+	s.p.finish(&a)
 }

@@ -18,12 +18,12 @@ import (
 // lock is released: the connections to close and the events to report.
 // The caller then unlocks and calls p.finish, which does both.
 //
-// closeSlotLocked is the one transition that takes a slot's connection away to
-// be closed, and the only place that counts it in closingN; closeConns,
-// which closes it, is the only place that uncounts it. startConnectLocked
-// also takes a connection away, the old one of a slot that reconnects: it
-// is not counted, because the slot's own room under the caps covers it
-// until the connection attempt has closed it.
+// closeSlotLocked is the one transition that takes a slot's connection
+// away to be closed, and the only place that counts it in closingN;
+// closeConns, which closes it, is the only place that uncounts it.
+// startConnectLocked also takes a connection away, the old one of a slot
+// that reconnects: it is not counted, because the slot's own room under
+// the caps covers it until the connection attempt has closed it.
 
 // slot holds at most one connection to its set's backend.
 //
@@ -92,8 +92,8 @@ func (sl *slot[C]) setState(st State) {
 	}
 }
 
-// after is what transitions made under set.mu leave to do once it is released.
-// The zero after records no events.
+// after is what transitions made under set.mu leave to do once it is
+// released. The zero after records no events.
 type after[C any] struct {
 	// observing: record events.
 	observing bool
@@ -166,8 +166,9 @@ func (p *Pool[C]) closeConns(conns []C) {
 	p.closingN.Add(-int64(len(conns)))
 }
 
-// job is background work a transition started: a connection attempt, a health
-// check or a recycle, to run once set.mu is released (see Pool.start).
+// job is background work a transition started: a connection attempt, a
+// health check or a recycle, to run once set.mu is released (see
+// Pool.start).
 type job[C any] struct {
 	sl   *slot[C]
 	kind State // StateConnecting, StateChecking or StateRecycling
