@@ -81,56 +81,28 @@ func (c Claim[C]) end(err error) {
 		return
 	}
 
-	var (
-		events  []Event
-		closing C
-		closeIt bool
-	)
-	to := StateIdle
-	s.mu.Lock()
-	switch {
-	case p.closing.Load():
-		closing, closeIt = sl.conn, true
-		s.removeSlotLocked(sl)
-		to = StateClosed
-	case sl.unwanted.Load() || s.getHealth() == HealthRemoved:
-		closing, closeIt = s.detachLocked(sl), true
-		s.removeSlotLocked(sl)
-		to = StateClosed
-	case err != nil:
-		s.noteErrLocked(err, time.Now())
-		if broken {
-			s.suspectLocked(&events)
-		}
-		to = s.replaceLocked(sl)
-	case sl.expiresAt != 0 && now >= sl.expiresAt:
-		to = s.replaceLocked(sl)
-	default: // background recycling
-		sl.setState(StateRecycling)
-		to = StateRecycling
-	}
-	s.mu.Unlock()
+	p.release(sl, err, broken, held, now, observing)
+}
 
+// release is the rest of end, for when the slot cannot simply be handed
+// on: the transition is releasedLocked's. A closing pool closes the
+// connection here and reports nothing more.
+func (p *Pool[C]) release(sl *slot[C], err error, broken bool, held time.Duration, now int64, observing bool) {
+	s := sl.set
+	a := after[C]{observing: observing}
+	a.event(Event{Kind: EventRelease, Backend: s.key, Slot: sl.id, Duration: held, Err: err})
+	s.mu.Lock()
+	s.releasedLocked(sl, err, broken, now, &a)
+	s.mu.Unlock()
 	if p.closing.Load() {
-		if closeIt {
-			p.conn.Close(closing)
-		}
+		p.finish(&after[C]{inline: true, closes: a.closes})
 		select {
 		case p.returned <- struct{}{}:
 		default:
 		}
 		return
 	}
-	if closeIt {
-		p.closeConn(closing)
-	}
-	if observing {
-		p.emit(Event{Kind: EventRelease, Backend: s.key, Slot: sl.id, Duration: held, Err: err})
-		p.emit(Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: StateClaimed, To: to})
-		for _, e := range events {
-			p.emit(e)
-		}
-	}
+	p.finish(&a)
 	p.poke()
 }
 
@@ -167,49 +139,6 @@ func (p *Pool[C]) firstWaiterLocked(b resolver.Backend) *waiter[C] {
 		}
 	}
 	return nil
-}
-
-// replaceLocked sends a slot the caller owns back to connect again at
-// once. The slot keeps the old connection until its next connection
-// attempt closes it, so the slot's room under the caps covers both.
-// It returns the slot's new state.
-func (s *set[C]) replaceLocked(sl *slot[C]) State {
-	sl.setState(StateBackingOff)
-	sl.retryAt = 0
-	sl.attempts = 0
-	sl.stale = true
-	return StateBackingOff
-}
-
-// detachLocked takes the connection of a slot the caller owns, to be
-// closed with p.closeConn. Until then it still counts against MaxSlots.
-func (s *set[C]) detachLocked(sl *slot[C]) C {
-	c := sl.conn
-	var zero C
-	sl.conn = zero
-	sl.stale = false
-	s.p.closingN.Add(1)
-	return c
-}
-
-// suspectLocked marks the backend as suspected of failure: claims prefer
-// other backends, and its idle connections are checked before they are
-// handed out again.
-func (s *set[C]) suspectLocked(events *[]Event) {
-	s.suspect.Store(true)
-	observing := s.p.observing()
-	for _, sl := range s.drainIdleLocked() {
-		sl.setState(StateChecking) // the control loop starts the check
-		sl.recheck = true
-		if observing {
-			*events = append(*events, Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: StateIdle, To: StateChecking})
-		}
-	}
-	for _, sl := range s.slots {
-		if st := sl.getState(); st == StateRecycling || (st == StateChecking && sl.busy) {
-			sl.recheck = true
-		}
-	}
 }
 
 // Claim returns a connection to one of the pool's backends. It waits,
@@ -287,7 +216,7 @@ func (p *Pool[C]) takeNow(f Filter) (Claim[C], bool) {
 
 // take claims an idle slot for filter f, if any set has one.
 func (p *Pool[C]) take(pk *picker[C], f Filter, now int64) (Claim[C], bool) {
-	for range 4 {
+	for range takeTries {
 		s := pk.choose(f)
 		if s == nil {
 			return Claim[C]{}, false
@@ -298,6 +227,11 @@ func (p *Pool[C]) take(pk *picker[C], f Filter, now int64) (Claim[C], bool) {
 	}
 	return Claim[C]{}, false
 }
+
+// takeTries bounds how often take asks the picker again when the set it
+// chose ran dry before the claim could pop a slot (other claims got there
+// first). Past it the claim queues, where dispatch finds it a slot.
+const takeTries = 4
 
 type waitResult[C any] struct {
 	c   Claim[C]
@@ -360,33 +294,9 @@ func (p *Pool[C]) wait(ctx context.Context, f Filter) (Claim[C], error) {
 		return Claim[C]{}, p.claimError(ErrClaimTimeout, err, 0, f)
 	}
 
-	p.wmu.Lock()
-	if p.closing.Load() {
-		p.wmu.Unlock()
-		return Claim[C]{}, ErrClosed
-	}
-	if p.waiters.n >= p.pol.MaxWaiters {
-		p.wmu.Unlock()
-		return Claim[C]{}, p.claimError(ErrTooManyWaiters, nil, 0, f)
-	}
-	var w *waiter[C]
-	if n := len(p.free); n > 0 {
-		w = p.free[n-1]
-		p.free = p.free[:n-1]
-	} else {
-		w = &waiter[C]{ch: make(chan waitResult[C], 1)}
-	}
-	w.filter = f
-	w.deadline = start + int64(p.pol.ClaimTimeout)
-	first := p.waiters.n == 0
-	p.waiters.push(w)
-	p.waiting.Add(1)
-	// A slot may have come free between the fast path and the queue.
-	p.dispatchLocked()
-	p.wmu.Unlock()
-	p.wantRebalance()
-	if first {
-		p.poke() // the control loop now has a claim to time out
+	w, err := p.enqueue(f, start)
+	if err != nil {
+		return Claim[C]{}, err
 	}
 
 	var (
@@ -437,6 +347,40 @@ func (p *Pool[C]) wait(ctx context.Context, f Filter) (Claim[C], error) {
 	return r.c, nil
 }
 
+// enqueue queues a claim with filter f that started waiting at start (on
+// the pool's clock), unless the pool is closing or the queue is full.
+func (p *Pool[C]) enqueue(f Filter, start int64) (*waiter[C], error) {
+	p.wmu.Lock()
+	if p.closing.Load() {
+		p.wmu.Unlock()
+		return nil, ErrClosed
+	}
+	if p.waiters.n >= p.pol.MaxWaiters {
+		p.wmu.Unlock()
+		return nil, p.claimError(ErrTooManyWaiters, nil, 0, f)
+	}
+	var w *waiter[C]
+	if n := len(p.free); n > 0 {
+		w = p.free[n-1]
+		p.free = p.free[:n-1]
+	} else {
+		w = &waiter[C]{ch: make(chan waitResult[C], 1)}
+	}
+	w.filter = f
+	w.deadline = start + int64(p.pol.ClaimTimeout)
+	first := p.waiters.n == 0
+	p.waiters.push(w)
+	p.waiting.Add(1)
+	// A slot may have come free between the fast path and the queue.
+	p.dispatchLocked()
+	p.wmu.Unlock()
+	p.wantRebalance()
+	if first {
+		p.poke() // the control loop now has a claim to time out
+	}
+	return w, nil
+}
+
 // expireWaiters fails the queued claims whose claim timeout has passed
 // and returns when the next one's does (zero: none queued). All claims
 // get the same timeout, so the queue is in deadline order.
@@ -460,9 +404,15 @@ func (p *Pool[C]) expireWaiters(now int64) (next int64) {
 	return next
 }
 
+// maxFreeWaiters bounds the spare waiters kept for reuse, so that a burst
+// of queued claims does not pin its waiters for the life of the pool.
+const maxFreeWaiters = 64
+
+// recycleWaiterLocked keeps w for the next claim that queues; p.wmu must
+// be held.
 func (p *Pool[C]) recycleWaiterLocked(w *waiter[C]) {
 	w.filter = nil
-	if len(p.free) < 64 {
+	if len(p.free) < maxFreeWaiters {
 		p.free = append(p.free, w)
 	}
 }
@@ -542,18 +492,8 @@ func (p *Pool[C]) claimError(sentinel, cause error, waited time.Duration, f Filt
 		r := BackendReport{Backend: s.key}
 		s.mu.Lock()
 		r.Health = s.getHealth()
-		for _, sl := range s.slots {
-			switch sl.getState() {
-			case StateIdle:
-				r.Idle++
-			case StateClaimed:
-				r.Claimed++
-			case StateConnecting:
-				r.Connecting++
-			case StateBackingOff:
-				r.BackingOff++
-			}
-		}
+		n := countByState(s.slots)
+		r.Idle, r.Claimed, r.Connecting, r.BackingOff = n[StateIdle], n[StateClaimed], n[StateConnecting], n[StateBackingOff]
 		r.LastError = s.lastErr
 		if !s.lastErrAt.IsZero() {
 			r.LastErrorAge = now.Sub(s.lastErrAt)

@@ -1,10 +1,8 @@
 package pool
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/qorb-go/qorb/resolver"
@@ -43,12 +41,6 @@ func (p *Pool[C]) run(ctx context.Context) {
 // something to do (zero: nothing scheduled).
 func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.Time {
 	var next time.Time
-	soonest := func(t time.Time) {
-		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
-			next = t
-		}
-	}
-
 	p.mu.Lock()
 	var update []resolver.Backend
 	applyUpdate := false
@@ -57,7 +49,7 @@ func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.T
 			update, applyUpdate = p.pending, true
 			p.pending, p.hasPending = nil, false
 		} else {
-			soonest(p.pendingAt)
+			next = p.pendingAt
 		}
 	}
 	closeQ := p.closeQ
@@ -66,8 +58,7 @@ func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.T
 
 	if len(closeQ) > 0 {
 		p.spawn(ctx, func(context.Context) {
-			closeAll(p.conn, closeQ)
-			p.closingN.Add(-int64(len(closeQ)))
+			p.closeConns(closeQ)
 			p.wantRebalance() // their room is free again
 		})
 	}
@@ -80,13 +71,13 @@ func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.T
 	}
 
 	if d := p.expireWaiters(p.mono(now)); d != 0 {
-		soonest(p.epoch.Add(time.Duration(d)))
+		next = earliest(next, p.epoch.Add(time.Duration(d)))
 	}
 	p.mu.Lock()
 	sets := p.setList()
 	p.mu.Unlock()
 	for _, s := range sets {
-		soonest(p.maintain(ctx, s, now, periodic))
+		next = earliest(next, p.maintain(ctx, s, now, periodic))
 	}
 	if p.pickerDirty.Swap(false) {
 		p.rebuildPicker()
@@ -98,6 +89,14 @@ func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.T
 	return next
 }
 
+// earliest returns the earlier of a and b, ignoring zero times.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
 // spawn runs f on a goroutine the pool waits for on Close.
 func (p *Pool[C]) spawn(ctx context.Context, f func(context.Context)) {
 	p.wg.Add(1)
@@ -107,9 +106,18 @@ func (p *Pool[C]) spawn(ctx context.Context, f func(context.Context)) {
 	}()
 }
 
-// apply diffs a new backend set against the pool's sets.
+// apply diffs a new backend set against the pool's sets. A removed
+// backend's slots close (see retireLocked) without slot events:
+// EventBackendRemoved says it.
 func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
-	var events []Event
+	var a after[C]
+	changed := false
+	note := func(kind EventKind, k resolver.Key) {
+		changed = true
+		if p.observing() {
+			a.events = append(a.events, Event{Kind: kind, Backend: k})
+		}
+	}
 	p.mu.Lock()
 	keep := make(map[resolver.Key]bool, len(bs))
 	for _, b := range bs {
@@ -122,13 +130,13 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 			if s.getHealth() == HealthRemoved {
 				// Back before its last connection closed: revive it.
 				s.setHealthLocked(HealthUnknown)
-				events = append(events, Event{Kind: EventBackendAdded, Backend: k})
+				note(EventBackendAdded, k)
 			}
 			s.mu.Unlock()
 			continue
 		}
 		p.sets[k] = newSet(p, b)
-		events = append(events, Event{Kind: EventBackendAdded, Backend: k})
+		note(EventBackendAdded, k)
 	}
 	var removed []*set[C]
 	for k, s := range p.sets {
@@ -138,208 +146,33 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 	}
 	p.mu.Unlock()
 
-	var toClose []C
 	for _, s := range removed {
 		s.mu.Lock()
 		if s.setHealthLocked(HealthRemoved) {
-			events = append(events, Event{Kind: EventBackendRemoved, Backend: s.key})
+			note(EventBackendRemoved, s.key)
 		}
-		for _, sl := range s.slots {
-			sl.unwanted.Store(true)
-		}
-		for _, sl := range s.drainIdleLocked() {
-			toClose = append(toClose, s.detachLocked(sl))
-			s.removeSlotLocked(sl)
-		}
-		for _, sl := range append([]*slot[C](nil), s.slots...) {
-			if sl.getState() == StateBackingOff && !sl.busy {
-				if sl.stale {
-					toClose = append(toClose, s.detachLocked(sl))
-				}
-				s.removeSlotLocked(sl)
-			}
-		}
+		s.retireLocked(&a)
 		s.mu.Unlock()
 	}
-	if len(events) > 0 {
+	if changed {
 		p.mu.Lock()
 		p.changedAt = now
 		p.mu.Unlock()
 	}
-	for _, c := range toClose {
-		p.closeConn(c)
-	}
-	if p.observing() {
-		for _, e := range events {
-			p.emit(e)
-		}
-	}
-}
-
-// rebuildPicker publishes a new snapshot of the claimable backends.
-func (p *Pool[C]) rebuildPicker() {
-	old := p.picker.Load()
-	was := make(map[*set[C]]bool, len(old.entries))
-	for _, e := range old.entries {
-		was[e.set] = true
-	}
-	p.mu.Lock()
-	sets := p.setList()
-	reported := p.updates > 0
-	p.mu.Unlock()
-	pk := &picker[C]{reported: reported}
-	for _, s := range sets {
-		h := s.getHealth()
-		if h == HealthRemoved {
-			continue
-		}
-		b := s.backendValue()
-		pk.entries = append(pk.entries, pickEntry[C]{set: s, backend: b, weight: weightOf(b), health: h})
-	}
-	slices.SortFunc(pk.entries, func(a, b pickEntry[C]) int {
-		return cmp.Or(cmp.Compare(a.backend.Priority, b.backend.Priority),
-			cmp.Compare(a.set.key.Host, b.set.key.Host),
-			cmp.Compare(a.set.key.Addr, b.set.key.Addr))
-	})
-	// A backend that joins the snapshot starts level with the busiest
-	// one for its weight, so it does not take every claim until its
-	// served count catches up.
-	var level uint64 // highest served/weight, scaled by 2^16
-	for _, e := range pk.entries {
-		if was[e.set] {
-			level = max(level, e.set.served.Load()<<16/e.weight)
-		}
-	}
-	for _, e := range pk.entries {
-		if !was[e.set] {
-			s := e.set
-			s.mu.Lock()
-			old := s.served.Swap(level * e.weight >> 16)
-			s.servedAdj += level*e.weight>>16 - old
-			s.mu.Unlock()
-		}
-	}
-	p.picker.Store(pk)
+	p.finish(&a)
 }
 
 // maintain starts the background work of s's slots that is due, closes
 // what is no longer wanted (forgetting a removed set once its last slot
 // is gone), and returns when s next needs attention.
-//
-// Idle slots sit on the idle stack, where only claims touch them. The
-// control loop reads their check and expiry times, which nobody else
-// writes, and takes them off the stack only when one of them is due
-// for something, or on the periodic rebalance, which also enforces
-// MaxIdleTime.
-func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, periodic bool) (next time.Time) {
-	soonest := func(t time.Time) {
-		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
-			next = t
-		}
-	}
-	type job struct {
-		sl     *slot[C]
-		kind   State // StateConnecting, StateChecking or StateRecycling
-		old    C     // a connection to close first
-		hasOld bool
-	}
-	var (
-		jobs    []job
-		toClose []C
-		events  []Event
-	)
-	observing := p.observing()
-	change := func(sl *slot[C], from, to State) {
-		if observing {
-			events = append(events, Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: from, To: to})
-		}
-	}
+func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, periodic bool) time.Time {
+	a := p.newAfter()
+	var jobs []job[C]
 	mnow := p.mono(now)
-	removed := s.getHealth() == HealthRemoved
-
 	s.mu.Lock()
-	drain := periodic || removed
-	for _, sl := range s.slots {
-		if sl.getState() != StateIdle {
-			continue
-		}
-		due := sl.recheck || (sl.checkAt != 0 && mnow >= sl.checkAt) ||
-			(sl.expiresAt != 0 && mnow >= sl.expiresAt)
-		if due {
-			drain = true
-			break
-		}
-		soonest(p.at(sl.checkAt))
-		if sl.expiresAt != 0 {
-			soonest(p.at(sl.expiresAt))
-		}
-	}
-	if drain {
-		for _, sl := range s.drainIdleLocked() {
-			expired := sl.expiresAt != 0 && mnow >= sl.expiresAt
-			idleTooLong := p.pol.MaxIdleTime > 0 && mnow >= sl.idleSince+int64(p.pol.MaxIdleTime)
-			switch {
-			case sl.unwanted.Load() || removed:
-				toClose = append(toClose, s.detachLocked(sl))
-				s.removeSlotLocked(sl)
-				change(sl, StateIdle, StateClosed)
-			case expired || idleTooLong:
-				j := job{sl: sl, kind: StateConnecting, old: sl.conn, hasOld: true}
-				var zero C
-				sl.conn = zero
-				sl.setState(StateConnecting)
-				sl.busy = true
-				change(sl, StateIdle, StateConnecting)
-				jobs = append(jobs, j)
-			case sl.recheck || (sl.checkAt != 0 && mnow >= sl.checkAt):
-				sl.setState(StateChecking)
-				sl.busy = true
-				change(sl, StateIdle, StateChecking)
-				jobs = append(jobs, job{sl: sl, kind: StateChecking})
-			default:
-				soonest(p.at(sl.checkAt))
-				if sl.expiresAt != 0 {
-					soonest(p.at(sl.expiresAt))
-				}
-				s.pushIdle(sl, sl.idleSince)
-			}
-		}
-	}
-	for _, sl := range append([]*slot[C](nil), s.slots...) {
-		if sl.busy {
-			continue
-		}
-		switch st := sl.getState(); st {
-		case StateBackingOff:
-			if sl.unwanted.Load() || removed {
-				if sl.stale {
-					toClose = append(toClose, s.detachLocked(sl))
-				}
-				s.removeSlotLocked(sl)
-				change(sl, st, StateClosed)
-				continue
-			}
-			if mnow < sl.retryAt {
-				soonest(p.at(sl.retryAt))
-				continue
-			}
-			j := job{sl: sl, kind: StateConnecting}
-			if sl.stale {
-				j.old, j.hasOld = sl.conn, true
-				var zero C
-				sl.conn, sl.stale = zero, false
-			}
-			sl.setState(StateConnecting)
-			sl.busy = true
-			change(sl, st, StateConnecting)
-			jobs = append(jobs, j)
-		case StateChecking, StateRecycling:
-			// Waiting for the check (after the backend fell under
-			// suspicion) or the background recycle to start.
-			sl.busy = true
-			jobs = append(jobs, job{sl: sl, kind: st})
-		}
-	}
+	removed := s.getHealth() == HealthRemoved
+	next, drained := p.maintainIdleLocked(s, mnow, periodic || removed, &jobs, &a)
+	next = earliest(next, p.maintainOthersLocked(s, mnow, &jobs, &a))
 	gone := removed && len(s.slots) == 0
 	s.mu.Unlock()
 
@@ -350,39 +183,98 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, period
 		}
 		p.mu.Unlock()
 	}
-	for _, c := range toClose {
-		p.closeConn(c)
-	}
+	p.finish(&a)
 	for _, j := range jobs {
-		switch j.kind {
-		case StateConnecting:
-			p.spawn(ctx, func(ctx context.Context) {
-				if j.hasOld {
-					p.conn.Close(j.old)
-				}
-				p.connect(ctx, s, j.sl)
-			})
-		case StateChecking:
-			p.spawn(ctx, func(ctx context.Context) { p.check(ctx, s, j.sl, false) })
-		case StateRecycling:
-			p.spawn(ctx, func(ctx context.Context) { p.check(ctx, s, j.sl, true) })
-		}
+		p.start(ctx, j)
 	}
-	for _, e := range events {
-		p.emit(e)
-	}
-	if drain && p.waiting.Load() > 0 {
+	if drained && p.waiting.Load() > 0 {
 		p.dispatch()
 	}
 	return next
 }
 
+// maintainIdleLocked deals with s's idle slots. They sit on the idle stack,
+// where only claims touch them. The control loop reads their check and
+// expiry times, which nobody else writes, and takes them off the stack
+// only when one of them is due for something, or when drain says so (on
+// the periodic rebalance, which also enforces MaxIdleTime, or when the
+// backend is removed). It returns when an idle slot is next due, and
+// whether it drained the stack.
+func (p *Pool[C]) maintainIdleLocked(s *set[C], mnow int64, drain bool, jobs *[]job[C], a *after[C]) (next time.Time, drained bool) {
+	checkDue := func(sl *slot[C]) bool { return sl.recheck || (sl.checkAt != 0 && mnow >= sl.checkAt) }
+	expired := func(sl *slot[C]) bool { return sl.expiresAt != 0 && mnow >= sl.expiresAt }
+	wait := func(sl *slot[C]) {
+		next = earliest(next, p.at(sl.checkAt))
+		if sl.expiresAt != 0 {
+			next = earliest(next, p.at(sl.expiresAt))
+		}
+	}
+	for _, sl := range s.slots {
+		if sl.getState() != StateIdle {
+			continue
+		}
+		if checkDue(sl) || expired(sl) {
+			drain = true
+			break
+		}
+		wait(sl)
+	}
+	if !drain {
+		return next, false
+	}
+	removed := s.getHealth() == HealthRemoved
+	for _, sl := range s.drainIdleLocked() {
+		idleTooLong := p.pol.MaxIdleTime > 0 && mnow >= sl.idleSince+int64(p.pol.MaxIdleTime)
+		switch {
+		case sl.unwanted.Load() || removed:
+			s.closeSlotLocked(sl, StateIdle, a)
+		case expired(sl) || idleTooLong:
+			*jobs = append(*jobs, s.startConnectLocked(sl, StateIdle, a))
+		case checkDue(sl):
+			*jobs = append(*jobs, s.startCheckLocked(sl, a))
+		default:
+			wait(sl)
+			s.pushIdle(sl, sl.idleSince)
+		}
+	}
+	return next, true
+}
+
+// maintainOthersLocked deals with s's slots that are neither idle nor
+// busy: those backing off close if unwanted or reconnect when their
+// backoff ends, and those waiting for a health check or recycle start it.
+// It returns when a backoff next ends.
+func (p *Pool[C]) maintainOthersLocked(s *set[C], mnow int64, jobs *[]job[C], a *after[C]) (next time.Time) {
+	removed := s.getHealth() == HealthRemoved
+	for _, sl := range append([]*slot[C](nil), s.slots...) {
+		if sl.busy {
+			continue
+		}
+		switch st := sl.getState(); st {
+		case StateBackingOff:
+			switch {
+			case sl.unwanted.Load() || removed:
+				s.closeSlotLocked(sl, st, a)
+			case mnow < sl.retryAt:
+				next = earliest(next, p.at(sl.retryAt))
+			default:
+				*jobs = append(*jobs, s.startConnectLocked(sl, st, a))
+			}
+		case StateChecking, StateRecycling:
+			// Waiting for the check (after the backend fell under
+			// suspicion) or the background recycle to start.
+			*jobs = append(*jobs, s.startAwaitedLocked(sl))
+		}
+	}
+	return next
+}
+
 // connect opens a connection for sl, which is connecting and busy.
-func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
-	b := s.backendValue()
+func (p *Pool[C]) connect(ctx context.Context, sl *slot[C]) {
+	s := sl.set
 	cctx, cancel := context.WithTimeout(ctx, p.pol.ConnectTimeout)
 	start := time.Now()
-	conn, err := p.conn.Connect(cctx, b)
+	conn, err := p.conn.Connect(cctx, s.backendValue())
 	var role resolver.Role
 	if err == nil && p.role != nil {
 		if role, err = p.role.Role(cctx, conn); err != nil {
@@ -392,163 +284,61 @@ func (p *Pool[C]) connect(ctx context.Context, s *set[C], sl *slot[C]) {
 	}
 	cancel()
 	now := time.Now()
-	observing := p.observing()
-	var (
-		events        []Event
-		closeIt       bool
-		healthChanged bool
-	)
-	to := StateIdle
-	s.mu.Lock()
-	sl.busy = false
-	gone := sl.unwanted.Load() || s.getHealth() == HealthRemoved || p.closing.Load()
-	switch {
-	case err != nil:
-		sl.attempts++
-		s.failStreak++
-		s.noteErrLocked(err, now)
-		if gone {
-			s.removeSlotLocked(sl)
-			to = StateClosed
-		} else {
-			sl.setState(StateBackingOff)
-			sl.retryAt = p.mono(now.Add(p.backoff(sl.attempts)))
-			to = StateBackingOff
-		}
-		if h := s.getHealth(); h != HealthOffline && h != HealthRemoved &&
-			s.failStreak >= p.pol.OfflineAfter && s.connectedLocked() == 0 {
-			healthChanged = s.setHealthLocked(HealthOffline)
-			if observing {
-				events = append(events, Event{Kind: EventBackendOffline, Backend: s.key, Err: err})
-			}
-		}
-		if observing {
-			events = append(events, Event{Kind: EventConnectFailed, Backend: s.key, Slot: sl.id, Err: err, Duration: now.Sub(start)})
-		}
-	case gone:
-		p.closingN.Add(1)
-		s.removeSlotLocked(sl)
-		to, closeIt = StateClosed, true
-	default:
-		sl.conn = conn
-		sl.attempts = 0
-		s.failStreak = 0
-		sl.expiresAt = p.lifetimeFrom(now)
-		sl.checkAt = p.nextCheckFrom(now)
-		sl.recheck = false
-		if p.role != nil {
-			s.learnRole(role)
-		}
-		// Idle before the lock goes, so the control loop never takes it
-		// for a slot waiting for work; handOff below passes it on.
-		sl.setState(StateIdle)
-		s.suspect.Store(false)
-		if s.setHealthLocked(HealthOnline) {
-			healthChanged = true
-			if observing {
-				events = append(events, Event{Kind: EventBackendOnline, Backend: s.key})
-			}
-		}
-		if observing {
-			events = append(events, Event{Kind: EventConnect, Backend: s.key, Slot: sl.id, Duration: now.Sub(start)})
-		}
-	}
-	s.mu.Unlock()
-	if closeIt {
-		p.conn.Close(conn)
-		p.closingN.Add(-1)
-	}
-	if healthChanged {
-		p.wantRebalance()
-	}
-	for _, e := range events {
-		p.emit(e)
-	}
-	if observing {
-		p.emit(Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: StateConnecting, To: to})
-	}
-	if to == StateIdle {
-		p.handOff(sl, p.tickClock(now))
-	}
-	p.poke()
+	p.settle(sl, now, func(a *after[C]) bool {
+		return s.connectedLocked(sl, conn, role, err, now, now.Sub(start), a)
+	})
 }
 
-// check runs the health check (or, if recycle, the recycle hook) on sl's
-// connection; sl is checking or recycling and busy.
-func (p *Pool[C]) check(ctx context.Context, s *set[C], sl *slot[C], recycle bool) {
-	conn := sl.conn // the busy goroutine owns the slot
-	from := sl.getState()
+// check runs the health check on sl's connection; sl is checking and
+// busy.
+func (p *Pool[C]) check(ctx context.Context, sl *slot[C]) {
 	cctx, cancel := context.WithTimeout(ctx, p.pol.HealthTimeout)
 	start := time.Now()
-	var (
-		err     error
-		role    resolver.Role
-		hasRole bool
-	)
-	if recycle {
-		err = p.conn.OnRecycle(cctx, conn)
-	} else {
-		err = p.conn.IsValid(cctx, conn)
-		if err == nil && p.role != nil {
-			if role, err = p.role.Role(cctx, conn); err != nil {
-				err = fmt.Errorf("role query: %w", err)
-			}
-			hasRole = err == nil
+	err := p.conn.IsValid(cctx, sl.conn) // the busy goroutine owns the slot
+	var role resolver.Role
+	if err == nil && p.role != nil {
+		if role, err = p.role.Role(cctx, sl.conn); err != nil {
+			err = fmt.Errorf("role query: %w", err)
 		}
 	}
 	cancel()
 	now := time.Now()
-	closeIt := false
-	var events []Event
-	to := StateIdle
+	p.settle(sl, now, func(a *after[C]) bool {
+		sl.set.checkedLocked(sl, role, err, now, now.Sub(start), a)
+		return false
+	})
+}
+
+// recycle runs the recycle hook on sl's connection; sl is recycling and
+// busy.
+func (p *Pool[C]) recycle(ctx context.Context, sl *slot[C]) {
+	cctx, cancel := context.WithTimeout(ctx, p.pol.HealthTimeout)
+	start := time.Now()
+	err := p.conn.OnRecycle(cctx, sl.conn) // the busy goroutine owns the slot
+	cancel()
+	now := time.Now()
+	p.settle(sl, now, func(a *after[C]) bool {
+		sl.set.recycledLocked(sl, err, now, now.Sub(start), a)
+		return false
+	})
+}
+
+// settle ends the background work of sl, which is busy. done, run under
+// set.mu, makes the slot's transition and reports whether its backend's health
+// changed. Then the connections it took close here, on this goroutine of
+// the pool, its events are reported, and an idle slot is handed on.
+func (p *Pool[C]) settle(sl *slot[C], now time.Time, done func(*after[C]) (healthChanged bool)) {
+	s := sl.set
+	a := p.newAfter()
+	a.inline = true
 	s.mu.Lock()
 	sl.busy = false
-	switch {
-	case sl.unwanted.Load() || s.getHealth() == HealthRemoved || p.closing.Load():
-		s.detachLocked(sl)
-		s.removeSlotLocked(sl)
-		to, closeIt = StateClosed, true
-	case err != nil:
-		s.noteErrLocked(err, now)
-		s.suspectLocked(&events)
-		to = s.replaceLocked(sl)
-	case recycle && sl.recheck:
-		// The backend fell under suspicion while this connection was
-		// out: check it before anyone gets it.
-		sl.setState(StateChecking)
-		to = StateChecking
-	default:
-		if hasRole {
-			s.learnRole(role)
-		}
-		if !recycle {
-			sl.checkAt = p.nextCheckFrom(now)
-			if sl.recheck {
-				// The backend answered after a failure: stop suspecting it.
-				s.suspect.Store(false)
-				sl.recheck = false
-			}
-		}
-		sl.setState(StateIdle) // see connect
-	}
+	healthChanged := done(&a)
+	to := sl.getState()
 	s.mu.Unlock()
-	if closeIt {
-		p.conn.Close(conn)
-		p.closingN.Add(-1)
-	}
-	if p.observing() {
-		kind := EventHealthCheck
-		if recycle {
-			kind = EventRecycle
-		}
-		if err != nil {
-			kind++ // the matching ...Failed kind
-		}
-		p.emit(Event{Kind: kind, Backend: s.key, Slot: sl.id, Err: err, Duration: now.Sub(start)})
-		p.emit(Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: from, To: to})
-		for _, e := range events {
-			p.emit(e)
-		}
+	p.finish(&a)
+	if healthChanged {
+		p.wantRebalance()
 	}
 	if to == StateIdle {
 		p.handOff(sl, p.tickClock(now))

@@ -90,6 +90,14 @@ type Pool[C any] struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // the control loop, the resolver and slot I/O
 
+	// Lock order: wmu, then mu, then a set's mu; no code takes a lock
+	// while it holds a later one. wmu is held over a set's mu and over mu
+	// when a claim dispatched from the queue meets an unwanted idle slot
+	// (takeIdle closes it under set.mu, then queues its connection under
+	// mu), and mu over a set's mu when apply revives a returning backend.
+	// No lock is held during a Connector call or an Observer call, except
+	// that a filter runs under wmu.
+
 	wmu     sync.Mutex // protects waiters and free
 	waiters waitQueue[C]
 	free    []*waiter[C]
@@ -244,21 +252,6 @@ func (p *Pool[C]) wantRebalance() {
 	}
 }
 
-// closeConn closes c, detached from its slot by detachLocked, in the
-// background, or at once when the control loop has stopped.
-func (p *Pool[C]) closeConn(c C) {
-	p.mu.Lock()
-	if !p.loopDone {
-		p.closeQ = append(p.closeQ, c)
-		p.mu.Unlock()
-		p.poke()
-		return
-	}
-	p.mu.Unlock()
-	p.conn.Close(c)
-	p.closingN.Add(-1)
-}
-
 // Close stops the pool: claims fail with [ErrClosed], the resolver and
 // every goroutine of the pool stop, and idle connections close at once.
 // Close then waits for claimed connections to come back until ctx ends,
@@ -279,35 +272,20 @@ func (p *Pool[C]) Close(ctx context.Context) error {
 	})
 	p.wg.Wait()
 
+	// The control loop has stopped: from now on closes happen where they
+	// are made, and what it had queued closes here.
 	p.mu.Lock()
 	p.loopDone = true
-	q := p.closeQ
+	a := after[C]{inline: true, closes: p.closeQ}
 	p.closeQ = nil
-	p.closingN.Add(-int64(len(q)))
 	sets := p.setList()
 	p.mu.Unlock()
 	for _, s := range sets {
 		s.mu.Lock()
-		for _, sl := range s.drainIdleLocked() {
-			q = append(q, sl.conn)
-			s.removeSlotLocked(sl)
-		}
-		for _, sl := range append([]*slot[C](nil), s.slots...) {
-			switch sl.getState() {
-			case StateClaimed:
-				continue
-			case StateRecycling, StateChecking:
-				q = append(q, sl.conn)
-			case StateBackingOff:
-				if sl.stale {
-					q = append(q, sl.conn)
-				}
-			}
-			s.removeSlotLocked(sl)
-		}
+		s.closeUnclaimedLocked(&a)
 		s.mu.Unlock()
 	}
-	closeAll(p.conn, q)
+	p.finish(&a)
 
 	for {
 		if p.claimedSlots() == 0 {
@@ -316,34 +294,19 @@ func (p *Pool[C]) Close(ctx context.Context) error {
 		select {
 		case <-p.returned:
 		case <-ctx.Done():
-			var force []C
+			a := after[C]{inline: true}
 			for _, s := range sets {
 				s.mu.Lock()
-				for _, sl := range append([]*slot[C](nil), s.slots...) {
-					if sl.getState() == StateClaimed && sl.claim.Swap(0) != 0 {
-						s.inUse.Add(-1)
-						force = append(force, sl.conn)
-						s.removeSlotLocked(sl)
-					}
-				}
+				s.revokeClaimsLocked(&a)
 				s.mu.Unlock()
 			}
-			closeAll(p.conn, force)
-			if len(force) > 0 {
-				return fmt.Errorf("pool: closed %d connections still claimed: %w", len(force), ctx.Err())
+			p.finish(&a)
+			if n := len(a.closes); n > 0 {
+				return fmt.Errorf("pool: closed %d connections still claimed: %w", n, ctx.Err())
 			}
 			return nil
 		}
 	}
-}
-
-// closeAll closes conns concurrently and waits for them.
-func closeAll[C any](c Connector[C], conns []C) {
-	var wg sync.WaitGroup
-	for _, conn := range conns {
-		wg.Go(func() { c.Close(conn) })
-	}
-	wg.Wait()
 }
 
 func (p *Pool[C]) claimedSlots() int {
@@ -364,18 +327,6 @@ func (p *Pool[C]) setList() []*set[C] {
 		out = append(out, s)
 	}
 	return out
-}
-
-// pickerHealthy reports whether no backend in the snapshot is offline. A
-// full pool with an offline backend may still move that backend's slots
-// to healthy ones.
-func (p *Pool[C]) pickerHealthy() bool {
-	for _, e := range p.picker.Load().entries {
-		if e.health == HealthOffline {
-			return false
-		}
-	}
-	return true
 }
 
 // setFor returns the set of backend k, or nil.
@@ -402,13 +353,11 @@ func (p *Pool[C]) Recheck(k resolver.Key) {
 	if s == nil {
 		return
 	}
-	var events []Event
+	a := p.newAfter()
 	s.mu.Lock()
-	s.suspectLocked(&events)
+	s.suspectLocked(&a)
 	s.mu.Unlock()
-	for _, e := range events {
-		p.emit(e)
-	}
+	p.finish(&a)
 	p.poke()
 }
 

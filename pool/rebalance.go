@@ -5,15 +5,8 @@ import (
 	"time"
 )
 
-// rebalanceSlots recomputes how many slots each backend should have and
-// opens or closes slots to match.
-//
-// The pool wants as many slots as there are claims outstanding and
-// waiting, plus Spares, never more than MaxSlots in all. An offline
-// backend keeps exactly one slot, which probes it. The rest go to the
-// backends of the lowest priority tier that is not offline: one each
-// first, then in proportion to weight (equal weights: within one of even),
-// at most MaxPerBackend each. Backends in higher tiers get none.
+// rebalanceSlots recomputes how many slots each backend should have (see
+// plan) and opens or closes slots to match.
 //
 // Slots open at once. Surplus idle slots close only on the periodic
 // rebalance, or when their room is needed elsewhere, so that the pool
@@ -24,36 +17,115 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 	sets := p.setList()
 	p.mu.Unlock()
 	sortSets(sets)
-
-	type info struct {
-		s                       *set[C]
-		health                  Health
-		prio                    uint16
-		weight                  uint64
-		live, existing, claimed int
-	}
-	infos := make([]info, len(sets))
-	demand := int(p.waiting.Load()) + p.pol.Spares
-	existingTotal := 0
-	activePrio, haveActive := uint16(0), false
+	infos := make([]setInfo, len(sets))
 	for i, s := range sets {
-		b := s.backendValue()
-		in := info{s: s, prio: b.Priority, weight: weightOf(b)}
+		infos[i] = s.info()
+	}
+	pl := plan(infos, p.pol, int(p.waiting.Load()), int(p.closingN.Load()), periodic)
+
+	a := p.newAfter()
+	room := pl.room
+	for i, s := range sets {
+		in := infos[i]
+		excess := in.live - pl.wanted[i]
+		if excess > 0 && (pl.shrink || in.health == HealthOffline || in.health == HealthRemoved) {
+			s.mu.Lock()
+			room += s.shrinkLocked(excess, &a)
+			s.mu.Unlock()
+		}
+	}
+	var jobs []job[C]
+	for i, s := range sets {
+		in := infos[i]
+		add := min(pl.wanted[i]-in.live, room, p.pol.MaxPerBackend-in.existing)
+		if add <= 0 {
+			continue
+		}
+		room -= add
 		s.mu.Lock()
-		in.health = s.getHealth()
-		for _, sl := range s.slots {
-			in.existing++
-			if !sl.unwanted.Load() {
-				in.live++
+		for range add {
+			if s.getHealth() == HealthRemoved {
+				break
 			}
-			if sl.getState() == StateClaimed {
-				in.claimed++
+			sl := s.newSlotLocked(&a)
+			if sl == nil {
+				break // cannot happen: a set has at most MaxPerBackend slots
 			}
+			jobs = append(jobs, job[C]{sl: sl, kind: StateConnecting})
 		}
 		s.mu.Unlock()
-		infos[i] = in
+	}
+	for i, s := range sets {
+		s.mu.Lock()
+		s.wanted = pl.wanted[i]
+		s.mu.Unlock()
+	}
+	a.event(Event{Kind: EventRebalance, Slots: pl.total})
+	p.finish(&a)
+	for _, j := range jobs {
+		p.start(ctx, j)
+	}
+}
+
+// setInfo is what plan needs to know of one backend.
+type setInfo struct {
+	health Health
+	prio   uint16
+	weight uint64
+	// existing counts its slots, which all take room under the caps until
+	// they close; live those not unwanted; claimed those claimed.
+	existing, live, claimed int
+}
+
+// info returns what plan needs to know of s.
+func (s *set[C]) info() setInfo {
+	b := s.backendValue()
+	in := setInfo{prio: b.Priority, weight: weightOf(b)}
+	s.mu.Lock()
+	in.health = s.getHealth()
+	for _, sl := range s.slots {
+		in.existing++
+		if !sl.unwanted.Load() {
+			in.live++
+		}
+		if sl.getState() == StateClaimed {
+			in.claimed++
+		}
+	}
+	s.mu.Unlock()
+	return in
+}
+
+// slotPlan is what a rebalance decided.
+type slotPlan struct {
+	wanted []int // slots wanted per backend, in the order of the infos
+	total  int   // the sum of wanted
+	// room is how many slots may open: MaxSlots less the slots there are
+	// and the connections still closing.
+	room int
+	// shrink: close the surplus slots of every backend, not only those of
+	// offline and removed ones.
+	shrink bool
+}
+
+// plan decides how many slots each backend should have, given how many
+// claims wait and how many connections are still closing.
+//
+// The pool wants as many slots as there are claims outstanding and
+// waiting, plus Spares, never more than MaxSlots in all. An offline
+// backend keeps exactly one slot, which probes it. The rest go to the
+// backends of the lowest priority tier that is not offline: one each
+// first, then in proportion to weight (equal weights: within one of even),
+// at most MaxPerBackend each. Backends in higher tiers get none. Surplus
+// slots of healthy backends close on the periodic rebalance, or when the
+// slots missing elsewhere need more room than there is.
+func plan(infos []setInfo, pol Policy, waiting, closing int, periodic bool) slotPlan {
+	demand := waiting + pol.Spares
+	existing := 0
+	activePrio, haveActive := uint16(0), false
+	for _, in := range infos {
 		demand += in.claimed
-		existingTotal += in.existing
+		existing += in.existing
 		if in.health == HealthUnknown || in.health == HealthOnline {
 			if !haveActive || in.prio < activePrio {
 				activePrio, haveActive = in.prio, true
@@ -62,7 +134,7 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 	}
 
 	wanted := make([]int, len(infos))
-	budget := p.pol.MaxSlots
+	budget := pol.MaxSlots
 	var active []int
 	for i, in := range infos {
 		switch {
@@ -84,125 +156,65 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 	for j, i := range active {
 		weights[j] = infos[i].weight
 	}
-	for j, n := range distribute(total, weights, p.pol.MaxPerBackend) {
+	for j, n := range distribute(total, weights, pol.MaxPerBackend) {
 		wanted[active[j]] = n
 	}
 
-	deficit, wantedTotal := 0, 0
+	pl := slotPlan{wanted: wanted, room: pol.MaxSlots - existing - closing}
+	deficit := 0
 	for i, in := range infos {
 		deficit += max(0, wanted[i]-in.live)
-		wantedTotal += wanted[i]
+		pl.total += wanted[i]
 	}
-	room := p.pol.MaxSlots - existingTotal - int(p.closingN.Load())
-	shrinkAll := periodic || deficit > room
+	pl.shrink = periodic || deficit > pl.room
+	return pl
+}
 
-	var events []Event
-	observing := p.observing()
-	var toClose []C
-	for i, in := range infos {
-		s := in.s
-		excess := in.live - wanted[i]
-		if excess <= 0 || !(shrinkAll || in.health == HealthOffline || in.health == HealthRemoved) {
-			continue
-		}
-		s.mu.Lock()
-		// Cheapest first: slots without a connection, then idle ones,
-		// then ones busy with I/O, then claimed ones.
-		idle := s.drainIdleLocked()
-		isIdle := make(map[*slot[C]]bool, len(idle))
-		for _, sl := range idle {
-			isIdle[sl] = true
-		}
-		for _, pass := range [...]func(*slot[C]) bool{
-			func(sl *slot[C]) bool { return sl.getState() == StateBackingOff && !sl.busy },
-			func(sl *slot[C]) bool { return sl.getState() == StateConnecting },
-			func(sl *slot[C]) bool { return isIdle[sl] },
-			func(sl *slot[C]) bool { return sl.getState() != StateClaimed && !isIdle[sl] },
-			func(sl *slot[C]) bool { return sl.getState() == StateClaimed },
-		} {
-			for _, sl := range append([]*slot[C](nil), s.slots...) {
-				if excess == 0 {
-					break
+// shrinkLocked closes up to excess of s's slots, cheapest first: slots
+// without a connection, then idle ones, then ones busy with I/O, then
+// claimed ones. Those busy or claimed are only marked unwanted and close
+// when their I/O or claim ends. It returns how many slots it closed that
+// held no connection, whose room is free at once.
+func (s *set[C]) shrinkLocked(excess int, a *after[C]) (freed int) {
+	idle := s.drainIdleLocked()
+	isIdle := make(map[*slot[C]]bool, len(idle))
+	for _, sl := range idle {
+		isIdle[sl] = true
+	}
+	for _, pass := range [...]func(*slot[C]) bool{
+		func(sl *slot[C]) bool { return sl.getState() == StateBackingOff && !sl.busy },
+		func(sl *slot[C]) bool { return sl.getState() == StateConnecting },
+		func(sl *slot[C]) bool { return isIdle[sl] },
+		func(sl *slot[C]) bool { return sl.getState() != StateClaimed && !isIdle[sl] },
+		func(sl *slot[C]) bool { return sl.getState() == StateClaimed },
+	} {
+		for _, sl := range append([]*slot[C](nil), s.slots...) {
+			if excess == 0 {
+				break
+			}
+			if sl.unwanted.Load() || !pass(sl) {
+				continue
+			}
+			sl.unwanted.Store(true)
+			excess--
+			switch from := sl.getState(); {
+			case isIdle[sl]:
+				delete(isIdle, sl)
+				s.closeSlotLocked(sl, from, a)
+			case from == StateBackingOff && !sl.busy:
+				if !sl.hasConn {
+					freed++
 				}
-				if sl.unwanted.Load() || !pass(sl) {
-					continue
-				}
-				sl.unwanted.Store(true)
-				excess--
-				from := sl.getState()
-				switch {
-				case isIdle[sl]:
-					delete(isIdle, sl)
-					toClose = append(toClose, s.detachLocked(sl))
-					s.removeSlotLocked(sl)
-				case from == StateBackingOff && !sl.busy:
-					if sl.stale {
-						toClose = append(toClose, s.detachLocked(sl))
-					} else {
-						room++ // nothing to close: the room is free now
-					}
-					s.removeSlotLocked(sl)
-				default:
-					continue // closes when its I/O or claim ends
-				}
-				if observing {
-					events = append(events, Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: from, To: StateClosed})
-				}
+				s.closeSlotLocked(sl, from, a)
 			}
 		}
-		for _, sl := range idle {
-			if isIdle[sl] {
-				s.pushIdle(sl, sl.idleSince)
-			}
-		}
-		s.mu.Unlock()
 	}
-	for _, c := range toClose {
-		p.closeConn(c)
-	}
-
-	for i, in := range infos {
-		s := in.s
-		add := min(wanted[i]-in.live, room, p.pol.MaxPerBackend-in.existing)
-		if add <= 0 {
-			continue
-		}
-		room -= add
-		s.mu.Lock()
-		if s.getHealth() == HealthRemoved {
-			s.mu.Unlock()
-			continue
-		}
-		newSlots := make([]*slot[C], 0, add)
-		for range add {
-			sl := &slot[C]{id: p.slotIDs.Add(1), set: s, busy: true}
-			if !s.idle.place(sl) {
-				break // cannot happen: a set has at most MaxPerBackend slots
-			}
-			sl.setState(StateConnecting)
-			s.slots = append(s.slots, sl)
-			p.slotCount.Add(1)
-			newSlots = append(newSlots, sl)
-			if observing {
-				events = append(events, Event{Kind: EventSlotState, Backend: s.key, Slot: sl.id, From: StateClosed, To: StateConnecting})
-			}
-		}
-		s.mu.Unlock()
-		for _, sl := range newSlots {
-			p.spawn(ctx, func(ctx context.Context) { p.connect(ctx, s, sl) })
+	for _, sl := range idle {
+		if isIdle[sl] {
+			s.pushIdle(sl, sl.idleSince)
 		}
 	}
-	for i, in := range infos {
-		in.s.mu.Lock()
-		in.s.wanted = wanted[i]
-		in.s.mu.Unlock()
-	}
-	if observing {
-		for _, e := range events {
-			p.emit(e)
-		}
-		p.emit(Event{Kind: EventRebalance, Slots: wantedTotal})
-	}
+	return freed
 }
 
 // distribute splits total slots over backends with the given weights: one

@@ -1,79 +1,12 @@
 package pool
 
 import (
-	"math"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/qorb-go/qorb/resolver"
 )
-
-// slot holds at most one connection to its set's backend.
-//
-// A slot always has exactly one owner, and only the owner changes it: the
-// set's idle stack (state idle), a claim (claimed), a goroutine of the
-// pool doing its I/O (busy: connecting, checking, recycling), or the
-// control loop through set.mu (backing off, or waiting for a check or
-// recycle to start). Ownership passes through the idle stack's atomic head
-// or set.mu, which order every write before the next owner's reads.
-type slot[C any] struct {
-	id  uint64
-	set *set[C]
-	idx uint32 // index in the set's idle stack table; fixed
-	// next links the idle stack: the index+1 of the slot below.
-	next atomic.Uint32
-
-	// state is written by the owner and read by anyone; see getState.
-	state atomic.Uint32
-	// claim is the generation of the claim that holds the slot, or 0. A
-	// release swaps it to 0, so only the first of several releases of the
-	// same claim does anything.
-	claim atomic.Uint64
-	// claimedAt is when the current claim began, on the pool's clock.
-	claimedAt atomic.Int64
-	// unwanted: close the slot instead of reusing it. Set under set.mu,
-	// read by whoever owns the slot.
-	unwanted atomic.Bool
-
-	// Owner's fields.
-	conn C
-	// gen counts claims; the current claim's handle carries it.
-	gen       uint64
-	idleSince int64 // on the pool's clock
-
-	// The fields below are guarded by set.mu.
-	// busy: a goroutine of the pool is connecting, checking or
-	// recycling the slot and owns it until it takes set.mu again.
-	busy bool
-	// recheck: health-check the connection before it is handed out again.
-	recheck bool
-	// stale: the slot is backing off but still holds its old connection,
-	// which its next connection attempt closes first.
-	stale bool
-	// attempts counts the connection attempts that failed in a row.
-	attempts int
-	// Times on the pool's clock.
-	retryAt   int64 // when BackingOff ends
-	checkAt   int64 // next periodic health check; zero: none
-	expiresAt int64 // end of life; zero: never
-}
-
-// getState returns the slot's state. A claimed slot is one whose claim
-// word is set, so claims and releases need not store the state too.
-func (sl *slot[C]) getState() State {
-	if sl.claim.Load() != 0 {
-		return StateClaimed
-	}
-	return State(sl.state.Load())
-}
-
-func (sl *slot[C]) setState(st State) {
-	if State(sl.state.Load()) != st {
-		sl.state.Store(uint32(st))
-	}
-}
 
 // set is the slot set of one backend.
 type set[C any] struct {
@@ -142,66 +75,12 @@ func (s *set[C]) setHealthLocked(h Health) bool {
 	return changed
 }
 
-// weight is the backend's effective weight: SRV weight 0 counts as 1.
+// weightOf returns the backend's effective weight: SRV weight 0 counts as 1.
 func weightOf(b resolver.Backend) uint64 {
 	if b.Weight == 0 {
 		return 1
 	}
 	return uint64(b.Weight)
-}
-
-// pushIdle makes sl, which the caller owns, idle and claimable; the idle
-// stack owns it from then on. It needs no lock.
-func (s *set[C]) pushIdle(sl *slot[C], now int64) {
-	sl.idleSince = now
-	sl.setState(StateIdle)
-	s.idle.push(sl)
-}
-
-// drainIdleLocked takes every slot off the idle stack; the caller owns
-// them and must push back those it keeps.
-func (s *set[C]) drainIdleLocked() []*slot[C] {
-	var out []*slot[C]
-	for sl := s.idle.pop(); sl != nil; sl = s.idle.pop() {
-		out = append(out, sl)
-	}
-	return out
-}
-
-// dropLocked closes a slot the caller owns and returns its connection,
-// for p.closeConn.
-func (s *set[C]) dropLocked(sl *slot[C]) C {
-	sl.unwanted.Store(true)
-	c := s.detachLocked(sl)
-	s.removeSlotLocked(sl)
-	return c
-}
-
-// removeSlotLocked forgets a slot the caller owns, which is closed.
-func (s *set[C]) removeSlotLocked(sl *slot[C]) {
-	sl.setState(StateClosed)
-	s.idle.forget(sl)
-	for i, x := range s.slots {
-		if x == sl {
-			copy(s.slots[i:], s.slots[i+1:])
-			s.slots[len(s.slots)-1] = nil
-			s.slots = s.slots[:len(s.slots)-1]
-			s.p.slotCount.Add(-1)
-			return
-		}
-	}
-}
-
-// connectedLocked counts the slots that hold a connection.
-func (s *set[C]) connectedLocked() int {
-	n := 0
-	for _, sl := range s.slots {
-		switch sl.getState() {
-		case StateIdle, StateChecking, StateClaimed, StateRecycling:
-			n++
-		}
-	}
-	return n
 }
 
 func (s *set[C]) noteErrLocked(err error, now time.Time) {
@@ -218,11 +97,7 @@ func (s *set[C]) takeIdle(now int64) (Claim[C], bool) {
 			return Claim[C]{}, false
 		}
 		if sl.unwanted.Load() || s.getHealth() == HealthRemoved {
-			// The backend went away while the slot sat idle.
-			s.mu.Lock()
-			c := s.dropLocked(sl)
-			s.mu.Unlock()
-			s.p.closeConn(c)
+			s.dropIdle(sl)
 			continue
 		}
 		c := s.claimSlot(sl, now)
@@ -234,201 +109,13 @@ func (s *set[C]) takeIdle(now int64) (Claim[C], bool) {
 	}
 }
 
-// claimSlot hands sl, which the caller owns, to a new claim.
-func (s *set[C]) claimSlot(sl *slot[C], now int64) Claim[C] {
-	sl.gen++
-	if sl.claimedAt.Load() != now { // the coarse clock rarely moves
-		sl.claimedAt.Store(now)
-	}
-	sl.setState(StateIdle) // what it returns to when the claim ends
-	sl.claim.Store(sl.gen)
-	s.inUse.Add(1)
-	s.served.Add(1)
-	return Claim[C]{slot: sl, gen: sl.gen, conn: sl.conn}
-}
-
-// lifetimeFrom draws a connection's expiry on the pool's clock:
-// MaxLifetime less up to a tenth. Zero means never.
-func (p *Pool[C]) lifetimeFrom(now time.Time) int64 {
-	if p.pol.MaxLifetime < 0 {
-		return 0
-	}
-	d := p.pol.MaxLifetime
-	d -= time.Duration(rand.Int64N(int64(d)/10 + 1))
-	return p.mono(now.Add(d))
-}
-
-// nextCheckFrom draws the next periodic health check: the interval plus up
-// to a tenth, so checks of connections opened together spread out.
-func (p *Pool[C]) nextCheckFrom(now time.Time) int64 {
-	if p.pol.HealthInterval < 0 {
-		return 0
-	}
-	d := p.pol.HealthInterval
-	d += time.Duration(rand.Int64N(int64(d)/10 + 1))
-	return p.mono(now.Add(d))
-}
-
-// backoff returns the wait before connection attempt n+1 after n failures
-// in a row: exponential from BackoffMin to BackoffMax, drawn at random from
-// the upper half of that value on every attempt.
-func (p *Pool[C]) backoff(failures int) time.Duration {
-	d := p.pol.BackoffMin
-	for i := 1; i < failures && d < p.pol.BackoffMax; i++ {
-		d *= 2
-	}
-	if d > p.pol.BackoffMax {
-		d = p.pol.BackoffMax
-	}
-	if d <= 0 {
-		return 0
-	}
-	half := d / 2
-	return half + time.Duration(rand.Int64N(int64(d-half)+1))
-}
-
-// picker is an immutable snapshot of the backends a claim may use, sorted
-// by priority. Claims read it without a lock; the control loop replaces it
-// whenever a backend comes, goes or changes health.
-type picker[C any] struct {
-	entries []pickEntry[C]
-	// reported: the resolver has reported at least once.
-	reported bool
-}
-
-type pickEntry[C any] struct {
-	set     *set[C]
-	backend resolver.Backend
-	weight  uint64
-	health  Health
-}
-
-// choose returns the set a claim with filter f should take an idle slot
-// from, or nil when no set it may use has one.
-//
-// Only the lowest priority tier with a backend that is not offline counts.
-// Within it, backends not suspected of failure come first. Among those,
-// the claim goes round robin in proportion to weight: to the backend that
-// has served the fewest claims for its weight, so that backends of equal
-// weight serve equal shares however fast each one is. Load bounds the
-// round robin: a backend with more than loadFactor times the outstanding
-// claims (for its weight) of the least loaded one, plus loadSlack, is
-// passed over, so a backend that backs up (slow, or hung) stops taking
-// claims long before its slots run out.
-func (pk *picker[C]) choose(f Filter) *set[C] {
-	es := pk.entries
-	lo := 0
-	for lo < len(es) && (es[lo].health == HealthOffline || (f != nil && !f(es[lo].backend))) {
-		lo++
-	}
-	if lo == len(es) {
-		return nil
-	}
-	prio := es[lo].backend.Priority
-	hi := lo + 1
-	for hi < len(es) && es[hi].backend.Priority == prio {
-		hi++
-	}
-	tier := es[lo:hi]
-
-	usable := func(e *pickEntry[C]) bool {
-		return !e.set.idle.empty() && e.health != HealthOffline && (f == nil || f(e.backend))
-	}
-	// First pass: are there unsuspected candidates, and the least load.
-	clean, minLoad := false, math.Inf(1)
-	for i := range tier {
-		e := &tier[i]
-		if !usable(e) {
-			continue
-		}
-		suspect := e.set.suspect.Load()
-		load := float64(e.set.inUse.Load()) / float64(e.weight)
-		if !suspect && !clean {
-			clean, minLoad = true, load
-		} else if suspect == !clean {
-			minLoad = min(minLoad, load)
-		}
-	}
-	bound := minLoad*loadFactor + loadSlack
-	// Second pass: the fewest served for its weight, within the bound.
-	var best *pickEntry[C]
-	var bestServed float64
-	for i := range tier {
-		e := &tier[i]
-		if !usable(e) || (clean && e.set.suspect.Load()) {
-			continue
-		}
-		if float64(e.set.inUse.Load())/float64(e.weight) > bound {
-			continue
-		}
-		served := float64(e.set.served.Load()) / float64(e.weight)
-		if best == nil || served < bestServed {
-			best, bestServed = e, served
-		}
-	}
-	if best == nil {
-		return nil
-	}
-	return best.set
-}
-
-// The load bound of choose: a backend may carry up to loadFactor times
-// the outstanding claims of the least loaded one, plus loadSlack, per
-// unit of weight.
-const (
-	loadFactor = 2
-	loadSlack  = 2
-)
-
-// usable reports whether some backend that is not offline passes f, and
-// whether some offline one does.
-func (pk *picker[C]) usable(f Filter) (online, offline bool) {
-	for i := range pk.entries {
-		e := &pk.entries[i]
-		if f != nil && !f(e.backend) {
-			continue
-		}
-		if e.health == HealthOffline {
-			offline = true
-		} else {
-			online = true
-		}
-	}
-	return online, offline
-}
-
-// hopeless returns why a claim with filter f cannot be served and should
-// fail at once, or nil if it may wait. An unfiltered claim fails when no
-// backend is online or unknown; a filtered one only when no backend at
-// all is, because what a filter accepts can change while it waits (a
-// backend's role, say).
-func (pk *picker[C]) hopeless(f Filter) error {
-	if !pk.reported {
-		return nil // the resolver has not spoken yet
-	}
-	online, offline := pk.usable(f)
-	if online {
-		return nil
-	}
-	if f != nil {
-		if anyOnline, anyOffline := pk.usable(nil); anyOnline {
-			return nil
-		} else {
-			offline = anyOffline
-		}
-	}
-	if offline {
-		return ErrNoBackendsOnline
-	}
-	return ErrNoBackends
-}
-
-// anyIdle reports whether any set in the snapshot has an idle slot.
-func (pk *picker[C]) anyIdle() bool {
-	for i := range pk.entries {
-		if !pk.entries[i].set.idle.empty() {
-			return true
-		}
-	}
-	return false
+// dropIdle closes sl, taken off the idle stack by a claim after the slot
+// became unwanted or its backend went away. It reports no event: the
+// claim did not take the slot.
+func (s *set[C]) dropIdle(sl *slot[C]) {
+	var a after[C]
+	s.mu.Lock()
+	s.closeSlotLocked(sl, StateIdle, &a)
+	s.mu.Unlock()
+	s.p.finish(&a)
 }

@@ -14,7 +14,12 @@ import "strconv"
 //
 // Any state ends in Closed when the slot is no longer wanted (its backend
 // was removed, the pool shrank or closed). A failed health check or
-// recycle closes the connection and sends the slot back to BackingOff.
+// recycle, a discarded connection and the end of a connection's lifetime
+// send the slot back to BackingOff, due at once; its next connection
+// attempt closes the old connection first.
+//
+// The transitions are the …Locked methods of slot.go, one per arrow or
+// group of arrows; closeSlotLocked is the way into Closed.
 type State uint8
 
 // The slot states.

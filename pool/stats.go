@@ -80,21 +80,12 @@ func (p *Pool[C]) Stats() Stats {
 		b.Waits, b.WaitTime = s.waits, s.waitTime
 		b.Failures = s.failures
 		b.LastError, b.LastErrorAt = s.lastErr, s.lastErrAt
+		n := countByState(s.slots)
+		b.Connecting, b.Idle, b.Checking = n[StateConnecting], n[StateIdle], n[StateChecking]
+		b.Claimed, b.Recycling, b.BackingOff = n[StateClaimed], n[StateRecycling], n[StateBackingOff]
 		for _, sl := range s.slots {
-			switch sl.getState() {
-			case StateConnecting:
-				b.Connecting++
-			case StateIdle:
-				b.Idle++
-			case StateChecking:
-				b.Checking++
-			case StateClaimed:
-				b.Claimed++
+			if sl.getState() == StateClaimed {
 				b.OldestClaim = max(b.OldestClaim, time.Duration(p.mono(now)-sl.claimedAt.Load()))
-			case StateRecycling:
-				b.Recycling++
-			case StateBackingOff:
-				b.BackingOff++
 			}
 		}
 		s.mu.Unlock()

@@ -1,0 +1,217 @@
+package pool
+
+import (
+	"cmp"
+	"math"
+	"slices"
+
+	"github.com/qorb-go/qorb/resolver"
+)
+
+// picker is an immutable snapshot of the backends a claim may use, sorted
+// by priority. Claims read it without a lock; the control loop replaces it
+// whenever a backend comes, goes or changes health.
+type picker[C any] struct {
+	entries []pickEntry[C]
+	// reported: the resolver has reported at least once.
+	reported bool
+}
+
+type pickEntry[C any] struct {
+	set     *set[C]
+	backend resolver.Backend
+	weight  uint64
+	health  Health
+}
+
+// choose returns the set a claim with filter f should take an idle slot
+// from, or nil when no set it may use has one.
+//
+// Only the lowest priority tier with a backend that is not offline counts.
+// Within it, backends not suspected of failure come first. Among those,
+// the claim goes round robin in proportion to weight: to the backend that
+// has served the fewest claims for its weight, so that backends of equal
+// weight serve equal shares however fast each one is. Load bounds the
+// round robin: a backend with more than loadFactor times the outstanding
+// claims (for its weight) of the least loaded one, plus loadSlack, is
+// passed over, so a backend that backs up (slow, or hung) stops taking
+// claims long before its slots run out.
+func (pk *picker[C]) choose(f Filter) *set[C] {
+	es := pk.entries
+	lo := 0
+	for lo < len(es) && (es[lo].health == HealthOffline || (f != nil && !f(es[lo].backend))) {
+		lo++
+	}
+	if lo == len(es) {
+		return nil
+	}
+	prio := es[lo].backend.Priority
+	hi := lo + 1
+	for hi < len(es) && es[hi].backend.Priority == prio {
+		hi++
+	}
+	tier := es[lo:hi]
+
+	usable := func(e *pickEntry[C]) bool {
+		return !e.set.idle.empty() && e.health != HealthOffline && (f == nil || f(e.backend))
+	}
+	// First pass: are there unsuspected candidates, and the least load.
+	clean, minLoad := false, math.Inf(1)
+	for i := range tier {
+		e := &tier[i]
+		if !usable(e) {
+			continue
+		}
+		suspect := e.set.suspect.Load()
+		load := float64(e.set.inUse.Load()) / float64(e.weight)
+		if !suspect && !clean {
+			clean, minLoad = true, load
+		} else if suspect == !clean {
+			minLoad = min(minLoad, load)
+		}
+	}
+	bound := minLoad*loadFactor + loadSlack
+	// Second pass: the fewest served for its weight, within the bound.
+	var best *pickEntry[C]
+	var bestServed float64
+	for i := range tier {
+		e := &tier[i]
+		if !usable(e) || (clean && e.set.suspect.Load()) {
+			continue
+		}
+		if float64(e.set.inUse.Load())/float64(e.weight) > bound {
+			continue
+		}
+		served := float64(e.set.served.Load()) / float64(e.weight)
+		if best == nil || served < bestServed {
+			best, bestServed = e, served
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return best.set
+}
+
+// The load bound of choose: a backend may carry up to loadFactor times
+// the outstanding claims of the least loaded one, plus loadSlack, per
+// unit of weight.
+const (
+	loadFactor = 2
+	loadSlack  = 2
+)
+
+// usable reports whether some backend that is not offline passes f, and
+// whether some offline one does.
+func (pk *picker[C]) usable(f Filter) (online, offline bool) {
+	for i := range pk.entries {
+		e := &pk.entries[i]
+		if f != nil && !f(e.backend) {
+			continue
+		}
+		if e.health == HealthOffline {
+			offline = true
+		} else {
+			online = true
+		}
+	}
+	return online, offline
+}
+
+// hopeless returns why a claim with filter f cannot be served and should
+// fail at once, or nil if it may wait. An unfiltered claim fails when no
+// backend is online or unknown; a filtered one only when no backend at
+// all is, because what a filter accepts can change while it waits (a
+// backend's role, say).
+func (pk *picker[C]) hopeless(f Filter) error {
+	if !pk.reported {
+		return nil // the resolver has not spoken yet
+	}
+	online, offline := pk.usable(f)
+	if online {
+		return nil
+	}
+	if f != nil {
+		if anyOnline, anyOffline := pk.usable(nil); anyOnline {
+			return nil
+		} else {
+			offline = anyOffline
+		}
+	}
+	if offline {
+		return ErrNoBackendsOnline
+	}
+	return ErrNoBackends
+}
+
+// anyIdle reports whether any set in the snapshot has an idle slot.
+func (pk *picker[C]) anyIdle() bool {
+	for i := range pk.entries {
+		if !pk.entries[i].set.idle.empty() {
+			return true
+		}
+	}
+	return false
+}
+
+// levelShift is the fixed-point scale of the served-per-weight level that
+// rebuildPicker gives a backend joining the snapshot: 16 bits of fraction.
+const levelShift = 16
+
+// rebuildPicker publishes a new snapshot of the claimable backends.
+func (p *Pool[C]) rebuildPicker() {
+	old := p.picker.Load()
+	was := make(map[*set[C]]bool, len(old.entries))
+	for _, e := range old.entries {
+		was[e.set] = true
+	}
+	p.mu.Lock()
+	sets := p.setList()
+	reported := p.updates > 0
+	p.mu.Unlock()
+	pk := &picker[C]{reported: reported}
+	for _, s := range sets {
+		h := s.getHealth()
+		if h == HealthRemoved {
+			continue
+		}
+		b := s.backendValue()
+		pk.entries = append(pk.entries, pickEntry[C]{set: s, backend: b, weight: weightOf(b), health: h})
+	}
+	slices.SortFunc(pk.entries, func(a, b pickEntry[C]) int {
+		return cmp.Or(cmp.Compare(a.backend.Priority, b.backend.Priority),
+			cmp.Compare(a.set.key.Host, b.set.key.Host),
+			cmp.Compare(a.set.key.Addr, b.set.key.Addr))
+	})
+	// A backend that joins the snapshot starts level with the busiest
+	// one for its weight, so it does not take every claim until its
+	// served count catches up.
+	var level uint64 // highest served/weight, in fixed point
+	for _, e := range pk.entries {
+		if was[e.set] {
+			level = max(level, e.set.served.Load()<<levelShift/e.weight)
+		}
+	}
+	for _, e := range pk.entries {
+		if !was[e.set] {
+			s := e.set
+			s.mu.Lock()
+			old := s.served.Swap(level * e.weight >> levelShift)
+			s.servedAdj += level*e.weight>>levelShift - old
+			s.mu.Unlock()
+		}
+	}
+	p.picker.Store(pk)
+}
+
+// pickerHealthy reports whether no backend in the snapshot is offline. A
+// full pool with an offline backend may still move that backend's slots
+// to healthy ones.
+func (p *Pool[C]) pickerHealthy() bool {
+	for _, e := range p.picker.Load().entries {
+		if e.health == HealthOffline {
+			return false
+		}
+	}
+	return true
+}
