@@ -153,31 +153,38 @@ func (p *Pool[C]) Claim(ctx context.Context) (Claim[C], error) {
 // ClaimFiltered is [Pool.Claim] limited to the backends f accepts; a nil f
 // accepts all.
 func (p *Pool[C]) ClaimFiltered(ctx context.Context, f Filter) (Claim[C], error) {
-	for attempt := 1; ; attempt++ {
-		c, err := p.claim(ctx, f)
-		if err != nil {
-			return c, err
-		}
-		err = p.acquire(ctx, c)
-		if err == nil {
-			return c, nil
-		}
-		if attempt == maxAcquireAttempts || ctx.Err() != nil {
-			return Claim[C]{}, fmt.Errorf("pool: acquire hook failed %d times, last on %s: %w", attempt, c.slot.set.key, err)
-		}
+	c, err := p.claim(ctx, f)
+	if err != nil || p.acq == nil {
+		return c, err
 	}
+	return p.acquire(ctx, f, c)
 }
 
 // maxAcquireAttempts bounds the connections one claim takes when the
 // [Acquirer] hook fails on them.
 const maxAcquireAttempts = 3
 
-// acquire runs the Acquirer hook, if any, on a connection just claimed,
-// and discards the connection when the hook fails.
-func (p *Pool[C]) acquire(ctx context.Context, c Claim[C]) error {
-	if p.acq == nil {
-		return nil
+// acquire runs the Acquirer hook on c, just claimed for filter f, and
+// claims another connection in place of each one the hook fails on, which
+// it discards, up to maxAcquireAttempts connections in all.
+func (p *Pool[C]) acquire(ctx context.Context, f Filter, c Claim[C]) (Claim[C], error) {
+	for attempt := 1; ; attempt++ {
+		err := p.acquireHook(ctx, c)
+		if err == nil {
+			return c, nil
+		}
+		if attempt == maxAcquireAttempts || ctx.Err() != nil {
+			return Claim[C]{}, fmt.Errorf("pool: acquire hook failed %d times, last on %s: %w", attempt, c.slot.set.key, err)
+		}
+		if c, err = p.claim(ctx, f); err != nil {
+			return c, err
+		}
 	}
+}
+
+// acquireHook runs the Acquirer hook on a connection just claimed, and
+// discards the connection when the hook fails.
+func (p *Pool[C]) acquireHook(ctx context.Context, c Claim[C]) error {
 	err := p.acq.OnAcquire(ctx, c.conn)
 	if err != nil {
 		c.Discard(fmt.Errorf("acquire hook: %w", err))
@@ -190,28 +197,26 @@ func (p *Pool[C]) claim(ctx context.Context, f Filter) (Claim[C], error) {
 		return Claim[C]{}, ErrClosed
 	}
 	if p.waiting.Load() == 0 {
-		if c, ok := p.takeNow(f); ok {
+		now := p.now()
+		observing := p.observing()
+		if observing {
+			now = p.tickClock(time.Now())
+		}
+		if c, ok := p.take(p.picker.Load(), f, now); ok {
+			if observing {
+				p.claimedNow(c)
+			}
 			return c, nil
 		}
 	}
 	return p.wait(ctx, f)
 }
 
-// takeNow claims an idle slot for filter f, if any set has one, and tells
-// the observer.
-func (p *Pool[C]) takeNow(f Filter) (Claim[C], bool) {
-	now := p.now()
-	observing := p.observing()
-	if observing {
-		now = p.tickClock(time.Now())
-	}
-	c, ok := p.take(p.picker.Load(), f, now)
-	if ok && observing {
-		s := c.slot.set
-		p.emit(Event{Kind: EventSlotState, Backend: s.key, Slot: c.slot.id, From: StateIdle, To: StateClaimed})
-		p.emit(Event{Kind: EventClaim, Backend: s.key, Slot: c.slot.id})
-	}
-	return c, ok
+// claimedNow tells the observer of c, claimed without waiting.
+func (p *Pool[C]) claimedNow(c Claim[C]) {
+	s := c.slot.set
+	p.emit(Event{Kind: EventSlotState, Backend: s.key, Slot: c.slot.id, From: StateIdle, To: StateClaimed})
+	p.emit(Event{Kind: EventClaim, Backend: s.key, Slot: c.slot.id})
 }
 
 // take claims an idle slot for filter f, if any set has one.

@@ -377,11 +377,15 @@ func (p *Pool[C]) TryClaimFiltered(ctx context.Context, f Filter) (Claim[C], boo
 		if p.closing.Load() {
 			return Claim[C]{}, false
 		}
-		c, ok := p.takeNow(f)
+		now := p.tickClock(time.Now())
+		c, ok := p.take(p.picker.Load(), f, now)
 		if !ok {
 			return Claim[C]{}, false
 		}
-		if p.acquire(ctx, c) == nil {
+		if p.observing() {
+			p.claimedNow(c)
+		}
+		if p.acq == nil || p.acquireHook(ctx, c) == nil {
 			return c, true
 		}
 	}
