@@ -25,6 +25,11 @@
 // role from the server itself, keeps replicas that lag too far behind out
 // of reads (pool_max_lag), and can steer a read to a backend that has
 // replayed a write ([WriteToken], [WithWriteToken]).
+//
+// The pool itself, generic over the connection type, is package pool;
+// backends come from package resolver (resolver/srv looks them up in DNS
+// SRV records); package statshttp serves a connector's stats as JSON and
+// as a page.
 package qorb
 
 import (
