@@ -51,6 +51,22 @@ func backendStats(t *testing.T, p *Pool[*fakeConn], addr string) BackendStats {
 	return BackendStats{}
 }
 
+// silencePool starts a pool of two backends, checked every 10 s, with
+// the given SuspectAfter, and once they are connected silences the first
+// one, whose address it returns.
+func silencePool(t *testing.T, suspectAfter time.Duration) (*Pool[*fakeConn], *fakeConnector, *offlineWatch, string) {
+	t.Helper()
+	bs := backends(2)
+	w := newOfflineWatch()
+	p, fc := newTestPool(t, Policy{HealthInterval: 10 * time.Second, SuspectAfter: suspectAfter, Observer: w}, bs...)
+	synctest.Wait()
+	if b := backendStats(t, p, bs[0].Addr); b.Health != HealthOnline || b.Idle < 3 {
+		t.Fatalf("before: %v with %d idle, want online with at least 3", b.Health, b.Idle)
+	}
+	fc.setMode(bs[0].Addr, backendMode{hang: true})
+	return p, fc, w, bs[0].Addr
+}
+
 // A backend that stops answering is suspected as soon as one health check
 // has gone SuspectAfter without an answer, and declared offline once its
 // idle connections' checks have too: seconds, where the timeouts alone
@@ -58,20 +74,8 @@ func backendStats(t *testing.T, p *Pool[*fakeConn], addr string) BackendStats {
 // ConnectTimeout each.
 func TestSilentBackendFoundOutEarly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bs := backends(2)
-		silent := bs[0].Addr
-		w := newOfflineWatch()
-		p, fc := newTestPool(t, Policy{
-			HealthInterval: 10 * time.Second,
-			SuspectAfter:   500 * time.Millisecond,
-			Observer:       w,
-		}, bs...)
-		synctest.Wait()
-		if b := backendStats(t, p, silent); b.Health != HealthOnline || b.Idle < 3 {
-			t.Fatalf("before: %v with %d idle, want online with at least 3", b.Health, b.Idle)
-		}
 		start := time.Now()
-		fc.setMode(silent, backendMode{hang: true})
+		p, fc, w, silent := silencePool(t, 500*time.Millisecond)
 
 		// The first periodic check, 10 to 11 s after the connections
 		// opened, hangs; half a second later the backend is suspect.
@@ -125,16 +129,7 @@ func TestSilentBackendFoundOutEarly(t *testing.T) {
 // With SuspectAfter turned off, only the timeouts count.
 func TestSuspectAfterOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bs := backends(2)
-		silent := bs[0].Addr
-		w := newOfflineWatch()
-		p, fc := newTestPool(t, Policy{
-			HealthInterval: 10 * time.Second,
-			SuspectAfter:   -1,
-			Observer:       w,
-		}, bs...)
-		synctest.Wait()
-		fc.setMode(silent, backendMode{hang: true})
+		p, _, w, silent := silencePool(t, -1)
 		time.Sleep(12900 * time.Millisecond) // the first checks, due 10 to 11 s on, hang short of the 3 s timeout
 		synctest.Wait()
 		if b := backendStats(t, p, silent); b.Suspect || b.Health != HealthOnline {
