@@ -124,11 +124,12 @@ func TestParseDSN(t *testing.T) {
 				"&pool_offline_after=5&pool_claim_timeout=250ms&pool_connect_timeout=3&pool_health_check_period=1m" +
 				"&pool_health_check_timeout=2s&pool_backoff_min=10ms&pool_backoff_max=5s&pool_max_conn_lifetime=1h" +
 				"&pool_max_conn_idle_time=10m&pool_rebalance_delay=50ms&pool_rebalance_interval=20s" +
-				"&pool_close_timeout=7s&pool_reset_session=true&sslmode=disable",
+				"&pool_close_timeout=7s&pool_reset_session=true&pool_suspect_after=250ms&sslmode=disable",
 			want: dsnView{Dialect: "fake", Hosts: static("h:7000"), Database: "db", Params: url.Values{"sslmode": {"disable"}}, Reset: true,
 				Settings: Settings{
 					Policy: pool.Policy{
 						MaxSlots: 7, MaxPerBackend: 3, Spares: 2, MaxWaiters: 100, OfflineAfter: 5,
+						SuspectAfter: 250 * time.Millisecond,
 						ClaimTimeout: 250 * time.Millisecond, ConnectTimeout: 3 * time.Second,
 						HealthInterval: time.Minute, HealthTimeout: 2 * time.Second,
 						BackoffMin: 10 * time.Millisecond, BackoffMax: 5 * time.Second,

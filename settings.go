@@ -60,6 +60,7 @@ var poolParams = map[string]func(*Settings, string) error{
 	"pool_spares":                intParam(func(s *Settings) *int { return &s.Policy.Spares }),
 	"pool_max_waiters":           intParam(func(s *Settings) *int { return &s.Policy.MaxWaiters }),
 	"pool_offline_after":         intParam(func(s *Settings) *int { return &s.Policy.OfflineAfter }),
+	"pool_suspect_after":         durParam(func(s *Settings) *time.Duration { return &s.Policy.SuspectAfter }),
 	"pool_claim_timeout":         durParam(func(s *Settings) *time.Duration { return &s.Policy.ClaimTimeout }),
 	"pool_connect_timeout":       durParam(func(s *Settings) *time.Duration { return &s.Policy.ConnectTimeout }),
 	"pool_health_check_period":   durParam(func(s *Settings) *time.Duration { return &s.Policy.HealthInterval }),

@@ -25,6 +25,10 @@ var (
 	ErrClosed = errors.New("pool: closed")
 )
 
+// errNoAnswer is why a backend whose connection attempts and checks went
+// unanswered was declared offline (see Policy.SuspectAfter).
+var errNoAnswer = errors.New("pool: backend answers no connection attempt or check")
+
 // ClaimError is the error a claim fails with when it waited or found no
 // usable backend. It says what each backend the claim could use last did,
 // so that "claim timed out" is never all an operator gets.

@@ -41,7 +41,8 @@ const (
 	// EventBackendRemoved: the resolver no longer reports a backend.
 	EventBackendRemoved
 	// EventBackendOnline: a backend accepted a connection after being
-	// unknown or offline.
+	// unknown or offline, or answered a health check after being
+	// declared offline for not answering.
 	EventBackendOnline
 	// EventBackendOffline: a backend is declared offline.
 	EventBackendOffline

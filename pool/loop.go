@@ -162,16 +162,19 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 	p.finish(&a)
 }
 
-// maintain starts the background work of s's slots that is due, closes
-// what is no longer wanted (forgetting a removed set once its last slot
-// is gone), and returns when s next needs attention.
+// maintain counts late background work against s's backend (see
+// watchLateLocked), starts the background work of s's slots that is due,
+// closes what is no longer wanted (forgetting a removed set once its last
+// slot is gone), and returns when s next needs attention.
 func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, periodic bool) time.Time {
 	a := p.newAfter()
 	var jobs []job[C]
 	mnow := p.mono(now)
 	s.mu.Lock()
+	late, healthChanged := s.watchLateLocked(mnow, &a)
 	removed := s.getHealth() == HealthRemoved
 	next, drained := p.maintainIdleLocked(s, mnow, periodic || removed, &jobs, &a)
+	next = earliest(next, p.at(late))
 	next = earliest(next, p.maintainOthersLocked(s, mnow, &jobs, &a))
 	gone := removed && len(s.slots) == 0
 	s.mu.Unlock()
@@ -184,6 +187,9 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, period
 		p.mu.Unlock()
 	}
 	p.finish(&a)
+	if healthChanged {
+		p.wantRebalance()
+	}
 	for _, j := range jobs {
 		p.start(ctx, j)
 	}
@@ -304,8 +310,7 @@ func (p *Pool[C]) check(ctx context.Context, sl *slot[C]) {
 	cancel()
 	now := time.Now()
 	p.settle(sl, now, func(a *after[C]) bool {
-		sl.set.checkedLocked(sl, role, err, now, now.Sub(start), a)
-		return false
+		return sl.set.checkedLocked(sl, role, err, now, now.Sub(start), a)
 	})
 }
 

@@ -55,6 +55,17 @@ type Policy struct {
 	// with no connection to the backend open, before the backend is
 	// declared offline. Default 3.
 	OfflineAfter int
+	// SuspectAfter is how long a connection attempt, health check or
+	// background recycle may go without an answer, neither succeeding nor
+	// failing, before it counts against its backend, long before
+	// ConnectTimeout or HealthTimeout ends it: the backend falls under
+	// suspicion (claims prefer other backends, and its idle connections
+	// are checked before they are handed out again), and once OfflineAfter
+	// of them are that late at once, none is less late and no connection
+	// to it is idle, it is declared offline. A backend that answers late
+	// but within this is never suspected for it. Default 1 s; negative
+	// turns it off.
+	SuspectAfter time.Duration
 
 	// MaxLifetime is how long a connection lives before it is replaced,
 	// less up to a tenth at random so connections opened together do not
@@ -130,6 +141,7 @@ const (
 	DefaultBackoffMin        = 20 * time.Millisecond
 	DefaultBackoffMax        = 30 * time.Second
 	DefaultOfflineAfter      = 3
+	DefaultSuspectAfter      = time.Second
 	DefaultMaxLifetime       = time.Hour
 	DefaultMaxIdleTime       = 30 * time.Minute
 	DefaultRebalanceDelay    = 100 * time.Millisecond
@@ -162,6 +174,7 @@ func (p Policy) withDefaults() (Policy, error) {
 	durDefault(&p.ConnectTimeout, DefaultConnectTimeout)
 	durDefault(&p.HealthInterval, DefaultHealthInterval)
 	durDefault(&p.HealthTimeout, DefaultHealthTimeout)
+	durDefault(&p.SuspectAfter, DefaultSuspectAfter)
 	durDefault(&p.BackoffMin, DefaultBackoffMin)
 	durDefault(&p.BackoffMax, DefaultBackoffMax)
 	durDefault(&p.MaxLifetime, DefaultMaxLifetime)

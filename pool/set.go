@@ -28,6 +28,9 @@ type set[C any] struct {
 	// slots holds every slot that is not closed.
 	slots      []*slot[C]
 	failStreak int // connection attempts failed in a row, across slots
+	// answeredAt is when a connection attempt, check or recycle last
+	// succeeded, on the pool's clock (see watchLateLocked).
+	answeredAt int64
 	wanted     int
 	lastErr    string
 	lastErrAt  time.Time

@@ -62,6 +62,9 @@ type slot[C any] struct {
 	// busy: a goroutine of the pool is connecting, checking or
 	// recycling the slot and owns it until it takes set.mu again.
 	busy bool
+	// busySince is when the slot last became busy, on the pool's coarse
+	// clock (see watchLateLocked).
+	busySince int64
 	// hasConn: conn holds an open connection. It does from a successful
 	// connection attempt until the slot closes or reconnects, so a slot
 	// backing off after a failed check or a discard still holds its old
@@ -206,7 +209,7 @@ func (s *set[C]) goneLocked(sl *slot[C]) bool {
 // connecting), or returns nil if the set is full, which the caps rule
 // out. The caller starts its job.
 func (s *set[C]) newSlotLocked(a *after[C]) *slot[C] {
-	sl := &slot[C]{id: s.p.slotIDs.Add(1), set: s, busy: true}
+	sl := &slot[C]{id: s.p.slotIDs.Add(1), set: s, busy: true, busySince: s.p.clock.Load()}
 	if !s.idle.place(sl) {
 		return nil
 	}
@@ -282,6 +285,7 @@ func (s *set[C]) connectedLocked(sl *slot[C], conn C, role resolver.Role, err er
 	}
 	sl.attempts = 0
 	s.failStreak = 0
+	s.answeredAt = p.mono(now)
 	sl.expiresAt = p.lifetimeFrom(now)
 	sl.checkAt = p.nextCheckFrom(now)
 	sl.recheck = false
@@ -301,8 +305,9 @@ func (s *set[C]) connectedLocked(sl *slot[C], conn C, role resolver.Role, err er
 // checkedLocked ends a health check of sl, which is checking: the slot
 // becomes idle (the caller hands it on), reconnects after a failure, or
 // closes if it is gone. role is what the server said, if err is nil and
-// the connector reports roles.
-func (s *set[C]) checkedLocked(sl *slot[C], role resolver.Role, err error, now time.Time, took time.Duration, a *after[C]) {
+// the connector reports roles. It reports whether the backend's health
+// changed: an offline backend whose connection answers is online again.
+func (s *set[C]) checkedLocked(sl *slot[C], role resolver.Role, err error, now time.Time, took time.Duration, a *after[C]) (healthChanged bool) {
 	kind := EventHealthCheck
 	if err != nil {
 		kind = EventHealthCheckFailed
@@ -317,14 +322,22 @@ func (s *set[C]) checkedLocked(sl *slot[C], role resolver.Role, err error, now t
 		if s.p.role != nil {
 			s.learnRole(role)
 		}
+		s.answeredAt = s.p.mono(now)
 		sl.checkAt = s.p.nextCheckFrom(now)
 		if sl.recheck {
 			// The backend answered after a failure: stop suspecting it.
 			s.suspect.Store(false)
 			sl.recheck = false
 		}
+		if s.getHealth() == HealthOffline && s.setHealthLocked(HealthOnline) {
+			// Declared offline while checks went unanswered (see
+			// watchLateLocked), it answers again.
+			healthChanged = true
+			a.event(Event{Kind: EventBackendOnline, Backend: s.key})
+		}
 		s.idleLocked(sl, StateChecking, a)
 	}
+	return healthChanged
 }
 
 // recycledLocked ends a background recycle of sl, which is recycling: the
@@ -336,6 +349,9 @@ func (s *set[C]) recycledLocked(sl *slot[C], err error, now time.Time, took time
 		kind = EventRecycleFailed
 	}
 	a.event(Event{Kind: kind, Backend: s.key, Slot: sl.id, Err: err, Duration: took})
+	if err == nil {
+		s.answeredAt = s.p.mono(now)
+	}
 	switch {
 	case s.goneLocked(sl):
 		s.closeSlotLocked(sl, StateRecycling, a)
@@ -435,7 +451,7 @@ func (s *set[C]) startConnectLocked(sl *slot[C], from State, a *after[C]) job[C]
 		sl.conn, sl.hasConn = zero, false
 	}
 	sl.setState(StateConnecting)
-	sl.busy = true
+	s.busyLocked(sl)
 	a.moved(sl, from, StateConnecting)
 	return j
 }
@@ -444,7 +460,7 @@ func (s *set[C]) startConnectLocked(sl *slot[C], from State, a *after[C]) job[C]
 // stack (→ checking, busy).
 func (s *set[C]) startCheckLocked(sl *slot[C], a *after[C]) job[C] {
 	sl.setState(StateChecking)
-	sl.busy = true
+	s.busyLocked(sl)
 	a.moved(sl, StateIdle, StateChecking)
 	return job[C]{sl: sl, kind: StateChecking}
 }
@@ -452,8 +468,66 @@ func (s *set[C]) startCheckLocked(sl *slot[C], a *after[C]) job[C] {
 // startAwaitedLocked starts the health check or recycle that sl, checking
 // or recycling and not busy, waits for (→ busy, same state).
 func (s *set[C]) startAwaitedLocked(sl *slot[C]) job[C] {
-	sl.busy = true
+	s.busyLocked(sl)
 	return job[C]{sl: sl, kind: sl.getState()}
+}
+
+// busyLocked hands sl to a goroutine of the pool (→ busy), from now on
+// the pool's coarse clock, which the control loop keeps to its tick.
+func (s *set[C]) busyLocked(sl *slot[C]) {
+	sl.busy = true
+	sl.busySince = s.p.clock.Load()
+}
+
+// watchLateLocked counts against the backend the connection attempts,
+// health checks and recycles of its slots that have gone SuspectAfter or
+// more while the backend answered nothing else either (see
+// Policy.SuspectAfter): one late is enough to
+// suspect the backend; OfflineAfter late at once, with none pending for
+// less and no connection idle, declare an online backend offline. A
+// backend that stops answering is so found out in seconds, not after
+// OfflineAfter connection attempts have each run out ConnectTimeout. One
+// never yet reached is only suspected: until it answers, ConnectTimeout
+// decides. Claimed slots do not count either way: how long a query may
+// take is not the pool's to judge. It
+// returns when the earliest pending one will be late (zero: none), and
+// whether the backend's health changed.
+func (s *set[C]) watchLateLocked(mnow int64, a *after[C]) (next int64, healthChanged bool) {
+	limit := int64(s.p.pol.SuspectAfter)
+	if limit < 0 {
+		return 0, false
+	}
+	late, early, idle := 0, 0, 0
+	for _, sl := range s.slots {
+		switch {
+		case sl.busy && sl.busySince < s.answeredAt:
+			// The backend has answered since this began.
+		case sl.busy:
+			if at := sl.busySince + limit; mnow >= at {
+				late++
+			} else {
+				early++
+				if next == 0 || at < next {
+					next = at
+				}
+			}
+		case sl.getState() == StateIdle:
+			idle++
+		}
+	}
+	if late == 0 {
+		return next, false
+	}
+	if !s.suspect.Load() {
+		s.suspectLocked(a)
+		idle = 0 // now waiting for checks, which start at once
+	}
+	if s.getHealth() == HealthOnline && late >= s.p.pol.OfflineAfter && early == 0 && idle == 0 {
+		healthChanged = s.setHealthLocked(HealthOffline)
+		s.noteErrLocked(errNoAnswer, s.p.at(mnow))
+		a.event(Event{Kind: EventBackendOffline, Backend: s.key, Err: errNoAnswer})
+	}
+	return next, healthChanged
 }
 
 // retireLocked closes what a removed backend no longer uses: every slot

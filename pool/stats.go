@@ -31,7 +31,9 @@ type Stats struct {
 type BackendStats struct {
 	Backend resolver.Backend
 	Health  Health
-	// Suspect: a connection to it failed recently; claims prefer others.
+	// Suspect: a connection to it failed recently, or a connection
+	// attempt or check to it went unanswered past Policy.SuspectAfter;
+	// claims prefer others.
 	Suspect bool
 	// Wanted is how many slots the last rebalance gave it.
 	Wanted int

@@ -13,13 +13,13 @@ import (
 )
 
 // The fake DNS's answer: its TTL and lookup latency, and the retry backoff
-// of the resolvers, which follow srv.Resolver's defaults.
+// of the resolvers, which follow srv.Resolver's defaults and draw.
 const (
 	dnsTTL        = 5 * time.Second
 	dnsLatency    = time.Millisecond
 	dnsRetryMin   = srv.DefaultRetryMin
 	dnsRetryMax   = srv.DefaultRetryMax
-	dnsJitterPart = 10 // up to a tenth added at random, as srv.Resolver does
+	dnsJitterPart = 10 // up to a tenth added to the TTL at random, as srv.Resolver does
 )
 
 var errDNSDown = errors.New("fleetsim: name server not answering")
@@ -64,10 +64,18 @@ func (d *dns) setDown(down bool) {
 // dnsResolver is one pool's resolver. It behaves as srv.Resolver does with
 // its defaults: it looks the name up again when the TTL runs out, reports
 // the set only when it changed, and after a failed lookup keeps the last
-// set and retries with a jittered exponential backoff.
+// set and retries with a fully jittered exponential backoff.
 type dnsResolver struct {
 	f   *Fleet
 	rng *rand.Rand // used by Run's goroutine only
+}
+
+// retryWait draws the wait after the nth failed lookup in a row as
+// srv.Resolver does: uniformly between its RetryMin and the lesser of
+// RetryMin·2ⁿ and RetryMax.
+func (r *dnsResolver) retryWait(n int) time.Duration {
+	ceil := min(dnsRetryMin<<min(n, 16), dnsRetryMax)
+	return dnsRetryMin + time.Duration(r.rng.Int64N(int64(ceil-dnsRetryMin)+1))
 }
 
 func (r *dnsResolver) jitter(d time.Duration) time.Duration {
@@ -95,8 +103,7 @@ func (r *dnsResolver) Run(ctx context.Context, update func([]resolver.Backend)) 
 		set, err := r.f.dns.lookup(r.f.second())
 		if err != nil {
 			failures++
-			d := dnsRetryMin << min(failures-1, 16)
-			timer.Reset(r.jitter(min(d, dnsRetryMax)))
+			timer.Reset(r.retryWait(failures))
 			continue
 		}
 		failures = 0

@@ -30,8 +30,9 @@ const (
 	// DefaultMaxRefresh is the longest wait between two lookups, however
 	// long the TTL.
 	DefaultMaxRefresh = time.Minute
-	// DefaultRetryMin is the wait before the first retry after a failed
-	// lookup. It doubles with each failure in a row.
+	// DefaultRetryMin is the shortest wait before a retry after a failed
+	// lookup. The longest doubles with each failure in a row, from twice
+	// this.
 	DefaultRetryMin = 500 * time.Millisecond
 	// DefaultRetryMax caps the wait between retries of failed lookups.
 	DefaultRetryMax = 30 * time.Second
@@ -78,8 +79,11 @@ type Config struct {
 	// [DefaultMinRefresh] and [DefaultMaxRefresh].
 	MinRefresh time.Duration
 	MaxRefresh time.Duration
-	// RetryMin and RetryMax bound the exponential backoff after failed
-	// lookups. Defaults [DefaultRetryMin] and [DefaultRetryMax].
+	// RetryMin and RetryMax bound the backoff after failed lookups: the
+	// wait after the nth failure in a row is drawn uniformly between
+	// RetryMin and the lesser of RetryMin·2ⁿ and RetryMax, anew each time,
+	// so that resolvers which failed together retry apart. Defaults
+	// [DefaultRetryMin] and [DefaultRetryMax].
 	RetryMin time.Duration
 	RetryMax time.Duration
 	// MaxBackends caps the backends a lookup returns and the SRV records
@@ -382,13 +386,27 @@ func (s *Resolver) refresh(ttl time.Duration) time.Duration {
 	return jitter(min(max(ttl, s.cfg.MinRefresh), s.cfg.MaxRefresh))
 }
 
-// backoff returns the wait after the nth failed lookup in a row.
+// backoff returns the wait after the nth failed lookup in a row: fully
+// jittered, uniform between RetryMin and the lesser of RetryMin·2ⁿ and
+// RetryMax. Drawing from the whole range, rather than adding a little to
+// a fixed wait, keeps the resolvers of many clients whose lookups failed
+// together from retrying in waves.
 func (s *Resolver) backoff(n int) time.Duration {
-	d := s.cfg.RetryMin
-	for i := 1; i < n && d < s.cfg.RetryMax; i++ {
-		d *= 2
+	return retryWait(s.cfg.RetryMin, s.cfg.RetryMax, n)
+}
+
+// retryWait draws the wait after the nth failure in a row, uniformly
+// between lo and the lesser of lo·2ⁿ and hi.
+func retryWait(lo, hi time.Duration, n int) time.Duration {
+	ceil := lo
+	for i := 0; i < n && ceil < hi; i++ {
+		ceil *= 2
 	}
-	return jitter(min(d, s.cfg.RetryMax))
+	ceil = min(ceil, hi)
+	if ceil <= lo {
+		return lo
+	}
+	return lo + rand.N(ceil-lo+1)
 }
 
 // jitter adds up to a tenth of d, at random.

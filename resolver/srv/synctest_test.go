@@ -90,18 +90,31 @@ func TestSRVBackoffVirtualTime(t *testing.T) {
 			waits = append(waits, ev.Next)
 		}
 	}
-	// Exponential backoff from RetryMin, doubling up to RetryMax, each
-	// with up to 10% added.
-	base := srv.DefaultRetryMin
+	// Full jitter: each wait lies between RetryMin and a ceiling that
+	// doubles from 2·RetryMin up to RetryMax.
+	lo, ceil := srv.DefaultRetryMin, 2*srv.DefaultRetryMin
+	var total time.Duration
+	low := 0 // waits under half their ceiling
 	for i, w := range waits {
-		if w < base || w > base+base/10 {
-			t.Errorf("wait after failure %d = %v, want %v plus up to 10%%", i+1, w, base)
+		if w < lo || w > ceil {
+			t.Errorf("wait after failure %d = %v, want between %v and %v", i+1, w, lo, ceil)
 		}
-		base = min(2*base, srv.DefaultRetryMax)
+		if w < ceil/2 {
+			low++
+		}
+		total += w
+		ceil = min(2*ceil, srv.DefaultRetryMax)
 	}
-	// The first lookup came after the 30s TTL; then 0.5+1+...+16 s, then
-	// 30 s each: about 13 retries in the remaining 4.5 minutes.
-	if len(waits) < 11 || len(waits) > 15 {
-		t.Errorf("%d failed lookups in 5 minutes of SERVFAIL, want about 13", len(waits))
+	// Drawn from the whole range, nearly half the waits fall under half
+	// their ceiling; a jitter added to a wait of half the ceiling would
+	// put none there.
+	if low < len(waits)/5 {
+		t.Errorf("%d of %d waits in the lower half of their range, want about half: %v", low, len(waits), waits)
+	}
+	// The first lookup came after the 30s TTL; then 4.5 minutes of
+	// retries, each about 15 s on average once the ceiling is at 30 s:
+	// about 22, and never fewer than the 13 that waits at the ceiling give.
+	if len(waits) < 12 || len(waits) > 40 {
+		t.Errorf("%d failed lookups in 5 minutes of SERVFAIL, want about 22", len(waits))
 	}
 }
