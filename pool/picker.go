@@ -31,7 +31,9 @@ type pickEntry[C any] struct {
 // Within it, backends not suspected of failure come first. Among those,
 // the claim goes round robin in proportion to weight: to the backend that
 // has served the fewest claims for its weight, so that backends of equal
-// weight serve equal shares however fast each one is. Load bounds the
+// weight serve equal shares however fast each one is (a backend joining
+// the round robin is levelled first: see level), ties going to the first
+// in the pool's own order (see set.tie). Load bounds the
 // round robin: a backend with more than loadFactor times the outstanding
 // claims (for its weight) of the least loaded one, plus loadSlack, is
 // passed over, so a backend that backs up (slow, or hung) stops taking
@@ -155,15 +157,16 @@ func (pk *picker[C]) anyIdle() bool {
 }
 
 // levelShift is the fixed-point scale of the served-per-weight level that
-// rebuildPicker gives a backend joining the snapshot: 16 bits of fraction.
+// rebuildPicker gives a backend joining the round robin: 16 bits of
+// fraction.
 const levelShift = 16
 
 // rebuildPicker publishes a new snapshot of the claimable backends.
 func (p *Pool[C]) rebuildPicker() {
 	old := p.picker.Load()
-	was := make(map[*set[C]]bool, len(old.entries))
+	steady := make(map[*set[C]]bool, len(old.entries))
 	for _, e := range old.entries {
-		was[e.set] = true
+		steady[e.set] = e.health == HealthOnline
 	}
 	p.mu.Lock()
 	sets := p.setList()
@@ -178,30 +181,50 @@ func (p *Pool[C]) rebuildPicker() {
 		b := s.backendValue()
 		pk.entries = append(pk.entries, pickEntry[C]{set: s, backend: b, weight: weightOf(b), health: h})
 	}
+	// Within a tier, each pool has its own order (see set.tie), which
+	// breaks choose's ties.
 	slices.SortFunc(pk.entries, func(a, b pickEntry[C]) int {
 		return cmp.Or(cmp.Compare(a.backend.Priority, b.backend.Priority),
+			cmp.Compare(a.set.tie, b.set.tie),
 			cmp.Compare(a.set.key.Host, b.set.key.Host),
 			cmp.Compare(a.set.key.Addr, b.set.key.Addr))
 	})
-	// A backend that joins the snapshot starts level with the busiest
-	// one for its weight, so it does not take every claim until its
-	// served count catches up.
-	var level uint64 // highest served/weight, in fixed point
-	for _, e := range pk.entries {
-		if was[e.set] {
-			level = max(level, e.set.served.Load()<<levelShift/e.weight)
-		}
-	}
-	for _, e := range pk.entries {
-		if !was[e.set] {
-			s := e.set
-			s.mu.Lock()
-			old := s.served.Swap(level * e.weight >> levelShift)
-			s.servedAdj += level*e.weight>>levelShift - old
-			s.mu.Unlock()
-		}
-	}
+	level(pk.entries, steady)
 	p.picker.Store(pk)
+}
+
+// level brings each backend that joins the round robin up to the level of
+// its tier, so that it is owed nothing: a backend new to the picker, back
+// from offline or back after its removal would otherwise take every claim
+// until its served count caught up with those of the backends that kept
+// serving. steady holds the backends that were online in the previous
+// snapshot; the others, unless offline now, join at the served count per
+// weight of the busiest steady backend of their tier. A tier without a
+// steady backend has no level to join.
+func level[C any](entries []pickEntry[C], steady map[*set[C]]bool) {
+	for lo := 0; lo < len(entries); {
+		hi := lo + 1
+		for hi < len(entries) && entries[hi].backend.Priority == entries[lo].backend.Priority {
+			hi++
+		}
+		tier := entries[lo:hi]
+		lo = hi
+		var top uint64 // the highest served/weight, in fixed point
+		found := false
+		for _, e := range tier {
+			if steady[e.set] && e.health != HealthOffline {
+				top, found = max(top, e.set.served.Load()<<levelShift/e.weight), true
+			}
+		}
+		if !found {
+			continue
+		}
+		for _, e := range tier {
+			if !steady[e.set] && e.health != HealthOffline {
+				e.set.raiseServed(top * e.weight >> levelShift)
+			}
+		}
+	}
 }
 
 // pickerHealthy reports whether no backend in the snapshot is offline. A
