@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -44,7 +45,7 @@ func TestReturningBackendIsOwedNothing(t *testing.T) {
 			} else {
 				release(c)
 			}
-			synctest.Wait()
+			time.Sleep(50 * time.Millisecond) // let b's reconnections fail
 		}
 		for range 3000 {
 			release(claimFrom(t, p, t.Context()))
@@ -110,4 +111,41 @@ func TestPoolsBreakTiesDifferently(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLargeTierSpread checks that in a tier too large to scan, where the
+// picker compares two backends drawn at random, sequential claims still
+// spread about evenly, whether every backend has slots or only a few do.
+func TestLargeTierSpread(t *testing.T) {
+	for _, tt := range []struct{ backends, slots int }{{40, 40}, {1000, 16}} {
+		t.Run(fmt.Sprintf("backends=%d/slots=%d", tt.backends, tt.slots), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p, _ := newTestPool(t, Policy{MaxSlots: tt.slots, Spares: tt.slots, Recycle: RecycleInline}, backends(tt.backends)...)
+				synctest.Wait()
+				counts := map[string]int{}
+				claims := 100 * tt.slots
+				for range claims {
+					c := claimFrom(t, p, t.Context())
+					counts[c.Backend().Addr]++
+					release(c)
+				}
+				if len(counts) != tt.slots {
+					t.Errorf("claims went to %d backends, want the %d with a slot", len(counts), tt.slots)
+				}
+				// Comparing two at random keeps each within a few claims
+				// of even (drawing one at random would not: ±10 is one
+				// standard deviation).
+				for addr, n := range counts {
+					if n < 92 || n > 108 {
+						t.Errorf("backend %s served %d of %d claims, want 100±8", addr, n, claims)
+					}
+				}
+				for _, b := range p.Stats().Backends {
+					if b.Waits != 0 {
+						t.Errorf("backend %s: %d claims waited, want none", b.Backend.Addr, b.Waits)
+					}
+				}
+			})
+		})
+	}
 }

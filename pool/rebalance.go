@@ -57,7 +57,7 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 	}
 	for i, s := range sets {
 		s.mu.Lock()
-		s.wanted = pl.wanted[i]
+		s.setWantedLocked(pl.wanted[i])
 		s.mu.Unlock()
 	}
 	a.event(Event{Kind: EventRebalance, Slots: pl.total})

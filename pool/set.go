@@ -106,6 +106,23 @@ func (s *set[C]) raiseServed(n uint64) {
 	}
 }
 
+// setWantedLocked records how many slots the rebalance wants s to have.
+// A set that wanted none and now wants some is about to get its first
+// slot: the picker must be rebuilt to see it (see picker.stocked).
+func (s *set[C]) setWantedLocked(n int) {
+	if s.wanted == 0 && n > 0 {
+		s.p.pickerDirty.Store(true)
+	}
+	s.wanted = n
+}
+
+// stocked reports whether s has slots or wants some.
+func (s *set[C]) stocked() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.slots) > 0 || s.wanted > 0
+}
+
 func (s *set[C]) noteErrLocked(err error, now time.Time) {
 	s.failures++
 	s.lastErr = err.Error()
