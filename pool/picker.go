@@ -282,12 +282,12 @@ func (p *Pool[C]) rebuildPicker() {
 			cmp.Compare(a.set.key.Host, b.set.key.Host),
 			cmp.Compare(a.set.key.Addr, b.set.key.Addr))
 	})
-	level(pk.entries, steady)
 	for lo := 0; lo < len(pk.entries); {
 		hi := lo + 1
 		for hi < len(pk.entries) && pk.entries[hi].backend.Priority == pk.entries[lo].backend.Priority {
 			hi++
 		}
+		level(pk.entries[lo:hi], steady)
 		var stocked []pickEntry[C]
 		for i := lo; i < hi; i++ {
 			e := &pk.entries[i]
@@ -303,36 +303,28 @@ func (p *Pool[C]) rebuildPicker() {
 	p.picker.Store(pk)
 }
 
-// level brings each backend that joins the round robin up to the level of
-// its tier, so that it is owed nothing: a backend new to the picker, back
-// from offline or back after its removal would otherwise take every claim
-// until its served count caught up with those of the backends that kept
-// serving. steady holds the backends that were online in the previous
-// snapshot; the others, unless offline now, join at the served count per
-// weight of the busiest steady backend of their tier. A tier without a
-// steady backend has no level to join.
-func level[C any](entries []pickEntry[C], steady map[*set[C]]bool) {
-	for lo := 0; lo < len(entries); {
-		hi := lo + 1
-		for hi < len(entries) && entries[hi].backend.Priority == entries[lo].backend.Priority {
-			hi++
+// level brings each backend of tier that joins the round robin up to the
+// tier's level, so that it is owed nothing: a backend new to the picker,
+// back from offline or back after its removal would otherwise take every
+// claim until its served count caught up with those of the backends that
+// kept serving. steady holds the backends that were online in the
+// previous snapshot; the others, unless offline now, join at the served
+// count per weight of the busiest steady backend. A tier without a steady
+// backend has no level to join.
+func level[C any](tier []pickEntry[C], steady map[*set[C]]bool) {
+	var top uint64 // the highest served/weight, in fixed point
+	found := false
+	for _, e := range tier {
+		if steady[e.set] && e.health != HealthOffline {
+			top, found = max(top, e.set.served.Load()<<levelShift/e.weight), true
 		}
-		tier := entries[lo:hi]
-		lo = hi
-		var top uint64 // the highest served/weight, in fixed point
-		found := false
-		for _, e := range tier {
-			if steady[e.set] && e.health != HealthOffline {
-				top, found = max(top, e.set.served.Load()<<levelShift/e.weight), true
-			}
-		}
-		if !found {
-			continue
-		}
-		for _, e := range tier {
-			if !steady[e.set] && e.health != HealthOffline {
-				e.set.raiseServed(top * e.weight >> levelShift)
-			}
+	}
+	if !found {
+		return
+	}
+	for _, e := range tier {
+		if !steady[e.set] && e.health != HealthOffline {
+			e.set.raiseServed(top * e.weight >> levelShift)
 		}
 	}
 }
