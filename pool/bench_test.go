@@ -71,26 +71,21 @@ func benchPool(b *testing.B, n int) *Pool[*fakeConn] {
 func BenchmarkClaimRelease(b *testing.B) {
 	ctx := context.Background()
 	for _, g := range []int{1, 8, 64} {
-		b.Run(fmt.Sprintf("pool=qorb/backends=1/goroutines=%d", g), func(b *testing.B) {
-			p := benchPool(b, 1)
-			runGoroutines(b, g, func() {
-				c, err := p.Claim(ctx)
-				if err != nil {
-					panic(err)
-				}
-				c.Release()
+		// With 1,000 backends in the tier only benchSize of them hold a
+		// connection, as in a fleet whose pools are much smaller than
+		// its cluster.
+		for _, n := range []int{1, 3, 1000} {
+			b.Run(fmt.Sprintf("pool=qorb/backends=%d/goroutines=%d", n, g), func(b *testing.B) {
+				p := benchPool(b, n)
+				runGoroutines(b, g, func() {
+					c, err := p.Claim(ctx)
+					if err != nil {
+						panic(err)
+					}
+					c.Release()
+				})
 			})
-		})
-		b.Run(fmt.Sprintf("pool=qorb/backends=3/goroutines=%d", g), func(b *testing.B) {
-			p := benchPool(b, 3)
-			runGoroutines(b, g, func() {
-				c, err := p.Claim(ctx)
-				if err != nil {
-					panic(err)
-				}
-				c.Release()
-			})
-		})
+		}
 		b.Run(fmt.Sprintf("pool=puddle/goroutines=%d", g), func(b *testing.B) {
 			pp, err := puddle.NewPool(&puddle.Config[*fakeConn]{
 				Constructor: func(context.Context) (*fakeConn, error) { return &fakeConn{}, nil },

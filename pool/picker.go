@@ -3,6 +3,7 @@ package pool
 import (
 	"cmp"
 	"math"
+	"math/rand/v2"
 	"slices"
 
 	"github.com/qorb-go/qorb/resolver"
@@ -10,11 +11,20 @@ import (
 
 // picker is an immutable snapshot of the backends a claim may use, sorted
 // by priority. Claims read it without a lock; the control loop replaces it
-// whenever a backend comes, goes or changes health.
+// whenever a backend comes, goes or changes health, and when a backend
+// that had no slots is about to get one.
 type picker[C any] struct {
 	entries []pickEntry[C]
+	// stocked holds, for each tier, its entries whose set had slots or
+	// wanted some when the picker was built: the only ones that can have
+	// an idle slot, since a set gets its first slot only when a
+	// rebalance wants it to have some, and that rebuilds the picker (see
+	// set.setWantedLocked).
+	stocked [][]pickEntry[C]
 	// reported: the resolver has reported at least once.
 	reported bool
+	// offline: some backend is offline.
+	offline bool
 }
 
 type pickEntry[C any] struct {
@@ -22,7 +32,21 @@ type pickEntry[C any] struct {
 	backend resolver.Backend
 	weight  uint64
 	health  Health
+	end     int // index in picker.entries past the last entry of its tier
+	tier    int // its tier's index in picker.stocked
 }
+
+// exactMax is the largest tier choose scans in full. In a larger tier it
+// looks only at the backends with slots, and when those are more than
+// exactMax too it compares two of them drawn at random (the power of two
+// choices) rather than all, so that a claim costs the same with a
+// thousand backends as with three.
+const exactMax = 8
+
+// sampleRounds bounds how many pairs choose draws in a large tier before
+// it scans every backend with slots: the draws miss only when few of
+// those have an idle slot.
+const sampleRounds = 4
 
 // choose returns the set a claim with filter f should take an idle slot
 // from, or nil when no set it may use has one.
@@ -31,11 +55,17 @@ type pickEntry[C any] struct {
 // Within it, backends not suspected of failure come first. Among those,
 // the claim goes round robin in proportion to weight: to the backend that
 // has served the fewest claims for its weight, so that backends of equal
-// weight serve equal shares however fast each one is. Load bounds the
+// weight serve equal shares however fast each one is (a backend joining
+// the round robin is levelled first: see level), ties going to the first
+// in the pool's own order (see set.tie). Load bounds the
 // round robin: a backend with more than loadFactor times the outstanding
 // claims (for its weight) of the least loaded one, plus loadSlack, is
 // passed over, so a backend that backs up (slow, or hung) stops taking
 // claims long before its slots run out.
+//
+// In a tier of more than exactMax backends with slots, the same rules
+// pick the better of two backends drawn at random: shares are even only
+// on average, and the claim costs the same however large the tier.
 func (pk *picker[C]) choose(f Filter) *set[C] {
 	es := pk.entries
 	lo := 0
@@ -45,25 +75,24 @@ func (pk *picker[C]) choose(f Filter) *set[C] {
 	if lo == len(es) {
 		return nil
 	}
-	prio := es[lo].backend.Priority
-	hi := lo + 1
-	for hi < len(es) && es[hi].backend.Priority == prio {
-		hi++
-	}
-	tier := es[lo:hi]
-
-	usable := func(e *pickEntry[C]) bool {
-		return !e.set.idle.empty() && e.health != HealthOffline && (f == nil || f(e.backend))
+	tier := es[lo:es[lo].end]
+	if len(tier) > exactMax {
+		tier = pk.stocked[es[lo].tier]
+		if len(tier) > exactMax {
+			if s, ok := sample(tier, f); ok {
+				return s
+			}
+		}
 	}
 	// First pass: are there unsuspected candidates, and the least load.
 	clean, minLoad := false, math.Inf(1)
 	for i := range tier {
 		e := &tier[i]
-		if !usable(e) {
+		if !e.usable(f) {
 			continue
 		}
 		suspect := e.set.suspect.Load()
-		load := float64(e.set.inUse.Load()) / float64(e.weight)
+		load := e.load()
 		if !suspect && !clean {
 			clean, minLoad = true, load
 		} else if suspect == !clean {
@@ -76,10 +105,10 @@ func (pk *picker[C]) choose(f Filter) *set[C] {
 	var bestServed float64
 	for i := range tier {
 		e := &tier[i]
-		if !usable(e) || (clean && e.set.suspect.Load()) {
+		if !e.usable(f) || (clean && e.set.suspect.Load()) {
 			continue
 		}
-		if float64(e.set.inUse.Load())/float64(e.weight) > bound {
+		if e.load() > bound {
 			continue
 		}
 		served := float64(e.set.served.Load()) / float64(e.weight)
@@ -91,6 +120,72 @@ func (pk *picker[C]) choose(f Filter) *set[C] {
 		return nil
 	}
 	return best.set
+}
+
+// usable reports whether a claim with filter f may take an idle slot of e.
+func (e *pickEntry[C]) usable(f Filter) bool {
+	return !e.set.idle.empty() && e.health != HealthOffline && (f == nil || f(e.backend))
+}
+
+// load returns e's outstanding claims per unit of weight.
+func (e *pickEntry[C]) load() float64 {
+	return float64(e.set.inUse.Load()) / float64(e.weight)
+}
+
+// sample is choose's rule applied to pairs of entries of tier (more than
+// one) drawn at random: it returns the better of the first pair it can
+// use, unless that one is suspected, in which case it draws again. After
+// sampleRounds pairs without a usable one it gives up: few of the tier's
+// sets have an idle slot, and the caller scans them all.
+func sample[C any](tier []pickEntry[C], f Filter) (*set[C], bool) {
+	n := uint64(len(tier))
+	var best *pickEntry[C]
+	for range sampleRounds {
+		// Two distinct indexes from one random number, by multiply and
+		// shift (its high bits for i, its low bits for j).
+		r := rand.Uint64()
+		i := (r >> 32) * n >> 32
+		j := (i + 1 + (r&math.MaxUint32)*(n-1)>>32) % n
+		for _, e := range [2]*pickEntry[C]{&tier[i], &tier[j]} {
+			if e.usable(f) {
+				best = better(best, e)
+			}
+		}
+		if best != nil && !best.set.suspect.Load() {
+			return best.set, true
+		}
+	}
+	if best != nil {
+		return best.set, true
+	}
+	return nil, false
+}
+
+// better returns whichever of a (nil: none) and b a claim should prefer:
+// the one not suspected, else the one not past the load bound of the
+// other, else the one that served fewer claims for its weight (a, if
+// they served as many).
+func better[C any](a, b *pickEntry[C]) *pickEntry[C] {
+	if a == nil {
+		return b
+	}
+	if sa, sb := a.set.suspect.Load(), b.set.suspect.Load(); sa != sb {
+		if sa {
+			return b
+		}
+		return a
+	}
+	la, lb := a.load(), b.load()
+	switch {
+	case la > lb*loadFactor+loadSlack:
+		return b
+	case lb > la*loadFactor+loadSlack:
+		return a
+	}
+	if float64(b.set.served.Load())/float64(b.weight) < float64(a.set.served.Load())/float64(a.weight) {
+		return b
+	}
+	return a
 }
 
 // The load bound of choose: a backend may carry up to loadFactor times
@@ -155,15 +250,16 @@ func (pk *picker[C]) anyIdle() bool {
 }
 
 // levelShift is the fixed-point scale of the served-per-weight level that
-// rebuildPicker gives a backend joining the snapshot: 16 bits of fraction.
+// rebuildPicker gives a backend joining the round robin: 16 bits of
+// fraction.
 const levelShift = 16
 
 // rebuildPicker publishes a new snapshot of the claimable backends.
 func (p *Pool[C]) rebuildPicker() {
 	old := p.picker.Load()
-	was := make(map[*set[C]]bool, len(old.entries))
+	steady := make(map[*set[C]]bool, len(old.entries))
 	for _, e := range old.entries {
-		was[e.set] = true
+		steady[e.set] = e.health == HealthOnline
 	}
 	p.mu.Lock()
 	sets := p.setList()
@@ -178,40 +274,64 @@ func (p *Pool[C]) rebuildPicker() {
 		b := s.backendValue()
 		pk.entries = append(pk.entries, pickEntry[C]{set: s, backend: b, weight: weightOf(b), health: h})
 	}
+	// Within a tier, each pool has its own order (see set.tie), which
+	// breaks choose's ties.
 	slices.SortFunc(pk.entries, func(a, b pickEntry[C]) int {
 		return cmp.Or(cmp.Compare(a.backend.Priority, b.backend.Priority),
+			cmp.Compare(a.set.tie, b.set.tie),
 			cmp.Compare(a.set.key.Host, b.set.key.Host),
 			cmp.Compare(a.set.key.Addr, b.set.key.Addr))
 	})
-	// A backend that joins the snapshot starts level with the busiest
-	// one for its weight, so it does not take every claim until its
-	// served count catches up.
-	var level uint64 // highest served/weight, in fixed point
-	for _, e := range pk.entries {
-		if was[e.set] {
-			level = max(level, e.set.served.Load()<<levelShift/e.weight)
+	for lo := 0; lo < len(pk.entries); {
+		hi := lo + 1
+		for hi < len(pk.entries) && pk.entries[hi].backend.Priority == pk.entries[lo].backend.Priority {
+			hi++
 		}
-	}
-	for _, e := range pk.entries {
-		if !was[e.set] {
-			s := e.set
-			s.mu.Lock()
-			old := s.served.Swap(level * e.weight >> levelShift)
-			s.servedAdj += level*e.weight>>levelShift - old
-			s.mu.Unlock()
+		level(pk.entries[lo:hi], steady)
+		var stocked []pickEntry[C]
+		for i := lo; i < hi; i++ {
+			e := &pk.entries[i]
+			e.end, e.tier = hi, len(pk.stocked)
+			pk.offline = pk.offline || e.health == HealthOffline
+			if e.set.stocked() {
+				stocked = append(stocked, *e)
+			}
 		}
+		pk.stocked = append(pk.stocked, stocked)
+		lo = hi
 	}
 	p.picker.Store(pk)
+}
+
+// level brings each backend of tier that joins the round robin up to the
+// tier's level, so that it is owed nothing: a backend new to the picker,
+// back from offline or back after its removal would otherwise take every
+// claim until its served count caught up with those of the backends that
+// kept serving. steady holds the backends that were online in the
+// previous snapshot; the others, unless offline now, join at the served
+// count per weight of the busiest steady backend. A tier without a steady
+// backend has no level to join.
+func level[C any](tier []pickEntry[C], steady map[*set[C]]bool) {
+	var top uint64 // the highest served/weight, in fixed point
+	found := false
+	for _, e := range tier {
+		if steady[e.set] && e.health != HealthOffline {
+			top, found = max(top, e.set.served.Load()<<levelShift/e.weight), true
+		}
+	}
+	if !found {
+		return
+	}
+	for _, e := range tier {
+		if !steady[e.set] && e.health != HealthOffline {
+			e.set.raiseServed(top * e.weight >> levelShift)
+		}
+	}
 }
 
 // pickerHealthy reports whether no backend in the snapshot is offline. A
 // full pool with an offline backend may still move that backend's slots
 // to healthy ones.
 func (p *Pool[C]) pickerHealthy() bool {
-	for _, e := range p.picker.Load().entries {
-		if e.health == HealthOffline {
-			return false
-		}
-	}
-	return true
+	return !p.picker.Load().offline
 }

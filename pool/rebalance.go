@@ -57,7 +57,7 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 	}
 	for i, s := range sets {
 		s.mu.Lock()
-		s.wanted = pl.wanted[i]
+		s.setWantedLocked(pl.wanted[i])
 		s.mu.Unlock()
 	}
 	a.event(Event{Kind: EventRebalance, Slots: pl.total})
@@ -72,6 +72,7 @@ type setInfo struct {
 	health Health
 	prio   uint16
 	weight uint64
+	tie    uint64 // the set's tie rank (see set.tie)
 	// existing counts its slots, which all take room under the caps until
 	// they close; live those not unwanted; claimed those claimed.
 	existing, live, claimed int
@@ -80,7 +81,7 @@ type setInfo struct {
 // info returns what plan needs to know of s.
 func (s *set[C]) info() setInfo {
 	b := s.backendValue()
-	in := setInfo{prio: b.Priority, weight: weightOf(b)}
+	in := setInfo{prio: b.Priority, weight: weightOf(b), tie: s.tie}
 	s.mu.Lock()
 	in.health = s.getHealth()
 	for _, sl := range s.slots {
@@ -152,11 +153,11 @@ func plan(infos []setInfo, pol Policy, waiting, closing int, periodic bool) slot
 	if total < len(active) {
 		total = min(len(active), budget)
 	}
-	weights := make([]uint64, len(active))
+	weights, ties := make([]uint64, len(active)), make([]uint64, len(active))
 	for j, i := range active {
-		weights[j] = infos[i].weight
+		weights[j], ties[j] = infos[i].weight, infos[i].tie
 	}
-	for j, n := range distribute(total, weights, pol.MaxPerBackend) {
+	for j, n := range distribute(total, weights, ties, pol.MaxPerBackend) {
 		wanted[active[j]] = n
 	}
 
@@ -221,7 +222,13 @@ func (s *set[C]) shrinkLocked(excess int, a *after[C]) (freed int) {
 // each first (while there are enough), then each next slot to the backend
 // that has the fewest for its weight, none beyond limit. With equal weights
 // the shares differ by at most one.
-func distribute(total int, weights []uint64, limit int) []int {
+//
+// A tie goes to the backend with the lowest rank in ties (nil: the first
+// one). Each pool ranks its backends at random (see set.tie), so the
+// slots left over once every backend has its even share fall on
+// different backends in different pools, and a fleet of pools holds as
+// many connections to each backend.
+func distribute(total int, weights, ties []uint64, limit int) []int {
 	shares := make([]int, len(weights))
 	if len(weights) == 0 || total <= 0 || limit <= 0 {
 		return shares
@@ -232,14 +239,25 @@ func distribute(total int, weights []uint64, limit int) []int {
 		}
 		total -= len(weights)
 	}
+	rank := func(i int) uint64 {
+		if ties == nil {
+			return uint64(i)
+		}
+		return ties[i]
+	}
 	for ; total > 0; total-- {
 		best := -1
 		for i, w := range weights {
 			if shares[i] >= limit {
 				continue
 			}
-			// (shares[i]+1)/w < (shares[best]+1)/weights[best]
-			if best < 0 || uint64(shares[i]+1)*weights[best] < uint64(shares[best]+1)*w {
+			if best < 0 {
+				best = i
+				continue
+			}
+			// Compare (shares[i]+1)/w with (shares[best]+1)/weights[best].
+			l, r := uint64(shares[i]+1)*weights[best], uint64(shares[best]+1)*w
+			if l < r || (l == r && rank(i) < rank(best)) {
 				best = i
 			}
 		}

@@ -115,21 +115,31 @@ func TestDistribute(t *testing.T) {
 	tests := []struct {
 		total   int
 		weights []uint64
+		ties    []uint64
 		limit   int
 		want    []int
 	}{
-		{0, []uint64{1, 1}, 16, []int{0, 0}},
-		{5, nil, 16, []int{}},
-		{5, []uint64{1, 1}, 0, []int{0, 0}},
-		{7, []uint64{1, 1, 1}, 16, []int{3, 2, 2}},
-		{2, []uint64{1, 1, 1}, 16, []int{1, 1, 0}},
-		{8, []uint64{1, 3}, 16, []int{2, 6}},
-		{10, []uint64{1, 1}, 3, []int{3, 3}},
-		{4, []uint64{5, 1}, 16, []int{3, 1}},
+		{0, []uint64{1, 1}, nil, 16, []int{0, 0}},
+		{5, nil, nil, 16, []int{}},
+		{5, []uint64{1, 1}, nil, 0, []int{0, 0}},
+		{7, []uint64{1, 1, 1}, nil, 16, []int{3, 2, 2}},
+		{2, []uint64{1, 1, 1}, nil, 16, []int{1, 1, 0}},
+		{8, []uint64{1, 3}, nil, 16, []int{2, 6}},
+		{10, []uint64{1, 1}, nil, 3, []int{3, 3}},
+		{4, []uint64{5, 1}, nil, 16, []int{3, 1}},
+		// Ties go to the lowest rank: the leftover slots, and the
+		// first ones when there are fewer slots than backends.
+		{7, []uint64{1, 1, 1}, []uint64{9, 3, 5}, 16, []int{2, 3, 2}},
+		{8, []uint64{1, 1, 1}, []uint64{9, 3, 5}, 16, []int{2, 3, 3}},
+		{2, []uint64{1, 1, 1}, []uint64{9, 3, 5}, 16, []int{0, 1, 1}},
+		{9, []uint64{1, 1, 1, 1}, []uint64{4, 1, 3, 2}, 16, []int{2, 3, 2, 2}},
+		// Weight still comes first.
+		{4, []uint64{5, 1}, []uint64{2, 1}, 16, []int{3, 1}},
+		{3, []uint64{1, 2}, []uint64{0, 1}, 16, []int{1, 2}},
 	}
 	for _, tt := range tests {
-		if got := distribute(tt.total, tt.weights, tt.limit); !slices.Equal(got, tt.want) {
-			t.Errorf("distribute(%d, %v, %d) = %v, want %v", tt.total, tt.weights, tt.limit, got, tt.want)
+		if got := distribute(tt.total, tt.weights, tt.ties, tt.limit); !slices.Equal(got, tt.want) {
+			t.Errorf("distribute(%d, %v, %v, %d) = %v, want %v", tt.total, tt.weights, tt.ties, tt.limit, got, tt.want)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,11 @@ type set[C any] struct {
 	p       *Pool[C]
 	key     resolver.Key
 	backend atomic.Pointer[resolver.Backend]
+	// tie ranks the backend among the pool's others when nothing else
+	// tells them apart: drawn at random when the set is made, so that
+	// every pool breaks ties in its own order and a fleet of pools
+	// spreads its connections and claims evenly.
+	tie uint64
 
 	// idle holds the idle slots.
 	idle idleStack[C]
@@ -41,7 +47,7 @@ type set[C any] struct {
 }
 
 func newSet[C any](p *Pool[C], b resolver.Backend) *set[C] {
-	s := &set[C]{p: p, key: b.Key(), idle: newIdleStack[C](p.pol.MaxPerBackend)}
+	s := &set[C]{p: p, key: b.Key(), tie: rand.Uint64(), idle: newIdleStack[C](p.pol.MaxPerBackend)}
 	s.backend.Store(&b)
 	return s
 }
@@ -84,6 +90,40 @@ func weightOf(b resolver.Backend) uint64 {
 		return 1
 	}
 	return uint64(b.Weight)
+}
+
+// raiseServed raises the served count to n if it is lower, recording
+// what it added so that Stats still counts claims.
+func (s *set[C]) raiseServed(n uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		old := s.served.Load()
+		if old >= n {
+			return
+		}
+		if s.served.CompareAndSwap(old, n) {
+			s.servedAdj += n - old
+			return
+		}
+	}
+}
+
+// setWantedLocked records how many slots the rebalance wants s to have.
+// A set that wanted none and now wants some is about to get its first
+// slot: the picker must be rebuilt to see it (see picker.stocked).
+func (s *set[C]) setWantedLocked(n int) {
+	if s.wanted == 0 && n > 0 {
+		s.p.pickerDirty.Store(true)
+	}
+	s.wanted = n
+}
+
+// stocked reports whether s has slots or wants some.
+func (s *set[C]) stocked() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.slots) > 0 || s.wanted > 0
 }
 
 func (s *set[C]) noteErrLocked(err error, now time.Time) {

@@ -1,0 +1,151 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// TestReturningBackendIsOwedNothing takes a backend offline while the
+// others serve thousands of claims, brings it back, and checks that it
+// rejoins the round robin at its peers' level instead of taking every
+// claim until its served count catches up.
+func TestReturningBackendIsOwedNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bs := backends(3)
+		b := bs[1].Addr
+		p, fc := newTestPool(t, Policy{Recycle: RecycleInline, BackoffMax: time.Second}, bs...)
+		synctest.Wait()
+		health := func() Health {
+			for _, bst := range p.Stats().Backends {
+				if bst.Backend.Addr == b {
+					return bst.Health
+				}
+			}
+			t.Fatalf("backend %s is not in the stats", b)
+			return HealthUnknown
+		}
+		for range 300 {
+			release(claimFrom(t, p, t.Context()))
+		}
+
+		// b dies; claims find its connections broken until it is offline.
+		fc.setMode(b, backendMode{connectErr: errors.New("refused"), checkErr: errors.New("dead")})
+		for i := 0; health() != HealthOffline; i++ {
+			if i == 1000 {
+				t.Fatalf("backend %s is %v after %d claims, want offline", b, health(), i)
+			}
+			c := claimFrom(t, p, t.Context())
+			if c.Backend().Addr == b {
+				c.Conn().claimed.Store(false)
+				c.Discard(errors.New("connection reset"))
+			} else {
+				release(c)
+			}
+			time.Sleep(50 * time.Millisecond) // let b's reconnections fail
+		}
+		for range 3000 {
+			release(claimFrom(t, p, t.Context()))
+		}
+
+		// b comes back.
+		fc.setMode(b, backendMode{})
+		for i := 0; health() != HealthOnline; i++ {
+			if i == 100 {
+				t.Fatalf("backend %s is %v %v after it came back, want online", b, health(), time.Duration(i)*100*time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		synctest.Wait()
+		served := 0
+		for range 300 {
+			c := claimFrom(t, p, t.Context())
+			if c.Backend().Addr == b {
+				served++
+			}
+			release(c)
+			synctest.Wait()
+		}
+		if served < 90 || served > 110 {
+			t.Errorf("backend %s served %d of the 300 claims after it came back, want 100±10", b, served)
+		}
+	})
+}
+
+// TestPoolsBreakTiesDifferently checks that many pools over the same
+// backends do not all favour the same one: the slots left over once each
+// backend has its even share, and the first claim, fall on every backend
+// about as often.
+func TestPoolsBreakTiesDifferently(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const pools = 90
+		bs := backends(3)
+		slots := map[string]int{}
+		first := map[string]int{}
+		for range pools {
+			// 7 spares over 3 backends: 3, 2 and 2 slots.
+			p, _ := newTestPool(t, Policy{Spares: 7, Recycle: RecycleInline}, bs...)
+			synctest.Wait()
+			c := claimFrom(t, p, t.Context())
+			first[c.Backend().Addr]++
+			release(c)
+			for _, b := range p.Stats().Backends {
+				slots[b.Backend.Addr] += b.Slots()
+			}
+			if err := p.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Each backend gets the extra slot, and the first claim, in a
+		// third of the pools: 30 ± 4.5 (one standard deviation). The
+		// bounds are 4 standard deviations away.
+		for _, b := range bs {
+			if extra := slots[b.Addr] - 2*pools; extra < 12 || extra > 48 {
+				t.Errorf("backend %s got the extra slot in %d of %d pools, want about a third", b.Addr, extra, pools)
+			}
+			if n := first[b.Addr]; n < 12 || n > 48 {
+				t.Errorf("backend %s took the first claim in %d of %d pools, want about a third", b.Addr, n, pools)
+			}
+		}
+	})
+}
+
+// TestLargeTierSpread checks that in a tier too large to scan, where the
+// picker compares two backends drawn at random, sequential claims still
+// spread about evenly, whether every backend has slots or only a few do.
+func TestLargeTierSpread(t *testing.T) {
+	for _, tt := range []struct{ backends, slots int }{{40, 40}, {1000, 16}} {
+		t.Run(fmt.Sprintf("backends=%d/slots=%d", tt.backends, tt.slots), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p, _ := newTestPool(t, Policy{MaxSlots: tt.slots, Spares: tt.slots, Recycle: RecycleInline}, backends(tt.backends)...)
+				synctest.Wait()
+				counts := map[string]int{}
+				claims := 100 * tt.slots
+				for range claims {
+					c := claimFrom(t, p, t.Context())
+					counts[c.Backend().Addr]++
+					release(c)
+				}
+				if len(counts) != tt.slots {
+					t.Errorf("claims went to %d backends, want the %d with a slot", len(counts), tt.slots)
+				}
+				// Comparing two at random keeps each within a few claims
+				// of even (drawing one at random would not: ±10 is one
+				// standard deviation).
+				for addr, n := range counts {
+					if n < 92 || n > 108 {
+						t.Errorf("backend %s served %d of %d claims, want 100±8", addr, n, claims)
+					}
+				}
+				for _, b := range p.Stats().Backends {
+					if b.Waits != 0 {
+						t.Errorf("backend %s: %d claims waited, want none", b.Backend.Addr, b.Waits)
+					}
+				}
+			})
+		})
+	}
+}
