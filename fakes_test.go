@@ -639,11 +639,19 @@ func newConnector(t testing.TB, o *fakeOpener, pol pool.Policy, bs ...resolver.B
 // newConnectorWith is newConnector with all the settings.
 func newConnectorWith(t testing.TB, o *fakeOpener, s Settings, bs ...resolver.Backend) *Connector {
 	t.Helper()
+	return startConnector(t, o.asOpener(), &o.open, s, bs...)
+}
+
+// startConnector starts a Connector over the backends bs with opener o,
+// and closes it when the test ends, checking that open, o's count of
+// connections not closed, is back to 0.
+func startConnector(t testing.TB, o Opener, open *atomic.Int64, s Settings, bs ...resolver.Backend) *Connector {
+	t.Helper()
 	r, err := resolver.NewStatic(bs...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewConnector(Config{Opener: o.asOpener(), Resolver: r, Settings: s})
+	c, err := NewConnector(Config{Opener: o, Resolver: r, Settings: s})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -651,7 +659,7 @@ func newConnectorWith(t testing.TB, o *fakeOpener, s Settings, bs ...resolver.Ba
 		if err := c.Close(); err != nil {
 			t.Errorf("Connector.Close: %v", err)
 		}
-		if n := o.open.Load(); n != 0 {
+		if n := open.Load(); n != 0 {
 			t.Errorf("%d connections open after Connector.Close, want 0", n)
 		}
 	})

@@ -115,25 +115,10 @@ func newRouteCluster(t *testing.T, s Settings) (*Connector, *routeOpener) {
 		replicaAddrs[0]: {role: resolver.RoleReplica, pos: 10},
 		replicaAddrs[1]: {role: resolver.RoleReplica, pos: 10},
 	}}
-	r, err := resolver.NewStatic(routeBackends...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if s.Policy.MaxSlots == 0 {
 		s.Policy.MaxSlots, s.Policy.MaxPerBackend = 3, 1
 	}
-	c, err := NewConnector(Config{Opener: o, Resolver: r, Settings: s})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Errorf("Connector.Close: %v", err)
-		}
-		if n := o.open.Load(); n != 0 {
-			t.Errorf("%d connections open after Close, want 0", n)
-		}
-	})
+	c := startConnector(t, o, &o.open, s, routeBackends...)
 	synctest.Wait() // every connection open, every role learned
 	return c, o
 }
