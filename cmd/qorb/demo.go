@@ -346,9 +346,6 @@ func snapshot(c *qorb.Connector) *statshttp.Snapshot {
 
 // show draws the view, or prints a plain line, for one second.
 func (d *demo) show(prev, cur *statshttp.Snapshot) {
-	if cur == nil {
-		return
-	}
 	elapsed := time.Since(d.start)
 	d.mu.Lock()
 	names := slices.Sorted(maps.Keys(d.served))
@@ -452,11 +449,9 @@ func (d *demo) summary(final *statshttp.Snapshot) {
 			n, after = s.n.Load(), s.afterStop.Load()
 		}
 		health := "-"
-		if final != nil {
-			for _, b := range final.Backends {
-				if b.Addr == r.addr {
-					health = b.Health
-				}
+		for _, b := range final.Backends {
+			if b.Addr == r.addr {
+				health = b.Health
 			}
 		}
 		fmt.Fprintf(d.out, "summary: backend=%s addr=%s part=%s health=%s queries=%d queries_after_stop=%d\n",
