@@ -48,6 +48,12 @@ const (
 	EventBackendOffline
 	// EventSlotState: a slot changed state from From to To.
 	EventSlotState
+	// EventPrimaryLost: the primary was lost, and the pool asks every
+	// backend its role until one says it is the primary.
+	EventPrimaryLost
+	// EventPrimaryFound: a backend said it is the primary. Duration is
+	// how long the pool was without one.
+	EventPrimaryFound
 )
 
 var eventNames = [...]string{
@@ -66,6 +72,8 @@ var eventNames = [...]string{
 	EventBackendOnline:     "backend-online",
 	EventBackendOffline:    "backend-offline",
 	EventSlotState:         "slot-state",
+	EventPrimaryLost:       "primary-lost",
+	EventPrimaryFound:      "primary-found",
 }
 
 // String returns the kind's name, such as "connect-failed".

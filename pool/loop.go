@@ -70,6 +70,7 @@ func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.T
 		p.rebalanceSlots(ctx, now, periodic)
 	}
 
+	next = earliest(next, p.huntTick(now))
 	if d := p.expireWaiters(p.mono(now)); d != 0 {
 		next = earliest(next, p.epoch.Add(time.Duration(d)))
 	}
@@ -150,6 +151,9 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 		s.mu.Lock()
 		if s.setHealthLocked(HealthRemoved) {
 			note(EventBackendRemoved, s.key)
+			if s.isPrimary() {
+				p.lostPrimary()
+			}
 		}
 		s.retireLocked(&a)
 		s.mu.Unlock()
@@ -172,6 +176,7 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, period
 	mnow := p.mono(now)
 	s.mu.Lock()
 	late, healthChanged := s.watchLateLocked(mnow, &a)
+	s.probeRoleLocked(&jobs, &a)
 	removed := s.getHealth() == HealthRemoved
 	next, drained := p.maintainIdleLocked(s, mnow, periodic || removed, &jobs, &a)
 	next = earliest(next, p.at(late))

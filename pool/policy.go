@@ -67,6 +67,16 @@ type Policy struct {
 	// turns it off.
 	SuspectAfter time.Duration
 
+	// PrimaryProbeInterval paces the hunt for a primary after the pool
+	// lost its own (its connections failed, it left the backend set, or
+	// it said it is not the primary any more): every backend's role is
+	// asked at once, and then again after a wait drawn at random from
+	// the upper half of this interval, until one says it is the
+	// primary. Claims that need the primary wait meanwhile. It needs a
+	// connector that reports roles ([RoleReporter]). Default 500 ms;
+	// negative leaves roles to the periodic health checks.
+	PrimaryProbeInterval time.Duration
+
 	// MaxLifetime is how long a connection lives before it is replaced,
 	// less up to a tenth at random so connections opened together do not
 	// all expire together. Default 1 h; negative means forever.
@@ -142,6 +152,7 @@ const (
 	DefaultBackoffMax        = 30 * time.Second
 	DefaultOfflineAfter      = 3
 	DefaultSuspectAfter      = time.Second
+	DefaultPrimaryProbe      = 500 * time.Millisecond
 	DefaultMaxLifetime       = time.Hour
 	DefaultMaxIdleTime       = 30 * time.Minute
 	DefaultRebalanceDelay    = 100 * time.Millisecond
@@ -175,6 +186,7 @@ func (p Policy) withDefaults() (Policy, error) {
 	durDefault(&p.HealthInterval, DefaultHealthInterval)
 	durDefault(&p.HealthTimeout, DefaultHealthTimeout)
 	durDefault(&p.SuspectAfter, DefaultSuspectAfter)
+	durDefault(&p.PrimaryProbeInterval, DefaultPrimaryProbe)
 	durDefault(&p.BackoffMin, DefaultBackoffMin)
 	durDefault(&p.BackoffMax, DefaultBackoffMax)
 	durDefault(&p.MaxLifetime, DefaultMaxLifetime)

@@ -84,6 +84,13 @@ type Pool[C any] struct {
 	rebalance atomic.Bool
 	// pickerDirty asks the control loop to rebuild the picker.
 	pickerDirty atomic.Bool
+	// hunting: the primary was lost, and the pool asks every backend's
+	// role until one answers primary (see hunt.go); huntSince is when,
+	// on the coarse clock, and huntFound says a primary answered.
+	hunting   atomic.Bool
+	huntSince atomic.Int64
+	huntFound atomic.Bool
+	hunt      huntState // the control loop's own
 
 	wake     chan struct{} // pokes the control loop; capacity 1
 	returned chan struct{} // a claim came back while closing; capacity 1

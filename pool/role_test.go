@@ -31,6 +31,12 @@ func (r *roleConnector) setRole(addr string, role resolver.Role) {
 	r.mu.Unlock()
 }
 
+func (r *roleConnector) askedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.asked
+}
+
 func (r *roleConnector) Role(ctx context.Context, c *fakeConn) (resolver.Role, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

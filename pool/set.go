@@ -29,6 +29,12 @@ type set[C any] struct {
 	suspect atomic.Bool   // a connection failed; prefer other backends
 	health  atomic.Uint32 // a Health, written under mu
 	learned atomic.Uint32 // the resolver.Role the server last reported
+	// probeRole: a hunt for the primary wants this backend's role asked
+	// (see hunt.go).
+	probeRole atomic.Bool
+	// roleAt is when the question the server last answered about its
+	// role was asked, on the coarse clock.
+	roleAt atomic.Int64
 
 	mu sync.Mutex // protects the fields below
 	// slots holds every slot that is not closed.
@@ -63,13 +69,18 @@ func (s *set[C]) backendValue() resolver.Backend {
 }
 
 // learnRole records the role the server reported and says whether it
-// changed; a change marks the picker for rebuilding.
+// changed; a change marks the picker for rebuilding, and a primary that
+// says it is not one any more starts a hunt for the new one.
 func (s *set[C]) learnRole(r resolver.Role) bool {
-	changed := resolver.Role(s.learned.Swap(uint32(r))) != r
-	if changed {
-		s.p.pickerDirty.Store(true)
+	old := resolver.Role(s.learned.Swap(uint32(r)))
+	if old == r {
+		return false
 	}
-	return changed
+	s.p.pickerDirty.Store(true)
+	if old == resolver.RolePrimary && s.backend.Load().Role == resolver.RoleUnknown {
+		s.p.lostPrimary()
+	}
+	return true
 }
 
 func (s *set[C]) getHealth() Health { return Health(s.health.Load()) }

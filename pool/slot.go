@@ -269,6 +269,9 @@ func (s *set[C]) connectedLocked(sl *slot[C], conn C, role resolver.Role, err er
 			a.event(Event{Kind: EventBackendOffline, Backend: s.key, Err: err})
 		}
 		a.event(Event{Kind: EventConnectFailed, Backend: s.key, Slot: sl.id, Err: err, Duration: took})
+		if s.isPrimary() {
+			p.lostPrimary()
+		}
 		if gone {
 			s.closeSlotLocked(sl, StateConnecting, a)
 		} else {
@@ -291,6 +294,7 @@ func (s *set[C]) connectedLocked(sl *slot[C], conn C, role resolver.Role, err er
 	sl.recheck = false
 	if p.role != nil {
 		s.learnRole(role)
+		s.heardRoleLocked(sl)
 	}
 	s.suspect.Store(false)
 	if s.setHealthLocked(HealthOnline) {
@@ -321,6 +325,7 @@ func (s *set[C]) checkedLocked(sl *slot[C], role resolver.Role, err error, now t
 	default:
 		if s.p.role != nil {
 			s.learnRole(role)
+			s.heardRoleLocked(sl)
 		}
 		s.answeredAt = s.p.mono(now)
 		sl.checkAt = s.p.nextCheckFrom(now)
@@ -383,6 +388,15 @@ func (s *set[C]) releasedLocked(sl *slot[C], err error, broken bool, now int64, 
 		}
 	case sl.expiresAt != 0 && now >= sl.expiresAt:
 		s.replaceLocked(sl, StateClaimed, a)
+	case sl.recheck:
+		// The backend fell under suspicion while this connection was
+		// out: check it before anyone gets it.
+		s.awaitCheckLocked(sl, StateClaimed, a)
+	case s.probeRole.Load():
+		// A hunt for the primary wants the backend's role: ask it on
+		// this connection.
+		s.probeRole.Store(false)
+		s.awaitCheckLocked(sl, StateClaimed, a)
 	default:
 		sl.setState(StateRecycling) // the control loop starts the recycle
 		a.moved(sl, StateClaimed, StateRecycling)
@@ -430,11 +444,18 @@ func (s *set[C]) awaitCheckLocked(sl *slot[C], from State, a *after[C]) {
 // handed out again, as are those being checked or recycled now.
 func (s *set[C]) suspectLocked(a *after[C]) {
 	s.suspect.Store(true)
+	if s.isPrimary() {
+		s.p.lostPrimary()
+	}
 	for _, sl := range s.drainIdleLocked() {
 		s.awaitCheckLocked(sl, StateIdle, a)
 	}
 	for _, sl := range s.slots {
-		if st := sl.getState(); st == StateRecycling || (st == StateChecking && sl.busy) {
+		switch st := sl.getState(); {
+		case st == StateRecycling, st == StateChecking && sl.busy, st == StateClaimed:
+			// A claimed slot is checked when it comes back, so that a
+			// backend whose every connection is out is not suspected
+			// for ever.
 			sl.recheck = true
 		}
 	}
