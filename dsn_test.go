@@ -148,7 +148,7 @@ func TestParseDSN(t *testing.T) {
 		},
 		{
 			name: "dns_server",
-			dsn:  "fake+srv://db.example/appdb?dns_server=127.0.0.1:5353,127.0.0.2&dns_server=::1&dns_server=[::2]&dns_server=[::3]:54",
+			dsn:  "fake+srv://db.example/appdb?dns_server=127.0.0.1:5353,127.0.0.2,::1,%20[::2],[::3]:54",
 			want: dsnView{Dialect: "fake", SRV: "_fake._tcp.db.example", Database: "appdb", Params: none,
 				Settings: Settings{DNSServers: []string{"127.0.0.1:5353", "127.0.0.2:53", "[::1]:53", "[::2]:53", "[::3]:54"}}},
 		},

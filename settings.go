@@ -3,6 +3,7 @@ package qorb
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"sort"
@@ -53,59 +54,124 @@ type Settings struct {
 	ReplicaSRV string
 }
 
-// The pool parameters a DSN may carry, and the Settings field each sets.
-var poolParams = map[string]func(*Settings, string) error{
-	"pool_max_conns":              intParam(func(s *Settings) *int { return &s.Policy.MaxSlots }),
-	"pool_max_conns_per_backend":  intParam(func(s *Settings) *int { return &s.Policy.MaxPerBackend }),
-	"pool_spares":                 intParam(func(s *Settings) *int { return &s.Policy.Spares }),
-	"pool_max_waiters":            intParam(func(s *Settings) *int { return &s.Policy.MaxWaiters }),
-	"pool_offline_after":          intParam(func(s *Settings) *int { return &s.Policy.OfflineAfter }),
-	"pool_suspect_after":          durParam(func(s *Settings) *time.Duration { return &s.Policy.SuspectAfter }),
-	"pool_primary_probe_interval": durParam(func(s *Settings) *time.Duration { return &s.Policy.PrimaryProbeInterval }),
-	"pool_claim_timeout":          durParam(func(s *Settings) *time.Duration { return &s.Policy.ClaimTimeout }),
-	"pool_connect_timeout":        durParam(func(s *Settings) *time.Duration { return &s.Policy.ConnectTimeout }),
-	"pool_health_check_period":    durParam(func(s *Settings) *time.Duration { return &s.Policy.HealthInterval }),
-	"pool_health_check_timeout":   durParam(func(s *Settings) *time.Duration { return &s.Policy.HealthTimeout }),
-	"pool_backoff_min":            durParam(func(s *Settings) *time.Duration { return &s.Policy.BackoffMin }),
-	"pool_backoff_max":            durParam(func(s *Settings) *time.Duration { return &s.Policy.BackoffMax }),
-	"pool_max_conn_lifetime":      durParam(func(s *Settings) *time.Duration { return &s.Policy.MaxLifetime }),
-	"pool_max_conn_idle_time":     durParam(func(s *Settings) *time.Duration { return &s.Policy.MaxIdleTime }),
-	"pool_rebalance_delay":        durParam(func(s *Settings) *time.Duration { return &s.Policy.RebalanceDelay }),
-	"pool_rebalance_interval":     durParam(func(s *Settings) *time.Duration { return &s.Policy.RebalanceInterval }),
-	"pool_close_timeout":          durParam(func(s *Settings) *time.Duration { return &s.CloseTimeout }),
-	"pool_max_lag":                durParam(func(s *Settings) *time.Duration { return &s.MaxLag }),
-	"pool_reset_session": func(s *Settings, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return errors.New("want true or false")
-		}
-		s.Reset = b
-		return nil
-	},
+// poolParams are the pool parameters a DSN may carry: the Settings field
+// each sets and the values it accepts. [TakeSettings] refuses a value out
+// of range, naming the parameter, so that a DSN fails in ParseDSN rather
+// than later in [NewConnector], which names Go fields. A zero meaning
+// "the default" is for the Go API; a DSN says a default by leaving the
+// parameter out, so zero is refused where it would hide a mistake.
+var poolParams = map[string]setParam{
+	"pool_max_conns":              count(func(s *Settings) *int { return &s.Policy.MaxSlots }, 1, pool.MaxSlotsLimit),
+	"pool_max_conns_per_backend":  count(func(s *Settings) *int { return &s.Policy.MaxPerBackend }, 1, pool.MaxSlotsLimit),
+	"pool_spares":                 count(func(s *Settings) *int { return &s.Policy.Spares }, -1, pool.MaxSlotsLimit),
+	"pool_max_waiters":            count(func(s *Settings) *int { return &s.Policy.MaxWaiters }, 1, pool.MaxWaitersLimit),
+	"pool_offline_after":          count(func(s *Settings) *int { return &s.Policy.OfflineAfter }, 1, maxOfflineAfter),
+	"pool_suspect_after":          duration(func(s *Settings) *time.Duration { return &s.Policy.SuspectAfter }, negativeOff),
+	"pool_primary_probe_interval": duration(func(s *Settings) *time.Duration { return &s.Policy.PrimaryProbeInterval }, negativeOff),
+	"pool_claim_timeout":          duration(func(s *Settings) *time.Duration { return &s.Policy.ClaimTimeout }, positive),
+	"pool_connect_timeout":        duration(func(s *Settings) *time.Duration { return &s.Policy.ConnectTimeout }, positive),
+	"pool_health_check_period":    duration(func(s *Settings) *time.Duration { return &s.Policy.HealthInterval }, negativeOff),
+	"pool_health_check_timeout":   duration(func(s *Settings) *time.Duration { return &s.Policy.HealthTimeout }, positive),
+	"pool_backoff_min":            duration(func(s *Settings) *time.Duration { return &s.Policy.BackoffMin }, positive),
+	"pool_backoff_max":            duration(func(s *Settings) *time.Duration { return &s.Policy.BackoffMax }, positive),
+	"pool_max_conn_lifetime":      duration(func(s *Settings) *time.Duration { return &s.Policy.MaxLifetime }, negativeOff),
+	"pool_max_conn_idle_time":     duration(func(s *Settings) *time.Duration { return &s.Policy.MaxIdleTime }, negativeOff),
+	"pool_rebalance_delay":        duration(func(s *Settings) *time.Duration { return &s.Policy.RebalanceDelay }, positive),
+	"pool_rebalance_interval":     duration(func(s *Settings) *time.Duration { return &s.Policy.RebalanceInterval }, positive),
+	"pool_close_timeout":          duration(func(s *Settings) *time.Duration { return &s.CloseTimeout }, positive),
+	"pool_max_lag":                duration(func(s *Settings) *time.Duration { return &s.MaxLag }, zeroOff),
+	"pool_reset_session":          boolean(func(s *Settings) *bool { return &s.Reset }),
 }
 
-func intParam(field func(*Settings) *int) func(*Settings, string) error {
+// maxOfflineAfter bounds pool_offline_after: past it, a dead backend
+// would never be declared offline in practice.
+const maxOfflineAfter = 1000
+
+// A setParam reads one parameter's value into s. Its error says what is
+// wrong with the value; the caller names the parameter.
+type setParam func(s *Settings, v string) error
+
+// count is a setParam for an integer from lo to hi.
+func count(field func(*Settings) *int, lo, hi int) setParam {
 	return func(s *Settings, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil {
+			if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
+				return fmt.Errorf("out of range: want %d to %d", lo, hi)
+			}
 			return errors.New("want an integer")
+		}
+		if n < lo || n > hi {
+			if lo == -1 && n < 0 {
+				return errors.New("want -1 for none")
+			}
+			return fmt.Errorf("out of range: want %d to %d", lo, hi)
+		}
+		if n == 0 && lo < 0 {
+			return errors.New("0 would mean the default: leave the parameter out for it, or give -1 for none")
 		}
 		*field(s) = n
 		return nil
 	}
 }
 
-func durParam(field func(*Settings) *time.Duration) func(*Settings, string) error {
+// durRule says which durations a parameter accepts.
+type durRule uint8
+
+const (
+	positive    durRule = iota // more than zero
+	zeroOff                    // zero or more; zero turns the feature off
+	negativeOff                // any but zero; negative turns the feature off
+)
+
+// duration is a setParam for a duration in Go's syntax (500ms, 30s) or
+// in plain seconds, as libpq's connect_timeout, that rule accepts.
+func duration(field func(*Settings) *time.Duration, rule durRule) setParam {
 	return func(s *Settings, v string) error {
-		d, err := time.ParseDuration(v)
+		d, err := parseDuration(v)
 		if err != nil {
-			if n, nerr := strconv.Atoi(v); nerr == nil {
-				d = time.Duration(n) * time.Second // plain seconds, as libpq's connect_timeout
-			} else {
-				return errors.New("want a duration such as 30s or 500ms")
-			}
+			return err
+		}
+		switch {
+		case rule == positive && d <= 0:
+			return errors.New("must be positive")
+		case rule == zeroOff && d < 0:
+			return errors.New("must not be negative (0 means no limit)")
+		case rule == negativeOff && d == 0:
+			return errors.New("0 would mean the default: leave the parameter out for it, or give -1s to turn it off")
 		}
 		*field(s) = d
+		return nil
+	}
+}
+
+// parseDuration reads a duration in Go's syntax or in plain seconds.
+func parseDuration(v string) (time.Duration, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		return d, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
+			return 0, errors.New("duration out of range")
+		}
+		return 0, errors.New("want a duration such as 30s or 500ms")
+	}
+	const maxSeconds = int64(math.MaxInt64 / time.Second)
+	if n > maxSeconds || n < -maxSeconds {
+		return 0, errors.New("duration out of range")
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+// boolean is a setParam for true or false.
+func boolean(field func(*Settings) *bool) setParam {
+	return func(s *Settings, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		*field(s) = b
 		return nil
 	}
 }
@@ -114,17 +180,18 @@ func durParam(field func(*Settings) *time.Duration) func(*Settings, string) erro
 // is taken from a DSN's values for it.
 var ownParams = map[string]func(*Settings, []string) error{
 	"dns_server": func(s *Settings, vs []string) error {
-		for _, v := range vs {
-			for _, a := range strings.Split(v, ",") {
-				a = strings.TrimSpace(a)
-				if a == "" {
-					continue
-				}
-				if _, _, err := net.SplitHostPort(a); err != nil {
-					a = net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(a, "["), "]"), "53")
-				}
-				s.DNSServers = append(s.DNSServers, a)
+		if len(vs) != 1 {
+			return fmt.Errorf("%w: dns_server given %d times; list several name servers in one, separated by commas", ErrBadDSN, len(vs))
+		}
+		for _, a := range strings.Split(vs[0], ",") {
+			a = strings.TrimSpace(a)
+			if a == "" {
+				return fmt.Errorf("%w: dns_server=%q: empty name server address; leave dns_server out to use the system's", ErrBadDSN, vs[0])
 			}
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				a = net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(a, "["), "]"), "53")
+			}
+			s.DNSServers = append(s.DNSServers, a)
 		}
 		return nil
 	},
@@ -161,9 +228,9 @@ func OwnParam(name string) bool {
 // TakeSettings removes qorb's parameters (those [OwnParam] names) from
 // params and returns what they say. Every other parameter is left for the
 // database driver. It fails, naming them, for pool_ parameters it does
-// not know and for values it cannot use; a pool_ parameter,
-// replica_srv or target_session_attrs given twice is an error too, while
-// dns_server may be repeated.
+// not know and for values out of range (each parameter's range is in the
+// README), and for any of its parameters given twice; every error wraps
+// [ErrBadDSN] and names the parameter.
 func TakeSettings(params url.Values) (Settings, error) {
 	var s Settings
 	var unknown []string
@@ -201,7 +268,30 @@ func TakeSettings(params url.Values) (Settings, error) {
 		return Settings{}, fmt.Errorf("%w: unknown pool parameter %s (known: %s)",
 			ErrBadDSN, strings.Join(unknown, ", "), strings.Join(known, ", "))
 	}
+	if err := s.checkBackoff(); err != nil {
+		return Settings{}, err
+	}
 	return s, nil
+}
+
+// checkBackoff fails when pool_backoff_min is above pool_backoff_max,
+// either given or by default.
+func (s Settings) checkBackoff() error {
+	lo, hi := s.Policy.BackoffMin, s.Policy.BackoffMax
+	if lo == 0 && hi == 0 {
+		return nil
+	}
+	loName, hiName := "pool_backoff_min", "pool_backoff_max"
+	if lo == 0 {
+		lo, loName = pool.DefaultBackoffMin, "the default pool_backoff_min"
+	}
+	if hi == 0 {
+		hi, hiName = pool.DefaultBackoffMax, "the default pool_backoff_max"
+	}
+	if lo > hi {
+		return fmt.Errorf("%w: %s (%v) is more than %s (%v)", ErrBadDSN, loName, lo, hiName, hi)
+	}
+	return nil
 }
 
 // ForHosts reports whether s suits a DSN that lists its hosts instead of

@@ -2,6 +2,7 @@ package qorb
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -137,5 +138,115 @@ func TestNewStaticConnectorErrors(t *testing.T) {
 				t.Errorf("NewStaticConnector = %v, want ErrBadDSN mentioning %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestTakeSettingsRefusesBadValues checks that every value out of a
+// parameter's range fails in TakeSettings, wrapping ErrBadDSN and naming
+// the parameter, instead of passing to NewConnector, which would name a
+// Go field or silently take a default.
+func TestTakeSettingsRefusesBadValues(t *testing.T) {
+	tests := []struct {
+		param, value string
+		want         string // in the error
+	}{
+		{"pool_claim_timeout", "-1s", "must be positive"},
+		{"pool_claim_timeout", "0", "must be positive"},
+		{"pool_connect_timeout", "-1s", "must be positive"},
+		{"pool_health_check_timeout", "-1s", "must be positive"},
+		{"pool_backoff_min", "-1s", "must be positive"},
+		{"pool_backoff_max", "-1s", "must be positive"},
+		{"pool_backoff_max", "0s", "must be positive"},
+		{"pool_rebalance_delay", "-1s", "must be positive"},
+		{"pool_rebalance_interval", "-1s", "must be positive"},
+		{"pool_close_timeout", "-1s", "must be positive"},
+		{"pool_max_lag", "-1s", "must not be negative"},
+		{"pool_health_check_period", "0", "0 would mean the default"},
+		{"pool_suspect_after", "0s", "0 would mean the default"},
+		{"pool_max_conn_lifetime", "0", "0 would mean the default"},
+		{"pool_max_conn_idle_time", "0", "0 would mean the default"},
+		{"pool_claim_timeout", "9223372037", "out of range"},      // seconds that overflow a Duration
+		{"pool_claim_timeout", "99999999999h", "want a duration"}, // Go's parser overflows
+		{"pool_claim_timeout", "99999999999999999999", "out of range"},
+		{"pool_max_conns", "-1", "want 1 to 10000"},
+		{"pool_max_conns", "0", "want 1 to 10000"},
+		{"pool_max_conns", "2147483648", "want 1 to 10000"},
+		{"pool_max_conns", "99999999999999999999", "want 1 to 10000"},
+		{"pool_max_conns_per_backend", "10000000", "want 1 to 10000"},
+		{"pool_max_conns_per_backend", "0", "want 1 to 10000"},
+		{"pool_max_waiters", "-1", "want 1 to"},
+		{"pool_max_waiters", "0", "want 1 to"},
+		{"pool_max_waiters", "2147483648", "want 1 to"},
+		{"pool_offline_after", "-1", "want 1 to"},
+		{"pool_offline_after", "0", "want 1 to"},
+		{"pool_spares", "-2", "want -1 for none"},
+		{"pool_spares", "0", "give -1 for none"},
+		{"pool_spares", "20000", "want -1 to 10000"},
+		{"pool_reset_session", "", "want true or false"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.param+"="+tt.value, func(t *testing.T) {
+			_, err := TakeSettings(url.Values{tt.param: {tt.value}})
+			if !errors.Is(err, ErrBadDSN) || !strings.Contains(err.Error(), tt.param+"=") ||
+				!strings.Contains(err.Error(), tt.want) {
+				t.Errorf("TakeSettings(%s=%s) = %v, want ErrBadDSN naming %s and saying %q", tt.param, tt.value, err, tt.param, tt.want)
+			}
+		})
+	}
+}
+
+// TestTakeSettingsAcceptsEdges checks the ends of the ranges and the
+// documented ways to turn features off.
+func TestTakeSettingsAcceptsEdges(t *testing.T) {
+	for _, q := range []string{
+		"pool_max_conns=1", "pool_max_conns=10000", "pool_max_conns_per_backend=10000",
+		"pool_spares=-1", "pool_max_lag=0", "pool_health_check_period=-1s",
+		"pool_suspect_after=-1", "pool_max_conn_lifetime=-1s", "pool_claim_timeout=9223372036",
+		"pool_backoff_min=1s&pool_backoff_max=1s", "pool_max_waiters=1048576",
+	} {
+		params, err := url.ParseQuery(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := TakeSettings(params); err != nil {
+			t.Errorf("TakeSettings(%s) = %v, want it accepted", q, err)
+		}
+	}
+}
+
+// TestTakeSettingsBackoffOrder checks that a backoff minimum above the
+// maximum, given or by default, names both parameters.
+func TestTakeSettingsBackoffOrder(t *testing.T) {
+	tests := []struct{ q, want string }{
+		{"pool_backoff_min=2s&pool_backoff_max=1s", "pool_backoff_min (2s) is more than pool_backoff_max (1s)"},
+		{"pool_backoff_min=1m", "pool_backoff_min (1m0s) is more than the default pool_backoff_max (30s)"},
+		{"pool_backoff_max=10ms", "the default pool_backoff_min (20ms) is more than pool_backoff_max (10ms)"},
+	}
+	for _, tt := range tests {
+		params, _ := url.ParseQuery(tt.q)
+		_, err := TakeSettings(params)
+		if !errors.Is(err, ErrBadDSN) || !strings.Contains(fmt.Sprint(err), tt.want) {
+			t.Errorf("TakeSettings(%s) = %v, want ErrBadDSN saying %q", tt.q, err, tt.want)
+		}
+	}
+}
+
+// TestDNSServerParam checks that dns_server must name a server and may
+// be given once (several servers go in one, comma separated).
+func TestDNSServerParam(t *testing.T) {
+	tests := []struct {
+		values []string
+		want   string
+	}{
+		{[]string{""}, "empty name server address"},
+		{[]string{"127.0.0.1,"}, "empty name server address"},
+		{[]string{" "}, "empty name server address"},
+		{[]string{"127.0.0.1", "127.0.0.2"}, "dns_server given 2 times"},
+	}
+	for _, tt := range tests {
+		_, err := TakeSettings(url.Values{"dns_server": tt.values})
+		if !errors.Is(err, ErrBadDSN) || !strings.Contains(fmt.Sprint(err), tt.want) {
+			t.Errorf("TakeSettings(dns_server=%q) = %v, want ErrBadDSN saying %q", tt.values, err, tt.want)
+		}
 	}
 }

@@ -159,6 +159,16 @@ const (
 	DefaultRebalanceInterval = 10 * time.Second
 )
 
+// Limits on the counts of a [Policy]: beyond them a value is a mistake
+// (a pool with more connections than a server accepts), and [New] refuses
+// it rather than plan for it.
+const (
+	// MaxSlotsLimit bounds MaxSlots and MaxPerBackend.
+	MaxSlotsLimit = 10000
+	// MaxWaitersLimit bounds MaxWaiters.
+	MaxWaitersLimit = 1 << 20
+)
+
 // ErrBadPolicy is wrapped by the error [New] returns for a policy it cannot
 // use.
 var ErrBadPolicy = errors.New("pool: bad policy")
@@ -206,10 +216,18 @@ func (p Policy) withDefaults() (Policy, error) {
 	switch {
 	case p.MaxSlots < 0:
 		return bad("MaxSlots", p.MaxSlots, "must be positive")
+	case p.MaxSlots > MaxSlotsLimit:
+		return bad("MaxSlots", p.MaxSlots, fmt.Sprintf("must be at most %d", MaxSlotsLimit))
 	case p.MaxPerBackend < 0:
 		return bad("MaxPerBackend", p.MaxPerBackend, "must be positive")
+	case p.MaxPerBackend > MaxSlotsLimit:
+		return bad("MaxPerBackend", p.MaxPerBackend, fmt.Sprintf("must be at most %d", MaxSlotsLimit))
 	case p.MaxWaiters < 0:
 		return bad("MaxWaiters", p.MaxWaiters, "must be positive")
+	case p.MaxWaiters > MaxWaitersLimit:
+		return bad("MaxWaiters", p.MaxWaiters, fmt.Sprintf("must be at most %d", MaxWaitersLimit))
+	case p.Spares > MaxSlotsLimit:
+		return bad("Spares", p.Spares, fmt.Sprintf("must be at most %d", MaxSlotsLimit))
 	case p.OfflineAfter < 0:
 		return bad("OfflineAfter", p.OfflineAfter, "must be positive")
 	case p.ClaimTimeout < 0:
