@@ -100,6 +100,9 @@ func sweep(root string) {
 			continue
 		}
 		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			// Servers that a daemon left to init (Patroni's postmasters) do
+			// not die with the process that started the daemon.
+			killUnder(filepath.Join(root, e.Name()))
 			os.RemoveAll(filepath.Join(root, e.Name()))
 		}
 	}
@@ -227,4 +230,26 @@ func tail(b []byte) string {
 		}
 	}
 	return strings.TrimRight(string(b), "\n")
+}
+
+// instanceDir makes the directory of a new server or cluster, owned by the
+// system user that runs it, under the base directory: its name is prefix
+// followed by a serial number, which it also returns.
+func instanceDir(t testing.TB, user, prefix string) (acct account, id int, name, dir string) {
+	t.Helper()
+	acct, err := lookupAccount(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := baseDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id = int(serial.Add(1))
+	name = fmt.Sprintf("%s%d", prefix, id)
+	dir = filepath.Join(base, name)
+	if err := acct.mkdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	return acct, id, name, dir
 }

@@ -35,6 +35,22 @@
 //	c.Standbys[0].PauseReplay(t) // lags from now on
 //	c.Failover(t, c.Standbys[1]) // stop the primary, promote, re-point the rest
 //
+// A real HA stack: [StartPatroniCluster] runs etcd and Patroni managing
+// PostgreSQL nodes (Patroni runs initdb and pg_basebackup itself), and
+// [StartHAProxy] puts HAProxy with Patroni's REST health checks in front:
+//
+//	c := dbtest.StartPatroniCluster(t, 3)
+//	h := dbtest.StartHAProxy(t, c)           // h.PrimaryDSN(), h.ReplicaDSN()
+//	leader := c.WaitHealthy(t)
+//	leader.KillPostgres(t)                   // Patroni fails over by itself
+//	next := c.WaitLeader(t, leader)
+//	c.Switchover(t, next, c.SyncStandby(t)) // planned, through the REST API
+//
+// Patroni leaves its postmasters to init, so they are found by their data
+// directory when the cluster is torn down (and by a later test binary's
+// sweep if this one died). The programs come from the Debian packages
+// patroni, etcd-server and haproxy; tests skip with [HAStackMissing].
+//
 // The user has database-level grants only, so on a read-only MariaDB replica
 // its writes fail as an application's would. Helpers that need more rights
 // ([Server.Exec], session counts, replication control) use a separate admin

@@ -117,20 +117,7 @@ func newMariaDB(t testing.TB, pick func() (int, error), readOnly bool) *MariaDB 
 	if err != nil {
 		t.Fatal(err)
 	}
-	acct, err := lookupAccount("mysql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := baseDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := int(serial.Add(1))
-	name := fmt.Sprintf("mariadb%d", id)
-	dir := filepath.Join(base, name)
-	if err := acct.mkdir(dir); err != nil {
-		t.Fatal(err)
-	}
+	acct, id, name, dir := instanceDir(t, "mysql", "mariadb")
 	s := newServer(t, name, dir, acct)
 	data := filepath.Join(dir, "data")
 	if err := copyTree(tmpl.data, data); err != nil {

@@ -108,19 +108,7 @@ func postgresTemplate() (string, error) {
 // it on a port from pick.
 func newPostgres(t testing.TB, pick func() (int, error), prepare func(acct account, name, data string) error) *Postgres {
 	t.Helper()
-	acct, err := lookupAccount("postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := baseDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := fmt.Sprintf("pg%d", serial.Add(1))
-	dir := filepath.Join(base, name)
-	if err := acct.mkdir(dir); err != nil {
-		t.Fatal(err)
-	}
+	acct, _, name, dir := instanceDir(t, "postgres", "pg")
 	s := newServer(t, name, dir, acct)
 	data := filepath.Join(dir, "data")
 	if err := prepare(acct, name, data); err != nil {
@@ -173,9 +161,13 @@ func StartPostgres(t testing.TB, n int) []*Postgres {
 // [Database], such as "host=127.0.0.1 port=5432 user=qorb password=qorb
 // dbname=qorbtest sslmode=disable". Append " application_name=…" and other
 // keywords as needed.
-func (p *Postgres) DSN() string {
+func (p *Postgres) DSN() string { return postgresDSN(p.port) }
+
+// postgresDSN returns the keyword/value connection string for [User] on
+// [Database] at port.
+func postgresDSN(port int) string {
 	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=%s sslmode=disable",
-		p.port, User, Password, Database)
+		port, User, Password, Database)
 }
 
 // URL returns a connection URL for [User] on [Database], such as

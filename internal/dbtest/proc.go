@@ -1,9 +1,12 @@
 package dbtest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -205,4 +208,109 @@ func waitFor(d time.Duration, cond func() bool) error {
 		<-tick.C
 	}
 	return nil
+}
+
+// launch starts path with args as acct in dir, with its output appended to
+// the log at logPath after a line that says what starts, and returns the
+// running process and the size of the log before the launch, so that a caller
+// can read what this run wrote. The process gets its own process group and
+// SIGKILL if the thread that started it dies; a goroutine waits for it and
+// closes done when it has exited, so every caller that drops a process must
+// make it exit.
+func launch(acct account, dir, logPath, what, path string, args []string) (*process, int64, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, 0, err
+	}
+	off, _ := logf.Seek(0, io.SeekEnd)
+	fmt.Fprintf(logf, "==== dbtest %s %s: %s %s\n",
+		time.Now().Format(time.RFC3339Nano), what, path, strings.Join(args, " "))
+	cmd := exec.Command(path, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = acct.sysProcAttr()
+	err = cmd.Start()
+	logf.Close() // the process has its own descriptor
+	if err != nil {
+		return nil, off, err
+	}
+	p := &process{pid: cmd.Process.Pid, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, off, nil
+}
+
+// fileTail returns the last few kilobytes of what the file at path holds
+// after offset off.
+func fileTail(path string, off int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	defer f.Close()
+	const limit = 16 << 10
+	if fi, err := f.Stat(); err == nil && fi.Size()-off > limit {
+		off = fi.Size() - limit
+	}
+	b, err := io.ReadAll(io.NewSectionReader(f, off, limit))
+	if err != nil {
+		return fmt.Sprintf("(reading log: %v)", err)
+	}
+	return tail(b)
+}
+
+// killOrphan sends SIGKILL to pid, a process this one did not start (such as
+// a postmaster that Patroni forked off and left to init), and to all its
+// descendants, and waits until they are gone. A process that is gone already
+// is left alone.
+func killOrphan(pid int) error {
+	pi, ok := readProc(pid)
+	if !ok {
+		return nil
+	}
+	p := &process{pid: pid}
+	members, err := p.freeze()
+	if err != nil {
+		return err
+	}
+	members = append(members, pi)
+	for _, m := range members {
+		syscall.Kill(m.pid, syscall.SIGKILL)
+	}
+	return waitFor(killTimeout, func() bool {
+		for _, m := range members {
+			if _, live := m.live(); live {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// killUnder sends SIGKILL to every process whose command line names a path
+// under dir, and to its descendants. It finds what a daemon started and left
+// to init (Patroni's postmasters), once the daemon is gone.
+func killUnder(dir string) error {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	prefix := []byte(filepath.Clean(dir) + "/")
+	var errs []error
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmdline, prefix) {
+			continue
+		}
+		if err := killOrphan(pid); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

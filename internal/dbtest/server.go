@@ -5,9 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -128,31 +126,11 @@ func (s *Server) start() (int64, error) {
 	if running {
 		return 0, fmt.Errorf("dbtest: %s is already running", s.name)
 	}
-	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return 0, err
-	}
-	off, _ := logf.Seek(0, io.SeekEnd)
 	path, args := s.command()
-	fmt.Fprintf(logf, "==== dbtest %s: starting on port %d: %s %s\n",
-		time.Now().Format(time.RFC3339Nano), s.port, path, strings.Join(args, " "))
-	cmd := exec.Command(path, args...)
-	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = s.acct.sysProcAttr()
-	err = cmd.Start()
-	logf.Close() // the server has its own descriptor
+	p, off, err := launch(s.acct, s.dir, s.logPath, fmt.Sprintf("%s: starting on port %d", s.name, s.port), path, args)
 	if err != nil {
 		return off, fmt.Errorf("dbtest: starting %s: %w", s.name, err)
 	}
-	p := &process{pid: cmd.Process.Pid, done: make(chan struct{})}
-	// This goroutine ends when the server's main process exits; every path
-	// that drops a process (Stop, Kill, teardown, a failed start) makes it
-	// exit and waits on done.
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	if err := s.waitReady(p); err != nil {
 		kerr := p.kill()
 		return off, fmt.Errorf("dbtest: %s on port %d did not start: %w\n--- log:\n%s",
@@ -259,22 +237,7 @@ func (s *Server) Running() bool { return s.PID() != 0 }
 func (s *Server) LogTail() string { return s.logSince(0) }
 
 // logSince returns the tail of what the log holds after offset off.
-func (s *Server) logSince(off int64) string {
-	f, err := os.Open(s.logPath)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	defer f.Close()
-	const limit = 16 << 10
-	if fi, err := f.Stat(); err == nil && fi.Size()-off > limit {
-		off = fi.Size() - limit
-	}
-	b, err := io.ReadAll(io.NewSectionReader(f, off, limit))
-	if err != nil {
-		return fmt.Sprintf("(reading log: %v)", err)
-	}
-	return tail(b)
-}
+func (s *Server) logSince(off int64) string { return fileTail(s.logPath, off) }
 
 // Start starts a stopped or killed server again, on the same port with the
 // same data, and waits until it answers. It fails the test if the server is
