@@ -81,6 +81,9 @@ func NewConnector(cfg Config) (*Connector, error) {
 	if pol.Recycle == pool.RecycleDefault && !cfg.Reset {
 		pol.Recycle = pool.RecycleInline
 	}
+	if cfg.Logger != nil {
+		pol.Observer = pool.Observers(pol.Observer, pool.LogEvents(cfg.Logger))
+	}
 	p, err := pool.New[*physConn](cfg.Resolver, openerConnector{cfg.Opener, c.router, cfg.Reset}, pol)
 	if err != nil {
 		return nil, err

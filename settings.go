@@ -1,8 +1,10 @@
 package qorb
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"net/url"
@@ -47,6 +49,13 @@ type Settings struct {
 	// long after it has fallen too far behind, and wait as long to serve
 	// again once it has caught up.
 	MaxLag time.Duration
+	// Logger, when not nil, logs the pool's events as [pool.LogEvents]
+	// does: failed connection attempts, health checks and resolver lookups
+	// (naming the SRV name, the name server and its answer) at Warn,
+	// backends coming and going at Info, the rest at Debug. pool_log=default
+	// sets it to log to [slog.Default], whichever logger that is when each
+	// record is logged.
+	Logger *slog.Logger
 	// ReplicaSRV is a second SRV name that lists only replicas
 	// (replica_srv), for a service that publishes its primary and its
 	// replicas under separate names; the DSN's own name then lists the
@@ -81,6 +90,17 @@ var poolParams = map[string]setParam{
 	"pool_close_timeout":          duration(func(s *Settings) *time.Duration { return &s.CloseTimeout }, positive),
 	"pool_max_lag":                duration(func(s *Settings) *time.Duration { return &s.MaxLag }, zeroOff),
 	"pool_reset_session":          boolean(func(s *Settings) *bool { return &s.Reset }),
+	"pool_log": func(s *Settings, v string) error {
+		switch v {
+		case "default":
+			s.Logger = slog.New(defaultHandler{})
+		case "off":
+			s.Logger = nil
+		default:
+			return errors.New("want default or off")
+		}
+		return nil
+	},
 }
 
 // maxOfflineAfter bounds pool_offline_after: past it, a dead backend
@@ -315,4 +335,45 @@ func sortedKeys(v url.Values) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// defaultHandler hands each record to the handler of [slog.Default] as
+// it is at that moment, so that pool_log=default follows a program that
+// sets its default logger after opening the database.
+type defaultHandler struct {
+	attrs []slog.Attr
+	group string // "" or the one group opened by WithGroup
+}
+
+func (h defaultHandler) handler() slog.Handler {
+	d := slog.Default().Handler()
+	if len(h.attrs) > 0 {
+		d = d.WithAttrs(h.attrs)
+	}
+	if h.group != "" {
+		d = d.WithGroup(h.group)
+	}
+	return d
+}
+
+func (h defaultHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return slog.Default().Handler().Enabled(ctx, l)
+}
+
+func (h defaultHandler) Handle(ctx context.Context, r slog.Record) error {
+	return h.handler().Handle(ctx, r)
+}
+
+func (h defaultHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	if h.group != "" {
+		return h.handler().WithAttrs(attrs) // nested: fix it to today's default
+	}
+	return defaultHandler{attrs: append(h.attrs[:len(h.attrs):len(h.attrs)], attrs...)}
+}
+
+func (h defaultHandler) WithGroup(name string) slog.Handler {
+	if h.group != "" || name == "" {
+		return h.handler().WithGroup(name)
+	}
+	return defaultHandler{attrs: h.attrs, group: name}
 }

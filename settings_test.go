@@ -49,8 +49,11 @@ func TestOwnParamMatchesTakeSettings(t *testing.T) {
 	}
 	for k := range poolParams {
 		v := "1"
-		if k == "pool_reset_session" {
+		switch k {
+		case "pool_reset_session":
 			v = "true"
+		case "pool_log":
+			v = "default"
 		}
 		params[k] = []string{v}
 	}

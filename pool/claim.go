@@ -488,6 +488,7 @@ func (p *Pool[C]) claimError(sentinel, cause error, waited time.Duration, f Filt
 	p.mu.Lock()
 	sets := p.setList()
 	p.stats.failures++
+	e.Resolver = p.lookupErr
 	p.mu.Unlock()
 	for _, s := range sets {
 		b := s.backendValue()

@@ -39,6 +39,10 @@ type ClaimError struct {
 	Cause error
 	// Waited is how long the claim waited.
 	Waited time.Duration
+	// Resolver is the error of the resolver's last lookup, when it failed
+	// (or found no backends): with ErrNoBackends it is why there are none;
+	// with the other sentinels it says the pool runs on a stale set.
+	Resolver error
 	// Backends describes each backend the claim could have used.
 	Backends []BackendReport
 }
@@ -66,6 +70,10 @@ func (e *ClaimError) Error() string {
 	if e.Cause != nil && !errors.Is(e.Err, e.Cause) {
 		fmt.Fprintf(&b, " (%v)", e.Cause)
 	}
+	noBackends := e.Resolver != nil && errors.Is(e.Err, ErrNoBackends)
+	if noBackends {
+		fmt.Fprintf(&b, ": %v", e.Resolver)
+	}
 	for i, r := range e.Backends {
 		if i == 0 {
 			b.WriteString(": ")
@@ -78,14 +86,23 @@ func (e *ClaimError) Error() string {
 			fmt.Fprintf(&b, ", last error %v ago: %s", r.LastErrorAge.Round(time.Millisecond), r.LastError)
 		}
 	}
+	if e.Resolver != nil && !noBackends {
+		fmt.Fprintf(&b, "; backend set stale: %v", e.Resolver)
+	}
 	return b.String()
 }
 
-// Unwrap returns the sentinel error and, when the claim's context ended,
-// the context's error.
+// Unwrap returns the sentinel error; when the claim's context ended, the
+// context's error; and with [ErrNoBackends], the resolver's error that
+// says why there are none (so that errors.Is finds, say, the DNS
+// resolver's sentinel for a name that does not exist).
 func (e *ClaimError) Unwrap() []error {
+	out := []error{e.Err}
 	if e.Cause != nil {
-		return []error{e.Err, e.Cause}
+		out = append(out, e.Cause)
 	}
-	return []error{e.Err}
+	if e.Resolver != nil && errors.Is(e.Err, ErrNoBackends) {
+		out = append(out, e.Resolver)
+	}
+	return out
 }

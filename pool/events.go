@@ -54,6 +54,12 @@ const (
 	// EventPrimaryFound: a backend said it is the primary. Duration is
 	// how long the pool was without one.
 	EventPrimaryFound
+	// EventResolverFailed: a lookup of the resolver found no usable
+	// backends (Err says why, naming what was asked and of whom): it
+	// failed, and the pool keeps the last set, or it said there are none.
+	EventResolverFailed
+	// EventResolverRecovered: a lookup succeeded after failed ones.
+	EventResolverRecovered
 )
 
 var eventNames = [...]string{
@@ -74,6 +80,8 @@ var eventNames = [...]string{
 	EventSlotState:         "slot-state",
 	EventPrimaryLost:       "primary-lost",
 	EventPrimaryFound:      "primary-found",
+	EventResolverFailed:    "resolver-failed",
+	EventResolverRecovered: "resolver-recovered",
 }
 
 // String returns the kind's name, such as "connect-failed".

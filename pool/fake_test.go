@@ -178,11 +178,12 @@ type fakeResolver struct {
 
 func newFakeResolver() *fakeResolver { return &fakeResolver{ch: make(chan []resolver.Backend)} }
 
-func (r *fakeResolver) Run(ctx context.Context, update func([]resolver.Backend)) error {
+func (r *fakeResolver) Run(ctx context.Context, rc resolver.Receiver) error {
 	for {
 		select {
 		case bs := <-r.ch:
-			update(bs)
+			rc.Update(bs)
+			rc.Report(nil)
 		case <-ctx.Done():
 			return ctx.Err()
 		}

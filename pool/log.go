@@ -9,9 +9,10 @@ import (
 // that follows what it means to an operator:
 //
 //   - Warn: a failed claim, connection attempt, health check or recycle, a
-//     connection discarded as broken, a backend going offline.
+//     connection discarded as broken, a backend going offline, a failed
+//     resolver lookup.
 //   - Info: a backend added or removed by the resolver, a backend coming
-//     online.
+//     online, a resolver lookup that succeeded after failed ones.
 //   - Debug: everything else, which happens all the time: claims,
 //     releases, connections opened, checks and recycles that passed,
 //     rebalances and slot state changes.
@@ -47,6 +48,8 @@ var eventLevels = [...]struct {
 	EventBackendOnline:     {slog.LevelInfo, "pool: backend online"},
 	EventBackendOffline:    {slog.LevelWarn, "pool: backend offline"},
 	EventSlotState:         {slog.LevelDebug, "pool: slot state"},
+	EventResolverFailed:    {slog.LevelWarn, "pool: resolver lookup failed"},
+	EventResolverRecovered: {slog.LevelInfo, "pool: resolver lookup succeeded again"},
 }
 
 func logEvent(l *slog.Logger, e Event) {

@@ -21,8 +21,12 @@ type picker[C any] struct {
 	// rebalance wants it to have some, and that rebuilds the picker (see
 	// set.setWantedLocked).
 	stocked [][]pickEntry[C]
-	// reported: the resolver has reported at least once.
+	// reported: the resolver has reported a set, or failed before it
+	// found one.
 	reported bool
+	// verdict is why the resolver has no backends: its last lookup's
+	// error, when it has reported none or an empty set. Nil otherwise.
+	verdict error
 	// offline: some backend is offline.
 	offline bool
 }
@@ -263,9 +267,11 @@ func (p *Pool[C]) rebuildPicker() {
 	}
 	p.mu.Lock()
 	sets := p.setList()
-	reported := p.updates > 0
+	pk := &picker[C]{reported: p.updates > 0}
+	if p.known == 0 && p.lookupErr != nil {
+		pk.reported, pk.verdict = true, p.lookupErr
+	}
 	p.mu.Unlock()
-	pk := &picker[C]{reported: reported}
 	for _, s := range sets {
 		h := s.getHealth()
 		if h == HealthRemoved {

@@ -109,17 +109,22 @@ type Pool[C any] struct {
 	waiters waitQueue[C]
 	free    []*waiter[C]
 
-	mu          sync.Mutex // protects the fields below
-	sets        map[resolver.Key]*set[C]
-	pending     []resolver.Backend
-	hasPending  bool
-	pendingAt   time.Time
-	updates     int
-	resolverErr string
-	changedAt   time.Time // when apply last added or removed a backend
-	loopDone    bool
-	closeQ      []C
-	stats       poolCounters
+	mu         sync.Mutex // protects the fields below
+	sets       map[resolver.Key]*set[C]
+	pending    []resolver.Backend
+	hasPending bool
+	pendingAt  time.Time
+	updates    int
+	changedAt  time.Time // when apply last added or removed a backend
+	// What the resolver said of its lookups (see report).
+	resolverErr   string    // its last error, kept after it recovers
+	resolverErrAt time.Time // when it happened
+	confirmedAt   time.Time // when a lookup last confirmed the set
+	lookupErr     error     // the last lookup's error; nil once one succeeds
+	known         int       // backends in the resolver's last set
+	loopDone      bool
+	closeQ        []C
+	stats         poolCounters
 
 	closeOnce sync.Once
 }
@@ -157,14 +162,48 @@ func New[C any](r resolver.Resolver, c Connector[C], pol Policy) (*Pool[C], erro
 	go p.run(ctx)
 	go func() {
 		defer p.wg.Done()
-		err := r.Run(ctx, p.update)
+		err := r.Run(ctx, receiver[C]{p})
 		if err != nil && ctx.Err() == nil {
-			p.mu.Lock()
-			p.resolverErr = err.Error()
-			p.mu.Unlock()
+			p.report(fmt.Errorf("pool: resolver stopped: %w", err))
 		}
 	}()
 	return p, nil
+}
+
+// receiver is the [resolver.Receiver] a pool gives its resolver.
+type receiver[C any] struct{ p *Pool[C] }
+
+func (r receiver[C]) Update(bs []resolver.Backend) { r.p.update(bs) }
+func (r receiver[C]) Report(err error)             { r.p.report(err) }
+
+// report takes the outcome of a resolver's lookup: nil confirms the set,
+// an error is kept for Stats and claim errors. Before the resolver has
+// reported any backend, an error is its verdict: claims fail at once,
+// saying why, rather than wait for a set that may never come.
+func (p *Pool[C]) report(err error) {
+	now := time.Now()
+	p.mu.Lock()
+	was := p.lookupErr
+	p.lookupErr = err
+	if err == nil {
+		p.confirmedAt = now
+	} else {
+		p.resolverErr, p.resolverErrAt = err.Error(), now
+	}
+	p.mu.Unlock()
+	if p.observing() {
+		switch {
+		case err != nil:
+			p.emit(Event{Kind: EventResolverFailed, Err: err})
+		case was != nil:
+			p.emit(Event{Kind: EventResolverRecovered})
+		}
+	}
+	if (err == nil) != (was == nil) {
+		// The picker carries the verdict claims fail with.
+		p.pickerDirty.Store(true)
+		p.poke()
+	}
 }
 
 // update takes a whole backend set from the resolver. Backends with an
@@ -198,6 +237,7 @@ func (p *Pool[C]) update(bs []resolver.Backend) {
 		}
 	}
 	p.pending, p.hasPending = clean, true
+	p.known = len(clean)
 	p.updates++
 	p.mu.Unlock()
 	p.poke()

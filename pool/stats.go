@@ -19,9 +19,25 @@ type Stats struct {
 	// Timeouts counts claims that timed out or whose context ended while
 	// they waited; Failures counts every failed claim.
 	Timeouts, Failures uint64
-	// ResolverError is the resolver's last error, if it failed or reported
-	// a backend the pool could not use.
-	ResolverError string
+	// ResolverError is the resolver's last error: a lookup that found no
+	// usable backends (the DNS resolver names the SRV name, the name
+	// server and its answer or the network error), the resolver stopping,
+	// or a backend it reported that the pool could not use. It stays after
+	// the resolver recovers: ResolverErrorAt says when it happened, and
+	// ResolverFailing whether the last lookup failed.
+	ResolverError   string
+	ResolverErrorAt time.Time
+	// ResolverFailing: the resolver's last lookup found no usable backends
+	// (ResolverError says why).
+	ResolverFailing bool
+	// Stale: the pool runs on a set the resolver could not confirm: it has
+	// backends, and the resolver's last lookup failed or said there are
+	// none (the DNS resolver waits for a second such answer before it
+	// drops them).
+	Stale bool
+	// ConfirmedAt is when a lookup last found the backend set (the same
+	// as before or a new one); zero before the first.
+	ConfirmedAt time.Time
 	// BackendsChangedAt is when the resolver last added or removed a
 	// backend, as the pool applied it; zero before its first backend set.
 	BackendsChangedAt time.Time
@@ -68,6 +84,10 @@ func (p *Pool[C]) Stats() Stats {
 		Timeouts:          p.stats.timeouts,
 		Failures:          p.stats.failures,
 		ResolverError:     p.resolverErr,
+		ResolverErrorAt:   p.resolverErrAt,
+		ResolverFailing:   p.lookupErr != nil,
+		Stale:             p.lookupErr != nil && p.known > 0,
+		ConfirmedAt:       p.confirmedAt,
 		BackendsChangedAt: p.changedAt,
 	}
 	p.mu.Unlock()

@@ -1,10 +1,10 @@
 // Package resolver finds the backends of a service and reports them to a
 // pool as whole sets.
 //
-// A [Resolver] runs until its context ends and calls its update function
-// with the complete set of backends each time the set changes. The pool
-// diffs the sets itself, so a resolver never reports additions and removals
-// one by one. [Static] serves a fixed list and [Join] merges resolvers;
+// A [Resolver] runs until its context ends and tells its [Receiver] the
+// complete set of backends each time the set changes, and how each lookup
+// went. The pool diffs the sets itself, so a resolver never reports
+// additions and removals one by one. [Static] serves a fixed list and [Join] merges resolvers;
 // the DNS SRV resolver is package resolver/srv, so that this package,
 // and the pool, link no DNS client.
 package resolver
@@ -109,15 +109,39 @@ func (b Backend) Validate() error {
 
 // A Resolver finds the backends of a service.
 //
-// Run reports the complete backend set through update, first as soon as it
-// knows it and then each time it changes, until ctx is done; then it
-// returns ctx.Err(). It returns early only for an error it cannot recover
-// from, such as a malformed name. update must not be called after Run
-// returns, and never concurrently with itself; it does not block for
-// long, and the slice passed to it belongs to the receiver.
+// Run reports to rc what each lookup finds, first as soon as it knows
+// it, until ctx is done; then it returns ctx.Err(). It returns early only
+// for an error it cannot recover from, such as a malformed name. rc's
+// methods must not be called after Run returns, and never concurrently.
 type Resolver interface {
-	Run(ctx context.Context, update func([]Backend)) error
+	Run(ctx context.Context, rc Receiver) error
 }
+
+// A Receiver takes what a [Resolver] finds. Its methods do not block for
+// long.
+//
+// A resolver calls Update with the complete backend set, first as soon as
+// it knows it and then each time it changes (the slice belongs to the
+// receiver), and Report with the outcome of each lookup, after Update when
+// the lookup changed the set. Report(nil) confirms the set last reported.
+// An error says the lookup found no usable backends: either it failed (no
+// answer, an answer the resolver could not use) and the last set stands,
+// or, right after an Update with an empty set, why the set is empty. The
+// error names what was asked, and of whom.
+type Receiver interface {
+	Update(backends []Backend)
+	Report(err error)
+}
+
+// UpdateFunc adapts a function that takes backend sets to a [Receiver]
+// that ignores reports.
+type UpdateFunc func([]Backend)
+
+// Update calls f(backends).
+func (f UpdateFunc) Update(backends []Backend) { f(backends) }
+
+// Report does nothing.
+func (UpdateFunc) Report(error) {}
 
 // Static is a [Resolver] for a fixed list of backends.
 type Static struct {
@@ -174,9 +198,10 @@ func ParseAddrs(defaultPort uint16, addrs ...string) ([]Backend, error) {
 // Backends returns a copy of the resolver's list.
 func (s *Static) Backends() []Backend { return append([]Backend(nil), s.backends...) }
 
-// Run reports the list once and waits for ctx to end.
-func (s *Static) Run(ctx context.Context, update func([]Backend)) error {
-	update(s.Backends())
+// Run reports the list once, confirms it, and waits for ctx to end.
+func (s *Static) Run(ctx context.Context, rc Receiver) error {
+	rc.Update(s.Backends())
+	rc.Report(nil)
 	<-ctx.Done()
 	return ctx.Err()
 }

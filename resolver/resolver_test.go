@@ -68,13 +68,13 @@ func TestStaticRun(t *testing.T) {
 	calls := 0
 	done := make(chan error)
 	go func() {
-		done <- s.Run(ctx, func(got []Backend) {
+		done <- s.Run(ctx, UpdateFunc(func(got []Backend) {
 			calls++
 			if len(got) != 2 {
 				t.Errorf("update got %d backends, want 2", len(got))
 			}
 			cancel()
-		})
+		}))
 	}()
 	if err := <-done; err != context.Canceled {
 		t.Errorf("Run returned %v, want context.Canceled", err)

@@ -23,8 +23,20 @@ type Snapshot struct {
 	Timeouts uint64 `json:"timeouts"`
 	// Failures counts the claims that failed, for any reason.
 	Failures uint64 `json:"failures"`
-	// ResolverError is the resolver's last error, "" if none.
-	ResolverError string `json:"resolver_error"`
+	// ResolverError is the resolver's last error, "" if none: a failed
+	// lookup (naming the SRV name, the name server and what it answered),
+	// the resolver stopping, or a backend the pool could not use. It stays
+	// after the resolver recovers; ResolverErrorAt is when it happened.
+	ResolverError   string     `json:"resolver_error"`
+	ResolverErrorAt *time.Time `json:"resolver_error_at"`
+	// ResolverFailing says the resolver's last lookup found no usable
+	// backends.
+	ResolverFailing bool `json:"resolver_failing"`
+	// Stale says the pool runs on a backend set the resolver could not
+	// confirm (its last lookup failed, or said there are none).
+	Stale bool `json:"stale"`
+	// ConfirmedAt is when a lookup last found the backend set.
+	ConfirmedAt *time.Time `json:"confirmed_at"`
 	// BackendsChangedAt is when the resolver last added or removed a
 	// backend.
 	BackendsChangedAt *time.Time `json:"backends_changed_at"`
@@ -88,6 +100,10 @@ func NewSnapshot(st pool.Stats, now time.Time) Snapshot {
 		Timeouts:          st.Timeouts,
 		Failures:          st.Failures,
 		ResolverError:     st.ResolverError,
+		ResolverErrorAt:   timeOrNull(st.ResolverErrorAt),
+		ResolverFailing:   st.ResolverFailing,
+		Stale:             st.Stale,
+		ConfirmedAt:       timeOrNull(st.ConfirmedAt),
 		BackendsChangedAt: timeOrNull(st.BackendsChangedAt),
 		Backends:          make([]Backend, 0, len(st.Backends)),
 	}

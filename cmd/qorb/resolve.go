@@ -117,7 +117,7 @@ func watchSRV(ctx context.Context, name string, cfg srv.Config, stdout, stderr i
 		fmt.Fprintf(stderr, "qorb resolve: %v\n", err)
 		return 2
 	}
-	if err := r.Run(ctx, func([]resolver.Backend) {}); err != nil && !errors.Is(err, context.Canceled) {
+	if err := r.Run(ctx, resolver.UpdateFunc(func([]resolver.Backend) {})); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(stderr, "qorb resolve: %v\n", err)
 		return 1
 	}

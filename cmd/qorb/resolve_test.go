@@ -55,7 +55,7 @@ func TestResolveFails(t *testing.T) {
 		code     int
 		inStderr string
 	}{
-		{"no such name", []string{"resolve", "-server", s.Addr(), "_x._tcp.nowhere.test"}, 1, "_x._tcp.nowhere.test. does not resolve: resolver: no such name"},
+		{"no such name", []string{"resolve", "-server", s.Addr(), "_x._tcp.nowhere.test"}, 1, "_x._tcp.nowhere.test. does not resolve: resolver: SRV lookup of _x._tcp.nowhere.test at " + s.Addr() + ": NXDOMAIN"},
 		{"no name", []string{"resolve", "-server", s.Addr()}, 2, "want exactly one SRV name"},
 		{"bad server", []string{"resolve", "-server", "ns.example:53", svc}, 2, "bad name server"},
 		{"bad flag", []string{"resolve", "-bogus", svc}, 2, "flag provided but not defined"},
@@ -85,7 +85,7 @@ func TestResolveWatch(t *testing.T) {
 	s.SetA("pg1.db.test", 0, "127.0.0.5")
 	waitOutput(t, &stdout, "127.0.0.5")
 	s.Delete(svc)
-	waitOutput(t, &stdout, "no backends: resolver: no such name")
+	waitOutput(t, &stdout, "no backends: resolver: SRV lookup of", "NXDOMAIN")
 	if !strings.Contains(stderr.String(), "keeping the last set until the next answer says so too") {
 		t.Errorf("stderr does not tell that the empty answer was held back once:\n%s", stderr.String())
 	}

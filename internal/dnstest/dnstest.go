@@ -109,10 +109,14 @@ type Server struct {
 }
 
 type rrsets struct {
-	srv  []dns.RR
-	a    []dns.RR
-	aaaa []dns.RR
+	srv   []dns.RR
+	a     []dns.RR
+	aaaa  []dns.RR
+	cname *dns.CNAME // an alias: the name has no other records
 }
+
+// maxChase bounds the CNAME records the server follows in one answer.
+const maxChase = 16
 
 type question struct {
 	name  string
@@ -216,7 +220,8 @@ func listenPair() (net.PacketConn, net.Listener, error) {
 // TCP alike.
 func (s *Server) Addr() string { return s.addr }
 
-// SetSRV replaces the SRV records of name. With no records, name still
+// SetSRV replaces the SRV records of name (and a CNAME record, which
+// [Server.SetCNAME] gave it). With no records, name still
 // exists (questions about it get an empty answer, not NXDOMAIN); use
 // [Server.Delete] to remove it.
 func (s *Server) SetSRV(name string, records ...SRV) {
@@ -232,7 +237,8 @@ func (s *Server) SetSRV(name string, records ...SRV) {
 		})
 	}
 	s.mu.Lock()
-	s.entry(owner).srv = rrs
+	e := s.entry(owner)
+	e.srv, e.cname = rrs, nil
 	s.mu.Unlock()
 }
 
@@ -251,7 +257,8 @@ func (s *Server) SetA(host string, ttl uint32, ips ...string) {
 		rrs = append(rrs, &dns.A{Hdr: header(owner, dns.TypeA, ttl), A: a.AsSlice()})
 	}
 	s.mu.Lock()
-	s.entry(owner).a = rrs
+	e := s.entry(owner)
+	e.a, e.cname = rrs, nil
 	s.mu.Unlock()
 }
 
@@ -270,7 +277,20 @@ func (s *Server) SetAAAA(host string, ttl uint32, ips ...string) {
 		rrs = append(rrs, &dns.AAAA{Hdr: header(owner, dns.TypeAAAA, ttl), AAAA: a.AsSlice()})
 	}
 	s.mu.Lock()
-	s.entry(owner).aaaa = rrs
+	e := s.entry(owner)
+	e.aaaa, e.cname = rrs, nil
+	s.mu.Unlock()
+}
+
+// SetCNAME makes name an alias of target, replacing its other records.
+// The server answers a question about name as an authoritative server
+// does: with the CNAME record, followed by the answer for target (more
+// CNAME records included, up to 16, and not past a loop, so that a test
+// can serve a CNAME loop), NXDOMAIN when target does not exist.
+func (s *Server) SetCNAME(name string, ttl uint32, target string) {
+	owner := canonical(name)
+	s.mu.Lock()
+	s.names[owner] = &rrsets{cname: &dns.CNAME{Hdr: header(owner, dns.TypeCNAME, ttl), Target: canonical(target)}}
 	s.mu.Unlock()
 }
 
@@ -440,14 +460,26 @@ func (s *Server) answerLocked(req *dns.Msg, name string, qtype uint16) *dns.Msg 
 		m.SetEdns0(opt.UDPSize(), false)
 	}
 	e, ok := s.names[name]
+	seen := map[string]bool{name: true}
+	for ok && e.cname != nil && qtype != dns.TypeCNAME {
+		m.Answer = append(m.Answer, dns.Copy(e.cname))
+		next := e.cname.Target
+		if seen[next] || len(seen) > maxChase {
+			return m // a loop or too long a chain: the answer shows it
+		}
+		seen[next] = true
+		name = next
+		e, ok = s.names[name]
+	}
 	if !ok {
 		m.Rcode = dns.RcodeNameError
 		m.Ns = []dns.RR{s.soaLocked(name)}
 		return m
 	}
+	aliases := len(m.Answer)
 	switch qtype {
 	case dns.TypeSRV:
-		m.Answer = copyRRs(e.srv)
+		m.Answer = append(m.Answer, copyRRs(e.srv)...)
 		if s.additional {
 			for _, rr := range e.srv {
 				if t, ok := s.names[rr.(*dns.SRV).Target]; ok {
@@ -457,11 +489,11 @@ func (s *Server) answerLocked(req *dns.Msg, name string, qtype uint16) *dns.Msg 
 			}
 		}
 	case dns.TypeA:
-		m.Answer = copyRRs(e.a)
+		m.Answer = append(m.Answer, copyRRs(e.a)...)
 	case dns.TypeAAAA:
-		m.Answer = copyRRs(e.aaaa)
+		m.Answer = append(m.Answer, copyRRs(e.aaaa)...)
 	}
-	if len(m.Answer) == 0 {
+	if len(m.Answer) == aliases {
 		m.Ns = []dns.RR{s.soaLocked(name)}
 	}
 	return m

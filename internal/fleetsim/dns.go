@@ -83,7 +83,7 @@ func (r *dnsResolver) jitter(d time.Duration) time.Duration {
 }
 
 // Run implements [resolver.Resolver].
-func (r *dnsResolver) Run(ctx context.Context, update func([]resolver.Backend)) error {
+func (r *dnsResolver) Run(ctx context.Context, rc resolver.Receiver) error {
 	var (
 		last      []resolver.Backend
 		published bool
@@ -103,14 +103,16 @@ func (r *dnsResolver) Run(ctx context.Context, update func([]resolver.Backend)) 
 		set, err := r.f.dns.lookup(r.f.second())
 		if err != nil {
 			failures++
+			rc.Report(err)
 			timer.Reset(r.retryWait(failures))
 			continue
 		}
 		failures = 0
 		if !published || !slices.Equal(last, set) {
 			published, last = true, set
-			update(slices.Clone(set))
+			rc.Update(slices.Clone(set))
 		}
+		rc.Report(nil)
 		timer.Reset(r.jitter(dnsTTL))
 	}
 }

@@ -145,7 +145,9 @@ func TestResolverKeepsSetThroughOutage(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		var updates [][]resolver.Backend
 		done := make(chan error)
-		go func() { done <- r.Run(ctx, func(bs []resolver.Backend) { updates = append(updates, bs) }) }()
+		go func() {
+			done <- r.Run(ctx, resolver.UpdateFunc(func(bs []resolver.Backend) { updates = append(updates, bs) }))
+		}()
 
 		time.Sleep(time.Minute) // unchanged: reported once
 		f.dns.setDown(true)

@@ -2,6 +2,7 @@ package srv
 
 import (
 	"cmp"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -199,18 +200,13 @@ func tidyAddrs(list []addrRR) ([]addrRR, bool) {
 }
 
 // aliases returns name and the names it is an alias of through the CNAME
-// records in rrs, all lower case.
+// records in rrs, all lower case. It stops at a loop or after
+// maxAliasHops; checkAliases rejects such answers before they get here.
 func aliases(rrs []dns.RR, name string) map[string]bool {
 	names := map[string]bool{name: true}
 	cur := name
 	for range maxAliasHops {
-		next := ""
-		for _, rr := range rrs {
-			if c, ok := rr.(*dns.CNAME); ok && strings.ToLower(c.Hdr.Name) == cur {
-				next = strings.ToLower(dns.Fqdn(c.Target))
-				break
-			}
-		}
+		next := cnameOf(rrs, cur)
 		if next == "" || names[next] {
 			break
 		}
@@ -218,6 +214,56 @@ func aliases(rrs []dns.RR, name string) map[string]bool {
 		cur = next
 	}
 	return names
+}
+
+// cnameOf returns the target of the first CNAME record in rrs owned by
+// name (lower case), lower case, or "" if there is none.
+func cnameOf(rrs []dns.RR, name string) string {
+	for _, rr := range rrs {
+		if c, ok := rr.(*dns.CNAME); ok && c.Hdr.Class == dns.ClassINET && strings.ToLower(c.Hdr.Name) == name {
+			return strings.ToLower(dns.Fqdn(c.Target))
+		}
+	}
+	return ""
+}
+
+// checkAliases reports why a NOERROR answer m to the question (name,
+// qtype) cannot be followed, or nil: its CNAME records from name loop,
+// the chain is longer than maxAliasHops, or it ends at a name for which
+// the answer holds no record of qtype and says nothing (no SOA record in
+// the authority section, which a true "no such record" answer carries).
+// Taken as an empty answer, any of these would remove every backend.
+func checkAliases(m *dns.Msg, name string, qtype uint16) error {
+	cur := strings.ToLower(name)
+	chain := []string{cur}
+	for {
+		next := cnameOf(m.Answer, cur)
+		if next == "" {
+			break
+		}
+		if slices.Contains(chain, next) {
+			return fmt.Errorf("CNAME loop: %s", strings.Join(append(chain, next), " → "))
+		}
+		if len(chain) > maxAliasHops {
+			return fmt.Errorf("CNAME chain from %s longer than %d", name, maxAliasHops)
+		}
+		chain = append(chain, next)
+		cur = next
+	}
+	if len(chain) == 1 || m.Rcode != dns.RcodeSuccess {
+		return nil
+	}
+	for _, rr := range m.Answer {
+		if h := rr.Header(); h.Rrtype == qtype && strings.ToLower(h.Name) == cur {
+			return nil
+		}
+	}
+	for _, rr := range m.Ns {
+		if _, ok := rr.(*dns.SOA); ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("CNAME chain ends at %s, which the answer does not resolve", cur)
 }
 
 // validHost reports whether a target name (fully qualified, lower case)

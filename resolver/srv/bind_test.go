@@ -44,7 +44,7 @@ func TestBind9(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := r.Run(ctx, rec.update); err != context.Canceled {
+		if err := r.Run(ctx, rec); err != context.Canceled {
 			t.Errorf("Run() = %v, want context.Canceled", err)
 		}
 	})

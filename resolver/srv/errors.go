@@ -53,19 +53,40 @@ type QueryError struct {
 	Name   string // the name asked about, fully qualified
 	Type   string // the record type asked for: "SRV", "A" or "AAAA"
 	Kind   error  // the sentinel saying what went wrong
-	Cause  error  // what the network or the parser said; may be nil
+	// Rcode is the response code of an answer that failed ("SERVFAIL",
+	// "REFUSED", ...), "" when there was no such answer.
+	Rcode string
+	Cause error // what the network or the parser said; may be nil
 }
 
-// Error says which question to which server failed, and how.
-func (e *QueryError) Error() string { return "resolver: " + e.detail() }
+// Error says which question to which server failed, and how:
+// "resolver: SRV lookup of _pg._tcp.db.example at 192.0.2.53:53: SERVFAIL".
+func (e *QueryError) Error() string {
+	return "resolver: " + e.Type + " lookup of " + bare(e.Name) + " at " + e.detail()
+}
 
+// detail says which server failed, and how.
 func (e *QueryError) detail() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s from %s: %s", e.Type, e.Name, e.Server, strings.TrimPrefix(e.Kind.Error(), "resolver: "))
+	b.WriteString(e.Server)
+	b.WriteString(": ")
+	if e.Rcode != "" {
+		b.WriteString(e.Rcode)
+	} else {
+		b.WriteString(strings.TrimPrefix(e.Kind.Error(), "resolver: "))
+	}
 	if e.Cause != nil {
 		fmt.Fprintf(&b, " (%v)", e.Cause)
 	}
 	return b.String()
+}
+
+// bare returns a fully qualified name without its final dot.
+func bare(name string) string {
+	if len(name) > 1 {
+		return strings.TrimSuffix(name, ".")
+	}
+	return name
 }
 
 // Unwrap returns the sentinel and the cause.
@@ -84,17 +105,27 @@ type LookupError struct {
 	Errs []*QueryError
 }
 
-// Error lists the failures, one per name server.
+// Error names the question and says what each name server did:
+// "resolver: SRV lookup of NAME at 192.0.2.53:53: SERVFAIL", or with more
+// than one "resolver: SRV lookup of NAME: at A: SERVFAIL; at B: ...".
 func (e *LookupError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "resolver: no usable answer for %s %s", e.Type, e.Name)
+	b.WriteString("resolver: " + e.Type + " lookup of " + bare(e.Name))
+	if len(e.Errs) == 1 {
+		b.WriteString(" at ")
+		b.WriteString(e.Errs[0].detail())
+		return b.String()
+	}
 	for i, q := range e.Errs {
 		if i == 0 {
-			b.WriteString(": ")
+			b.WriteString(": at ")
 		} else {
-			b.WriteString("; ")
+			b.WriteString("; at ")
 		}
 		b.WriteString(q.detail())
+	}
+	if len(e.Errs) == 0 {
+		b.WriteString(" failed")
 	}
 	return b.String()
 }
@@ -108,3 +139,18 @@ func (e *LookupError) Unwrap() []error {
 	}
 	return out
 }
+
+// emptyError says why an answer gave no backends. It wraps the sentinel
+// that says so: ErrNoSuchName, ErrNoRecords, ErrUnavailable or
+// ErrNoAddresses.
+type emptyError struct {
+	name, server string
+	what         string // what the answer said, such as "NXDOMAIN"
+	kind         error
+}
+
+func (e *emptyError) Error() string {
+	return "resolver: SRV lookup of " + bare(e.name) + " at " + e.server + ": " + e.what
+}
+
+func (e *emptyError) Unwrap() error { return e.kind }

@@ -68,7 +68,7 @@ func ExampleResolver_Run() {
 	ctx, cancel := context.WithCancel(context.Background())
 	sets := make(chan []resolver.Backend, 1)
 	done := make(chan error)
-	go func() { done <- r.Run(ctx, func(set []resolver.Backend) { sets <- set }) }()
+	go func() { done <- r.Run(ctx, resolver.UpdateFunc(func(set []resolver.Backend) { sets <- set })) }()
 
 	fmt.Println("backends:", <-sets)
 	cancel()

@@ -141,11 +141,14 @@ func (s *Resolver) exchange(ctx context.Context, server string, q *dns.Msg, n *n
 	}
 	switch r.Rcode {
 	case dns.RcodeSuccess, dns.RcodeNameError:
+		if err := checkAliases(r, qname, q.Question[0].Qtype); err != nil {
+			return nil, fail(ErrMalformed, err)
+		}
 		return r, nil
 	case dns.RcodeRefused:
-		return nil, fail(ErrRefused, nil)
+		return nil, &QueryError{Server: server, Name: qname, Type: qtype, Kind: ErrRefused, Rcode: rcodeName(r.Rcode)}
 	default:
-		return nil, fail(ErrServerFailure, fmt.Errorf("rcode %s", rcodeName(r.Rcode)))
+		return nil, &QueryError{Server: server, Name: qname, Type: qtype, Kind: ErrServerFailure, Rcode: rcodeName(r.Rcode)}
 	}
 }
 

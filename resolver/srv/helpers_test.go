@@ -34,6 +34,7 @@ func fast(servers ...string) srv.Config {
 type recorder struct {
 	mu      sync.Mutex
 	updates [][]resolver.Backend
+	reports []error // what Run reported after each lookup
 	events  []srv.Event
 	changed chan struct{}   // signalled (without blocking) after each record
 	onEvent func(srv.Event) // called after recording an event; set under mu
@@ -52,11 +53,30 @@ func (r *recorder) observe(ev srv.Event) {
 	r.signal()
 }
 
-func (r *recorder) update(set []resolver.Backend) {
+// Update records a set: the recorder is the Receiver Run reports to.
+func (r *recorder) Update(set []resolver.Backend) {
 	r.mu.Lock()
 	r.updates = append(r.updates, set)
 	r.mu.Unlock()
 	r.signal()
+}
+
+// Report records a lookup's outcome.
+func (r *recorder) Report(err error) {
+	r.mu.Lock()
+	r.reports = append(r.reports, err)
+	r.mu.Unlock()
+	r.signal()
+}
+
+// lastReport returns the last outcome reported, and whether there was one.
+func (r *recorder) lastReport() (error, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.reports) == 0 {
+		return nil, false
+	}
+	return r.reports[len(r.reports)-1], true
 }
 
 func (r *recorder) signal() {
@@ -142,7 +162,7 @@ func start(t testing.TB, name string, cfg srv.Config) (*recorder, func() error) 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, rec.update) }()
+	go func() { done <- r.Run(ctx, rec) }()
 	var once sync.Once
 	var runErr error
 	stop := func() error {

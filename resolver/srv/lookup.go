@@ -45,18 +45,18 @@ func (s *Resolver) lookup(ctx context.Context, known map[string][]addrRR) (looku
 	res := lookupResult{server: server}
 	if msg.Rcode == dns.RcodeNameError {
 		res.ttl = negativeTTL(msg)
-		res.empty = fmt.Errorf("%w: %s (answered by %s)", ErrNoSuchName, s.name, server)
+		res.empty = &emptyError{s.name, server, "NXDOMAIN (no such name)", ErrNoSuchName}
 		return res, nil
 	}
 	ans := parseSRV(msg, s.name, s.cfg.MaxBackends)
 	switch {
 	case ans.unavailable:
 		res.ttl = seconds(minTTL(msg.Answer))
-		res.empty = fmt.Errorf("%w: %s has the single target \".\" (answered by %s)", ErrUnavailable, s.name, server)
+		res.empty = &emptyError{s.name, server, "service not available (the single target \".\")", ErrUnavailable}
 		return res, nil
 	case len(ans.targets) == 0:
 		res.ttl = negativeTTL(msg)
-		res.empty = fmt.Errorf("%w: %s (answered by %s)", ErrNoRecords, s.name, server)
+		res.empty = &emptyError{s.name, server, "no SRV records", ErrNoRecords}
 		return res, nil
 	}
 	if ans.capped {
@@ -121,7 +121,7 @@ func (s *Resolver) lookup(ctx context.Context, known map[string][]addrRR) (looku
 			return lookupResult{}, res.partial
 		}
 		res.ttl = seconds(minTTL(msg.Answer))
-		res.empty = fmt.Errorf("%w: %s (answered by %s)", ErrNoAddresses, s.name, server)
+		res.empty = &emptyError{s.name, server, "no SRV target has an address", ErrNoAddresses}
 	}
 	return res, nil
 }

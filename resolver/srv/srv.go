@@ -1,6 +1,7 @@
 package srv
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -306,13 +307,17 @@ func (s *Resolver) Lookup(ctx context.Context) ([]Record, error) {
 	return res.records, nil
 }
 
-// Run looks the name up, reports the backend set through update, and
-// looks it up again and reports each change until ctx is done; then it
-// returns ctx.Err(). update is called from Run's goroutine only, first
-// after the first answer (even an empty one), then only when the set
-// differs from the last one reported: a backend added or removed, or its
-// priority or weight changed. The slice belongs to update.
-func (s *Resolver) Run(ctx context.Context, update func([]resolver.Backend)) error {
+// Run looks the name up, reports the backend set to rc, and looks it up
+// again and reports each change until ctx is done; then it returns
+// ctx.Err(). rc is called from Run's goroutine only: Update after the
+// first answer (even an empty one), then only when the set differs from
+// the last one reported (a backend added or removed, or its priority or
+// weight changed), and Report after every lookup: nil when it found the
+// set, the *[LookupError] of a failed lookup, why an answer had no
+// backends (wrapping [ErrNoSuchName], [ErrNoRecords], [ErrUnavailable] or
+// [ErrNoAddresses]), or the failures that left some targets without
+// addresses. The slice passed to Update belongs to rc.
+func (s *Resolver) Run(ctx context.Context, rc resolver.Receiver) error {
 	st := runState{}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -326,7 +331,7 @@ func (s *Resolver) Run(ctx context.Context, update func([]resolver.Backend)) err
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		timer.Reset(s.apply(&st, res, err, update))
+		timer.Reset(s.apply(&st, res, err, rc))
 	}
 }
 
@@ -340,12 +345,14 @@ type runState struct {
 }
 
 // apply takes the outcome of one lookup into st, reports the set when it
-// changed, and returns the wait before the next lookup.
-func (s *Resolver) apply(st *runState, res lookupResult, err error, update func([]resolver.Backend)) time.Duration {
+// changed and the outcome always, and returns the wait before the next
+// lookup.
+func (s *Resolver) apply(st *runState, res lookupResult, err error, rc resolver.Receiver) time.Duration {
 	if err != nil {
 		st.failures++
 		next := s.backoff(st.failures)
 		s.emit(Event{Kind: EventLookupFailed, Name: s.name, Err: err, Next: next})
+		rc.Report(err)
 		return next
 	}
 	next := s.refresh(res.ttl)
@@ -362,6 +369,7 @@ func (s *Resolver) apply(st *runState, res lookupResult, err error, update func(
 		st.empties++
 		if st.published && len(st.last) > 0 && st.empties < 2 && !errors.Is(res.empty, ErrUnavailable) {
 			s.emit(Event{Kind: EventEmptyPending, Name: s.name, Server: res.server, Err: res.empty, Next: next})
+			rc.Report(res.empty)
 			return next
 		}
 	} else {
@@ -371,12 +379,14 @@ func (s *Resolver) apply(st *runState, res lookupResult, err error, update func(
 	set := backendsOf(res.records)
 	if st.published && equalSets(st.last, set) {
 		s.emit(Event{Kind: EventUnchanged, Name: s.name, Server: res.server, Records: res.records, Next: next})
+		rc.Report(cmp.Or(res.empty, res.partial))
 		return next
 	}
 	st.published = true
 	st.last = set
-	update(append([]resolver.Backend(nil), set...))
+	rc.Update(append([]resolver.Backend(nil), set...))
 	s.emit(Event{Kind: EventUpdate, Name: s.name, Server: res.server, Records: res.records, Err: res.empty, Next: next})
+	rc.Report(cmp.Or(res.empty, res.partial))
 	return next
 }
 

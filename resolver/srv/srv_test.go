@@ -604,7 +604,7 @@ func TestSRVLogs(t *testing.T) {
 	rec.waitFor(t, 5*time.Second, "a failed lookup", func() bool { return rec.count(srv.EventLookupFailed) >= 1 })
 	stop()
 	out := buf.String()
-	for _, want := range []string{"backend set changed", "pg1.db.test@127.0.0.1:5432", "lookup failed", "server failure", "level=WARN"} {
+	for _, want := range []string{"backend set changed", "pg1.db.test@127.0.0.1:5432", "lookup failed", "SERVFAIL", "level=WARN"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log does not contain %q:\n%s", want, out)
 		}
@@ -680,4 +680,99 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestSRVReportsEachFailure checks that Run reports each kind of failed or
+// empty lookup to its receiver, naming the SRV name and the name server,
+// and that a failure (a CNAME loop included) keeps the last set.
+func TestSRVReportsEachFailure(t *testing.T) {
+	tests := []struct {
+		name    string
+		fail    func(s *dnstest.Server)
+		kind    error
+		text    string
+		empties bool // the set empties once the answer is confirmed
+	}{
+		{"SERVFAIL", func(s *dnstest.Server) { s.SetFault(dnstest.FaultServFail) }, srv.ErrServerFailure, "SERVFAIL", false},
+		{"REFUSED", func(s *dnstest.Server) { s.SetFault(dnstest.FaultRefused) }, srv.ErrRefused, "REFUSED", false},
+		{"timeout", func(s *dnstest.Server) { s.SetFault(dnstest.FaultTimeout) }, srv.ErrTimeout, "no answer in time", false},
+		{"garbage", func(s *dnstest.Server) { s.SetFault(dnstest.FaultGarbage) }, srv.ErrMalformed, "malformed answer", false},
+		{"CNAME loop", func(s *dnstest.Server) {
+			s.SetCNAME(svc, 30, "loop.db.test")
+			s.SetCNAME("loop.db.test", 30, svc)
+		}, srv.ErrMalformed, "CNAME loop", false},
+		{"NXDOMAIN", func(s *dnstest.Server) { s.Delete(svc) }, srv.ErrNoSuchName, "NXDOMAIN", true},
+		{"empty answer", func(s *dnstest.Server) { s.SetSRV(svc) }, srv.ErrNoRecords, "no SRV records", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := dnstest.NewServer(t)
+			simple(s, svc, 0)
+			cfg := fast(s.Addr())
+			cfg.QueryTimeout = 100 * time.Millisecond
+			rec, _ := start(t, svc, cfg)
+			want := []string{"pg1.db.test@127.0.0.1:5432 0/10", "pg2.db.test@127.0.0.2:5432 0/20"}
+			rec.waitSet(t, 5*time.Second, want...)
+			rec.waitFor(t, 5*time.Second, "the set confirmed", func() bool {
+				err, ok := rec.lastReport()
+				return ok && err == nil
+			})
+
+			tt.fail(s)
+			var got error
+			rec.waitFor(t, 5*time.Second, "a failure reported", func() bool {
+				err, _ := rec.lastReport()
+				got = err
+				return errors.Is(err, tt.kind)
+			})
+			for _, part := range []string{"SRV lookup of " + svc + " at " + s.Addr(), tt.text} {
+				if !strings.Contains(got.Error(), part) {
+					t.Errorf("report %q does not contain %q", got, part)
+				}
+			}
+			if set, _ := rec.last(); !slices.Equal(keys(set), want) {
+				t.Errorf("after the first failure the set is %v, want it kept", keys(set))
+			}
+			if !tt.empties {
+				failed := rec.count(srv.EventLookupFailed)
+				rec.waitFor(t, 5*time.Second, "3 more failed lookups", func() bool {
+					return rec.count(srv.EventLookupFailed) >= failed+3
+				})
+				if ups, _ := rec.snapshot(); len(ups) != 1 {
+					t.Errorf("updates after the failures: %v, want only the first", ups)
+				}
+				return
+			}
+			rec.waitSet(t, 5*time.Second) // the next answer confirms: empty
+			if err, _ := rec.lastReport(); !errors.Is(err, tt.kind) {
+				t.Errorf("after the empty set, report %v, want %v", err, tt.kind)
+			}
+		})
+	}
+}
+
+func TestSRVCNAMEChains(t *testing.T) {
+	s := dnstest.NewServer(t)
+	simple(s, "real.db.test", 30)
+	s.SetCNAME(svc, 30, "alias.db.test")
+	s.SetCNAME("alias.db.test", 30, "real.db.test")
+	r, err := srv.New(svc, fast(s.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Resolve(t.Context())
+	if err != nil || len(got) != 2 {
+		t.Fatalf("through two CNAMEs: %v, %v; want 2 backends", got, err)
+	}
+	// A chain longer than the resolver follows fails, as a loop does.
+	prev := "real.db.test"
+	for i := range 10 {
+		name := fmt.Sprintf("hop%d.db.test", i)
+		s.SetCNAME(name, 30, prev)
+		prev = name
+	}
+	s.SetCNAME(svc, 30, prev)
+	if _, err := r.Resolve(t.Context()); !errors.Is(err, srv.ErrMalformed) || !strings.Contains(err.Error(), "CNAME chain") {
+		t.Errorf("through 11 CNAMEs: %v, want a malformed answer naming the chain", err)
+	}
 }

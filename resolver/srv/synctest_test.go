@@ -35,7 +35,7 @@ func runVirtual(t *testing.T, s *dnstest.Server, d time.Duration, during func())
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error)
-		go func() { done <- r.Run(ctx, func([]resolver.Backend) { updates++ }) }()
+		go func() { done <- r.Run(ctx, resolver.UpdateFunc(func([]resolver.Backend) { updates++ })) }()
 		synctest.Wait()
 		if during != nil {
 			during()
