@@ -13,8 +13,9 @@ import (
 	"github.com/qorb-go/qorb/resolver"
 )
 
-// DefaultCloseTimeout is how long [Connector.Close] waits, unless told
-// otherwise, for connections still in use before it closes them anyway.
+// DefaultCloseTimeout is how long [Connector.Shutdown] waits for
+// connections still in use, when its context has no deadline, before it
+// closes them anyway.
 const DefaultCloseTimeout = 5 * time.Second
 
 // Config configures a [Connector].
@@ -38,15 +39,16 @@ type Config struct {
 // and so its backend, until it is closed.
 //
 // Close, which [sql.DB.Close] calls, stops the resolver and the pool and
-// closes every connection.
+// closes every connection: at once those not in use, the others when
+// they are released. Shutdown is the graceful stop: it waits for the
+// connections in use.
 type Connector struct {
 	opener       Opener
 	pool         *pool.Pool[*physConn]
 	router       *router
 	closeTimeout time.Duration
 
-	closeOnce sync.Once
-	closeErr  error
+	stopRouter sync.Once
 }
 
 var (
@@ -118,18 +120,36 @@ func (c *Connector) Driver() driver.Driver { return qorbDriver }
 // Stats returns a snapshot of the connector's pool.
 func (c *Connector) Stats() pool.Stats { return c.pool.Stats() }
 
-// Close stops the resolver and the pool, closes idle connections at once
-// and those still in use when they come back, or after the close timeout
-// (pool_close_timeout, default 5 s) at the latest. It may be called more
-// than once.
+// Close stops the connector as [sql.DB.Close] expects: it returns at
+// once. Operations that start later fail with an error wrapping
+// [pool.ErrClosed]; the resolver and the pool stop, idle connections
+// close, and a connection still in use (a [sql.Conn], [sql.Tx] or
+// [sql.Rows] not yet closed) closes when it is released. It may be called
+// more than once, also while Shutdown waits. It returns nil.
 func (c *Connector) Close() error {
-	c.closeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), c.closeTimeout)
+	err := c.pool.Close()
+	c.stopRouter.Do(c.router.close)
+	return err
+}
+
+// Shutdown stops the connector gracefully, as [net/http.Server.Shutdown]
+// does a server: new operations fail at once, as after Close, and
+// Shutdown waits for the connections still in use to be released and
+// closes each as it comes back. When ctx ends first, or, if ctx has no
+// deadline, when the close timeout (pool_close_timeout, default 5 s)
+// passes, it closes those still in use and returns an error wrapping
+// ctx's error (context.DeadlineExceeded for the close timeout) that says
+// how many it closed. Call it before [sql.DB.Close], whose call of Close
+// then finds nothing left to do.
+func (c *Connector) Shutdown(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.closeTimeout)
 		defer cancel()
-		c.closeErr = c.pool.Close(ctx)
-		c.router.close()
-	})
-	return c.closeErr
+	}
+	err := c.pool.Shutdown(ctx)
+	c.stopRouter.Do(c.router.close)
+	return err
 }
 
 // physConn is one physical connection in the pool, with the statements

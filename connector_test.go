@@ -365,94 +365,171 @@ func TestConnectNeverReturnsErrBadConn(t *testing.T) {
 	}
 }
 
-// TestDBCloseClosesEveryConnection shows DESIGN decision 8: db.Close
-// closes the Connector, which closes every physical connection, idle or
-// still in use, and stops every goroutine (synctest.Test fails if one is
-// left). The Connector's Close may be called again.
+// TestDBCloseClosesEveryConnection shows DESIGN decisions 8 and 12:
+// db.Close closes the Connector, which returns at once, as database/sql's
+// own Close does, closes every idle physical connection, and closes one
+// still in use (a sql.Conn or Rows the program forgot) when it is
+// released; every goroutine stops (synctest.Test fails if one is left).
+// The Connector's Close may be called again.
 func TestDBCloseClosesEveryConnection(t *testing.T) {
+	t.Parallel()
+	for _, hold := range []string{"", "conn", "rows"} {
+		t.Run("hold="+hold, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				o := &fakeOpener{}
+				c, db := startClosable(t, o, 2*time.Second)
+				ctx := t.Context()
+				var release func() error
+				switch hold {
+				case "conn":
+					conn, err := db.Conn(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					queryBackend(t, ctx, conn)
+					release = conn.Close
+				case "rows":
+					rows, err := db.QueryContext(ctx, "SELECT backend")
+					if err != nil {
+						t.Fatal(err)
+					}
+					release = rows.Close
+				}
+				start := time.Now()
+				if err := db.Close(); err != nil {
+					t.Errorf("db.Close = %v, want nil", err)
+				}
+				if d := time.Since(start); d != 0 {
+					t.Errorf("db.Close took %v, want no wait", d)
+				}
+				want := int64(0)
+				if release != nil {
+					want = 1
+				}
+				if got := o.open.Load(); got != want {
+					t.Errorf("%d connections open after db.Close, want %d (those in use)", got, want)
+				}
+				if release != nil {
+					if err := release(); err != nil {
+						t.Errorf("closing the %s after db.Close: %v", hold, err)
+					}
+					if got := o.open.Load(); got != 0 {
+						t.Errorf("%d connections open after the last one in use was released, want 0", got)
+					}
+				}
+				if err := c.Close(); err != nil {
+					t.Errorf("second Connector.Close = %v, want nil", err)
+				}
+				if _, err := c.Connect(ctx); !errors.Is(err, pool.ErrClosed) || errors.Is(err, driver.ErrBadConn) {
+					t.Errorf("Connect after Close = %v, want pool.ErrClosed and not driver.ErrBadConn", err)
+				}
+			})
+		})
+	}
+}
+
+// startClosable starts a connector over 3 fake backends with connections
+// open to each, with the given close timeout.
+func startClosable(t *testing.T, o *fakeOpener, closeTimeout time.Duration) (*Connector, *sql.DB) {
+	t.Helper()
+	r, err := resolver.NewStatic(backends(3)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewConnector(Config{Opener: o, Resolver: r, Settings: Settings{
+		Policy:       pool.Policy{MaxSlots: 6, MaxPerBackend: 2, Spares: 6},
+		CloseTimeout: closeTimeout,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(c)
+	synctest.Wait()
+	for range 6 {
+		queryBackend(t, t.Context(), db)
+	}
+	if o.open.Load() == 0 {
+		t.Fatal("no connection open")
+	}
+	return c, db
+}
+
+// TestShutdownWaits shows Connector.Shutdown: it waits for a connection
+// still in use, until it is released or, at the latest, until its
+// context ends, or the close timeout passes when the context has no
+// deadline; then it closes it.
+func TestShutdownWaits(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		// hold: a sql.Conn is still in use when db.Close is called.
-		hold bool
-		// giveBack: it is closed while db.Close waits; otherwise db.Close
-		// closes it after the close timeout.
+		// giveBack: the connection in use is released while Shutdown
+		// waits; otherwise Shutdown closes it when its wait ends.
 		giveBack bool
+		// deadline: Shutdown's context has one, shorter than the close
+		// timeout; zero: none.
+		deadline time.Duration
+		wantWait time.Duration
 	}{
-		{name: "all idle"},
-		{name: "one in use, given back", hold: true, giveBack: true},
-		{name: "one in use past the close timeout", hold: true},
+		{name: "given back", giveBack: true, wantWait: time.Second},
+		{name: "past the close timeout", wantWait: 2 * time.Second},
+		{name: "past the context's deadline", deadline: 500 * time.Millisecond, wantWait: 500 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				o := &fakeOpener{}
-				r, err := resolver.NewStatic(backends(3)...)
-				if err != nil {
-					t.Fatal(err)
-				}
-				c, err := NewConnector(Config{Opener: o, Resolver: r, Settings: Settings{
-					Policy:       pool.Policy{MaxSlots: 6, MaxPerBackend: 2, Spares: 6},
-					CloseTimeout: 2 * time.Second,
-				}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				db := sql.OpenDB(c)
-				synctest.Wait()
+				c, db := startClosable(t, o, 2*time.Second)
 				ctx := t.Context()
-				for range 6 {
-					queryBackend(t, ctx, db)
+				conn, err := db.Conn(ctx)
+				if err != nil {
+					t.Fatal(err)
 				}
-				var conn *sql.Conn
-				if tt.hold {
-					if conn, err = db.Conn(ctx); err != nil {
-						t.Fatal(err)
-					}
-					queryBackend(t, ctx, conn)
+				queryBackend(t, ctx, conn)
+				sctx := context.Background()
+				if tt.deadline > 0 {
+					var cancel context.CancelFunc
+					sctx, cancel = context.WithTimeout(sctx, tt.deadline)
+					defer cancel()
 				}
-				if o.open.Load() == 0 {
-					t.Fatal("no connection open before db.Close")
-				}
-
-				closed := make(chan error, 1)
-				go func() { closed <- db.Close() }()
+				start := time.Now()
+				done := make(chan error, 1)
+				go func() { done <- c.Shutdown(sctx) }()
 				synctest.Wait()
-				if tt.hold {
-					select {
-					case err := <-closed:
-						t.Fatalf("db.Close returned %v with a connection still in use, want it to wait", err)
-					default:
-					}
-					if got := o.open.Load(); got != 1 {
-						t.Errorf("%d connections open while db.Close waits, want only the one in use", got)
-					}
-					if tt.giveBack {
-						if err := conn.Close(); err != nil {
-							t.Errorf("conn.Close: %v", err)
-						}
+				if got := o.open.Load(); got != 1 {
+					t.Errorf("%d connections open while Shutdown waits, want only the one in use", got)
+				}
+				if _, err := db.ExecContext(ctx, "new work"); !errors.Is(err, pool.ErrClosed) {
+					t.Errorf("operation during Shutdown: %v, want pool.ErrClosed", err)
+				}
+				if tt.giveBack {
+					time.Sleep(time.Second)
+					if err := conn.Close(); err != nil {
+						t.Errorf("conn.Close: %v", err)
 					}
 				}
-				err = <-closed
-				if tt.hold && !tt.giveBack {
-					if err == nil || !strings.Contains(err.Error(), "still claimed") {
-						t.Errorf("db.Close = %v, want an error saying a connection was still claimed", err)
+				err = <-done
+				if d := time.Since(start); d != tt.wantWait {
+					t.Errorf("Shutdown took %v, want %v", d, tt.wantWait)
+				}
+				if tt.giveBack {
+					if err != nil {
+						t.Errorf("Shutdown = %v, want nil", err)
+					}
+				} else {
+					if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "closed 1 connections still claimed") {
+						t.Errorf("Shutdown = %v, want DeadlineExceeded saying it closed 1 connection still claimed", err)
 					}
 					if cerr := conn.Close(); cerr != nil {
-						t.Errorf("conn.Close after db.Close: %v", cerr)
+						t.Errorf("conn.Close after Shutdown: %v", cerr)
 					}
-				} else if err != nil {
-					t.Errorf("db.Close = %v, want nil", err)
 				}
 				if got := o.open.Load(); got != 0 {
-					t.Errorf("%d connections open after db.Close, want 0", got)
+					t.Errorf("%d connections open after Shutdown, want 0", got)
 				}
-				if again := c.Close(); again != err {
-					t.Errorf("second Connector.Close = %v, want the first's %v", again, err)
-				}
-				if _, err := c.Connect(ctx); !errors.Is(err, pool.ErrClosed) || errors.Is(err, driver.ErrBadConn) {
-					t.Errorf("Connect after Close = %v, want pool.ErrClosed and not driver.ErrBadConn", err)
+				if err := db.Close(); err != nil {
+					t.Errorf("db.Close after Shutdown = %v, want nil", err)
 				}
 			})
 		})

@@ -37,8 +37,10 @@ type Settings struct {
 	// Reset asks the dialect to reset each session fully when it comes
 	// back (pool_reset_session), at the cost of a round trip.
 	Reset bool
-	// CloseTimeout bounds how long Close waits for connections still in
-	// use before it closes them anyway. Zero means 5 s.
+	// CloseTimeout bounds how long [Connector.Shutdown] waits for
+	// connections still in use before it closes them anyway, when its
+	// context has no deadline (pool_close_timeout). Zero means 5 s.
+	// Close never waits.
 	CloseTimeout time.Duration
 	// MaxLag keeps a replica out of reads while it is further behind its
 	// primary than this (pool_max_lag). Zero means no limit. It needs an

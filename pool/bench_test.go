@@ -46,7 +46,7 @@ func benchPool(b *testing.B, n int) *Pool[*fakeConn] {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { p.Close(context.Background()) })
+	b.Cleanup(func() { p.Close() })
 	// Wait until every slot is connected.
 	for {
 		st := p.Stats()

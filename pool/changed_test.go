@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"context"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -16,7 +15,7 @@ func TestBackendsChangedAt(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		synctest.Wait()
 		if got := p.Stats().BackendsChangedAt; !got.IsZero() {
 			t.Errorf("BackendsChangedAt before any set = %v, want zero", got)

@@ -96,10 +96,6 @@ func (p *Pool[C]) release(sl *slot[C], err error, broken bool, held time.Duratio
 	s.mu.Unlock()
 	if p.closing.Load() {
 		p.finish(&after[C]{inline: true, closes: a.closes})
-		select {
-		case p.returned <- struct{}{}:
-		default:
-		}
 		return
 	}
 	p.finish(&a)
@@ -123,6 +119,11 @@ func (p *Pool[C]) handOff(sl *slot[C], now int64) State {
 		p.wmu.Unlock()
 	}
 	s.pushIdle(sl, now)
+	if p.closing.Load() {
+		// Close may have drained the stack before the push.
+		s.closeIdleLate()
+		return StateIdle
+	}
 	if p.waiting.Load() > 0 {
 		// A claim queued while the slot was on its way to the stack.
 		p.dispatch()

@@ -20,7 +20,7 @@ func TestTryClaimFilteredIsObserved(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		synctest.Wait()
 		c, ok := p.TryClaimFiltered(t.Context(), nil)
 		if !ok {
@@ -47,7 +47,7 @@ func TestTryClaimFilteredRunsAcquireHook(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		synctest.Wait()
 		c, ok := p.TryClaimFiltered(t.Context(), nil)
 		if !ok {
@@ -81,7 +81,7 @@ func TestAcquireHookGetsClaimContext(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		c, err := p.Claim(context.WithValue(t.Context(), key{}, "claim"))
 		if err != nil {
 			t.Fatal(err)
@@ -109,7 +109,7 @@ func TestFiltersChangedWakesQueuedClaims(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		synctest.Wait()
 		var open atomic.Bool
 		f := func(resolver.Backend) bool { return open.Load() }
@@ -133,7 +133,7 @@ func TestFiltersChangedWakesQueuedClaims(t *testing.T) {
 		if err := <-got; err != nil {
 			t.Errorf("claim after FiltersChanged: %v", err)
 		}
-		p.Close(context.Background())
+		p.Close()
 		p.FiltersChanged() // harmless after Close
 	})
 }

@@ -43,7 +43,7 @@ func TestObserverSeesEveryProbePoint(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		bs := backends(3)
 		fc.setMode(bs[2].Addr, backendMode{connectErr: errors.New("refused")})
 		fr.set(bs...)
@@ -102,7 +102,7 @@ func TestEventsReachExecutionTrace(t *testing.T) {
 	if err == nil {
 		c.Release()
 	}
-	p.Close(context.Background())
+	p.Close()
 	trace.Stop()
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +139,7 @@ func TestClaimReleaseDoesNotAllocate(t *testing.T) {
 			}
 			c.Release()
 		})
-		p.Close(ctx)
+		p.Close()
 		// Background recycling hands the slot to the control loop, which
 		// starts a goroutine; inline recycling must cost nothing.
 		if inline && allocs != 0 {

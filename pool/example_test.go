@@ -55,7 +55,7 @@ func ExampleNew() {
 	if err != nil {
 		panic(err)
 	}
-	defer p.Close(context.Background())
+	defer p.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -165,7 +165,7 @@ func TestSlowBackendNeverSuspected(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer p.Close(t.Context())
+				defer p.Close()
 				stop := make(chan struct{})
 				var wg sync.WaitGroup
 				for range 12 { // more workers than slots: the pool is busy

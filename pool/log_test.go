@@ -139,7 +139,7 @@ func TestLogEventsFromPool(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		time.Sleep(time.Second) // virtual time: the dead backend's attempts
 		synctest.Wait()
 		c := claimFrom(t, p, t.Context())

@@ -71,7 +71,7 @@ func TestIdlePoolRunsTwoGoroutines(t *testing.T) {
 		if long != 2 || short != 0 {
 			t.Errorf("idle pool of %d slots over 10 backends runs %d goroutines of its own and %d for slot work, want 2 and 0", n, long, short)
 		}
-		p.Close(context.Background())
+		p.Close()
 	}
 }
 
@@ -104,7 +104,7 @@ func BenchmarkIdleSlotMemory(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		perSlot = float64(after.HeapAlloc-before.HeapAlloc) / n
-		p.Close(context.Background())
+		p.Close()
 	}
 	b.ReportMetric(perSlot, "bytes/slot")
 	b.ReportMetric(0, "ns/op")

@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -95,7 +94,7 @@ func TestPoolsBreakTiesDifferently(t *testing.T) {
 			for _, b := range p.Stats().Backends {
 				slots[b.Backend.Addr] += b.Slots()
 			}
-			if err := p.Close(context.Background()); err != nil {
+			if err := p.Close(); err != nil {
 				t.Fatal(err)
 			}
 		}

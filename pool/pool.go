@@ -299,12 +299,44 @@ func (p *Pool[C]) wantRebalance() {
 	}
 }
 
-// Close stops the pool: claims fail with [ErrClosed], the resolver and
-// every goroutine of the pool stop, and idle connections close at once.
-// Close then waits for claimed connections to come back until ctx ends,
-// closes them, and returns ctx's error if it had to close any that were
-// still claimed. Close may be called more than once; every call waits.
-func (p *Pool[C]) Close(ctx context.Context) error {
+// Close stops the pool as [database/sql.DB.Close] does: claims fail with
+// [ErrClosed], the resolver and every goroutine of the pool stop, idle
+// connections close at once, and a connection still claimed closes when
+// its claim ends. Close does not wait for those claims; [Pool.Shutdown]
+// does. It returns nil, and may be called more than once, also while
+// Shutdown waits.
+func (p *Pool[C]) Close() error {
+	p.stop()
+	return nil
+}
+
+// Shutdown stops the pool as Close does, then waits until every claimed
+// connection has come back and closed, or until ctx ends. Then it closes
+// the connections still claimed, whose claims end, and returns an error
+// wrapping ctx's error that counts them. Without a deadline or a
+// cancellation on ctx it may wait for ever.
+func (p *Pool[C]) Shutdown(ctx context.Context) error {
+	p.stop()
+	for p.slotCount.Load()+p.closingN.Load() > 0 {
+		select {
+		case <-p.returned:
+		case <-ctx.Done():
+			a := after[C]{inline: true}
+			p.eachSetLocked(&a, (*set[C]).revokeClaimsLocked)
+			p.finish(&a)
+			if n := len(a.closes); n > 0 {
+				return fmt.Errorf("pool: closed %d connections still claimed: %w", n, ctx.Err())
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// stop makes the pool refuse claims, stops its goroutines and closes what
+// no claim holds. Each call does the last part again, which finds nothing
+// left to do once the connections have closed.
+func (p *Pool[C]) stop() {
 	p.closeOnce.Do(func() {
 		p.closing.Store(true)
 		p.wmu.Lock()
@@ -325,46 +357,21 @@ func (p *Pool[C]) Close(ctx context.Context) error {
 	p.loopDone = true
 	a := after[C]{inline: true, closes: p.closeQ}
 	p.closeQ = nil
+	p.mu.Unlock()
+	p.eachSetLocked(&a, (*set[C]).closeUnclaimedLocked)
+	p.finish(&a)
+}
+
+// eachSetLocked runs the transition f on every set, with its mu held.
+func (p *Pool[C]) eachSetLocked(a *after[C], f func(*set[C], *after[C])) {
+	p.mu.Lock()
 	sets := p.setList()
 	p.mu.Unlock()
 	for _, s := range sets {
 		s.mu.Lock()
-		s.closeUnclaimedLocked(&a)
+		f(s, a)
 		s.mu.Unlock()
 	}
-	p.finish(&a)
-
-	for {
-		if p.claimedSlots() == 0 {
-			return nil
-		}
-		select {
-		case <-p.returned:
-		case <-ctx.Done():
-			a := after[C]{inline: true}
-			for _, s := range sets {
-				s.mu.Lock()
-				s.revokeClaimsLocked(&a)
-				s.mu.Unlock()
-			}
-			p.finish(&a)
-			if n := len(a.closes); n > 0 {
-				return fmt.Errorf("pool: closed %d connections still claimed: %w", n, ctx.Err())
-			}
-			return nil
-		}
-	}
-}
-
-func (p *Pool[C]) claimedSlots() int {
-	p.mu.Lock()
-	sets := p.setList()
-	p.mu.Unlock()
-	n := 0
-	for _, s := range sets {
-		n += int(s.inUse.Load())
-	}
-	return n
 }
 
 // setList returns the sets; p.mu must be held.

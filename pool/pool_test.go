@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -24,8 +25,9 @@ func newTestPool(t *testing.T, pol Policy, bs ...resolver.Backend) (*Pool[*fakeC
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := p.Close(context.Background()); err != nil {
-			t.Errorf("Close: %v", err)
+		// Shutdown waits for the claims a test's goroutines still hold.
+		if err := p.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown: %v", err)
 		}
 		if n := fc.openConns(); n != 0 {
 			t.Errorf("%d connections open after Close", n)
@@ -249,7 +251,7 @@ func TestOfflineBackendProbedAndRefilled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		time.Sleep(time.Second)
 		synctest.Wait()
 		st := p.Stats()
@@ -306,7 +308,7 @@ func TestRemovedBackendDrains(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		bs := backends(3)
 		fr.set(bs...)
 		synctest.Wait()
@@ -390,7 +392,7 @@ func TestClaimTimeoutSaysWhatBackendsDid(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		start := time.Now()
 		_, err = p.Claim(t.Context())
 		if !errors.Is(err, ErrClaimTimeout) {
@@ -476,7 +478,7 @@ func TestNoBackends(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		// Before the resolver reports, a claim waits for it.
 		got := make(chan error)
 		go func() {
@@ -494,7 +496,7 @@ func TestNoBackends(t *testing.T) {
 	})
 }
 
-func TestClose(t *testing.T) {
+func TestShutdown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fc := newFakeConnector()
 		bs := backends(3)
@@ -525,10 +527,10 @@ func TestClose(t *testing.T) {
 		if w := p.Stats().Waiting; w != 1 {
 			t.Fatalf("Stats().Waiting = %d, want 1", w)
 		}
-		// Close with claims out: the waiter fails, Close waits for the
-		// claims, in virtual time with a backend in backoff.
+		// Shut down with claims out: the waiter fails, Shutdown waits
+		// for the claims, in virtual time with a backend in backoff.
 		closed := make(chan error)
-		go func() { closed <- p.Close(context.Background()) }()
+		go func() { closed <- p.Shutdown(context.Background()) }()
 		synctest.Wait()
 		if err := <-waiterErr; !errors.Is(err, ErrClosed) {
 			t.Errorf("waiting claim when the pool closed: %v, want ErrClosed", err)
@@ -538,46 +540,100 @@ func TestClose(t *testing.T) {
 		}
 		synctest.Wait()
 		if n := fc.openConns(); n != 2 {
-			t.Errorf("%d connections open while Close waits for 2 claims", n)
+			t.Errorf("%d connections open while Shutdown waits for 2 claims", n)
 		}
 		if _, err := p.Claim(t.Context()); !errors.Is(err, ErrClosed) {
-			t.Errorf("Claim after Close: %v, want ErrClosed", err)
+			t.Errorf("Claim after Shutdown: %v, want ErrClosed", err)
 		}
 		release(held)
 		synctest.Wait()
 		select {
 		case err := <-closed:
-			t.Fatalf("Close returned %v with a claim still out", err)
+			t.Fatalf("Shutdown returned %v with a claim still out", err)
+		default:
+		}
+		// Close meanwhile returns at once, and Shutdown keeps waiting.
+		if err := p.Close(); err != nil {
+			t.Errorf("Close during Shutdown: %v", err)
+		}
+		synctest.Wait()
+		select {
+		case err := <-closed:
+			t.Fatalf("Shutdown returned %v after Close, with a claim still out", err)
 		default:
 		}
 		release(held2)
 		if err := <-closed; err != nil {
-			t.Errorf("Close: %v", err)
+			t.Errorf("Shutdown: %v", err)
 		}
 		if n := fc.openConns(); n != 0 {
-			t.Errorf("%d connections open after Close", n)
+			t.Errorf("%d connections open after Shutdown", n)
 		}
 		// Idempotent.
-		if err := p.Close(context.Background()); err != nil {
-			t.Errorf("second Close: %v", err)
+		if err := p.Shutdown(context.Background()); err != nil {
+			t.Errorf("second Shutdown: %v", err)
 		}
 		fc.check(t)
 		// synctest.Test fails if any goroutine of the pool is left.
 	})
 }
 
-func TestCloseForcesClaimsAfterDeadline(t *testing.T) {
+// TestCloseLeavesClaimsOut checks Close's contract, database/sql's: it
+// returns at once with claims out, closes idle connections then, and each
+// claimed one when its claim ends.
+func TestCloseLeavesClaimsOut(t *testing.T) {
+	for _, inline := range []bool{false, true} {
+		t.Run("inline="+strconv.FormatBool(inline), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p, fc := newTestPool(t, Policy{Spares: 3, Recycle: recycleMode(inline)}, backends(2)...)
+				held := claimFrom(t, p, t.Context())
+				held2 := claimFrom(t, p, t.Context())
+				synctest.Wait()
+				if fc.openConns() <= 2 {
+					t.Fatalf("%d connections open, want the 2 claimed and spares", fc.openConns())
+				}
+				start := time.Now()
+				if err := p.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+				if d := time.Since(start); d != 0 {
+					t.Errorf("Close with claims out took %v, want no wait", d)
+				}
+				if n := fc.openConns(); n != 2 {
+					t.Errorf("%d connections open after Close, want the 2 claimed", n)
+				}
+				if _, err := p.Claim(t.Context()); !errors.Is(err, ErrClosed) {
+					t.Errorf("Claim after Close: %v, want ErrClosed", err)
+				}
+				release(held)
+				if !held.Conn().closed.Load() || fc.openConns() != 1 {
+					t.Errorf("connection released after Close not closed at once (%d open)", fc.openConns())
+				}
+				held2.Conn().claimed.Store(false)
+				held2.Discard(errors.New("broken"))
+				if n := fc.openConns(); n != 0 {
+					t.Errorf("%d connections open once every claim ended", n)
+				}
+				if err := p.Close(); err != nil {
+					t.Errorf("second Close: %v", err)
+				}
+			})
+		})
+	}
+}
+
+func TestShutdownForcesClaimsAfterDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p, fc := newTestPool(t, Policy{}, backends(1)...)
 		held := claimFrom(t, p, t.Context())
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
-		err := p.Close(ctx)
+		err := p.Shutdown(ctx)
 		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Close with a claim out past its deadline: %v, want DeadlineExceeded", err)
+			t.Errorf("Shutdown with a claim out past its deadline: %v, want DeadlineExceeded", err)
 		}
 		if !held.Conn().closed.Load() || fc.openConns() != 0 {
-			t.Error("claimed connection not closed by Close after the deadline")
+			t.Error("claimed connection not closed by Shutdown after the deadline")
 		}
 		held.Release() // late release: no double close
 	})
@@ -689,7 +745,7 @@ func TestAcquireHook(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		c, err := p.Claim(t.Context())
 		if err != nil {
 			t.Fatalf("Claim with a hook that fails twice: %v", err)
@@ -738,7 +794,7 @@ func TestSlowBackendDoesNotHoldUpClaims(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		start := time.Now()
 		for range 10 {
 			c := claimFrom(t, p, t.Context())

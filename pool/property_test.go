@@ -191,7 +191,7 @@ func runInvariants(t *testing.T, ops []byte) {
 			t.Errorf("healthy backends' slots %v are not within one of even", counts)
 		}
 	}
-	if err := p.Close(context.Background()); err != nil {
+	if err := p.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
 	if n := fc.openConns(); n != 0 {

@@ -61,7 +61,7 @@ func TestRolesLearnedAndFollowed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		synctest.Wait()
 		for _, b := range p.Stats().Backends {
 			if want := map[string]resolver.Role{bs[0].Addr: resolver.RolePrimary, bs[1].Addr: resolver.RoleReplica, bs[2].Addr: resolver.RoleReplica}[b.Backend.Addr]; b.Backend.Role != want {
@@ -106,7 +106,7 @@ func TestFilteredClaimWaitsForItsRole(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		synctest.Wait()
 		if p.Usable(primaries) {
 			t.Error("Usable(primaries) with no primary")
@@ -153,7 +153,7 @@ func TestRoleQueryFailureFailsTheConnection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer p.Close(context.Background())
+		defer p.Close()
 		time.Sleep(time.Second)
 		synctest.Wait()
 		b := p.Stats().Backends[0]

@@ -167,6 +167,13 @@ func (p *Pool[C]) closeConns(conns []C) {
 		wg.Wait()
 	}
 	p.closingN.Add(-int64(len(conns)))
+	if p.closing.Load() {
+		// Shutdown may be waiting for the last connections to close.
+		select {
+		case p.returned <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // job is background work a transition started: a connection attempt, a
@@ -571,21 +578,32 @@ func (s *set[C]) retireLocked(a *after[C]) {
 // closeUnclaimedLocked closes, for Close, every slot that is not claimed
 // and whose connection nobody is using. After the pool's goroutines have
 // stopped that is all of them but those claimed and those idle off the
-// stack, which a claim or release on its way owns: Close only forgets
-// those, and their owner closes the connection.
+// stack, which a claim or release on its way owns: the claim's release
+// closes the first kind, and the release the second (see
+// set.closeIdleLate).
 func (s *set[C]) closeUnclaimedLocked(a *after[C]) {
 	for _, sl := range s.drainIdleLocked() {
 		s.closeSlotLocked(sl, StateIdle, a)
 	}
 	for _, sl := range append([]*slot[C](nil), s.slots...) {
 		switch st := sl.getState(); st {
-		case StateClaimed:
-		case StateIdle:
-			s.removeSlotLocked(sl)
+		case StateClaimed, StateIdle:
 		default:
 			s.closeSlotLocked(sl, st, a)
 		}
 	}
+}
+
+// closeIdleLate closes the idle slots of a closing pool, for a release
+// that pushed its slot on the idle stack just as Close drained it.
+func (s *set[C]) closeIdleLate() {
+	a := after[C]{inline: true}
+	s.mu.Lock()
+	for _, sl := range s.drainIdleLocked() {
+		s.closeSlotLocked(sl, StateIdle, &a)
+	}
+	s.mu.Unlock()
+	s.p.finish(&a)
 }
 
 // revokeClaimsLocked ends every claim of the set by force and closes the

@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"testing/synctest"
@@ -95,7 +94,7 @@ func closingSettlesToZero(t *testing.T, inline bool) {
 	time.Sleep(30 * time.Second)
 	settled("after lifetimes ran out")
 
-	if err := p.Close(context.Background()); err != nil {
+	if err := p.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
 	if n := p.closingN.Load(); n != 0 {

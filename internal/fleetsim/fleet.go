@@ -185,7 +185,7 @@ func (f *Fleet) stop() {
 		closing.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if err := m.p.Close(ctx); err != nil {
+			if err := m.p.Shutdown(ctx); err != nil {
 				f.violations.lost.Add(1)
 			}
 		})

@@ -1,0 +1,27 @@
+package pgdialect
+
+import (
+	"testing"
+
+	"github.com/qorb-go/qorb/dialects/internal/fidelity"
+)
+
+// fidelityServer is the machine's PostgreSQL server, for the fidelity
+// scenarios.
+var fidelityServer = fidelity.Server{
+	QorbDSN:   "postgres://" + serverUser + "@" + serverAddr + "/" + serverDB + "?sslmode=disable&application_name=qorb-fidelity",
+	Driver:    "pgx",
+	DSN:       "postgres://" + serverUser + "@" + serverAddr + "/" + serverDB + "?sslmode=disable&application_name=qorb-fidelity-bare",
+	SessionID: "SELECT pg_backend_pid()",
+	Alive:     "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+}
+
+func TestServerCloseWithConnInUse(t *testing.T) {
+	needServer(t)
+	fidelity.CloseWithConnInUse(t, fidelityServer)
+}
+
+func TestServerShutdown(t *testing.T) {
+	needServer(t)
+	fidelity.Shutdown(t, fidelityServer)
+}
