@@ -84,7 +84,7 @@ func failoverPool(t *testing.T, pol Policy) (*Pool[*fakeConn], *roleConnector, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.Close(context.Background()) })
+	t.Cleanup(func() { p.Shutdown(context.Background()) })
 	r.set(bs...)
 	synctest.Wait()
 	if !p.Usable(primaries) {
