@@ -18,7 +18,10 @@ import (
 //
 // A +srv DSN looks up the SRV records of the dialect's service under NAME
 // (_postgresql._tcp.NAME, _mysql._tcp.NAME), or of NAME itself when it
-// starts with "_"; the others use the hosts listed. Errors wrap
+// starts with "_"; the others use the hosts listed. A host that is an
+// absolute path, percent-encoded, is a Unix socket: PostgreSQL's socket
+// directory (postgres://app@%2Fvar%2Frun%2Fpostgresql/app) or MySQL's
+// socket file (mysql://app@%2Frun%2Fmysqld%2Fmysqld.sock/app). Errors wrap
 // [ErrBadDSN] and never show the password.
 func OpenConnector(dsn string) (*Connector, error) {
 	cfg, err := ParseDSN(dsn)
@@ -166,6 +169,11 @@ func parseDSN(dsn string) (parsedDSN, error) {
 	if err := d.settings.ForHosts(); err != nil {
 		return parsedDSN{}, fmt.Errorf("%s: %w", redact(dsn), err)
 	}
+	if d.dialect.Name() == "mysql" && strings.Contains(authority, "(") {
+		// tcp(h:3306) or unix(/path): the driver's own DSN form.
+		return badHosts("host %q looks like a go-sql-driver/mysql DSN's net(addr): give such a DSN without %s:// to mysqldialect.NewConnector, or write %s://user@host:port/db (a Unix socket as %s://user@%%2Fpath%%2Fto%%2Fsocket/db)",
+			authority, scheme, scheme, scheme)
+	}
 	hosts := strings.Split(authority, ",")
 	for i, h := range hosts {
 		if hosts[i], err = url.PathUnescape(h); err != nil {
@@ -212,11 +220,22 @@ func redact(dsn string) string {
 	if base, query, ok := strings.Cut(rest, "?"); ok {
 		params := strings.Split(query, "&")
 		for i, p := range params {
-			if k, _, ok := strings.Cut(p, "="); ok && strings.Contains(strings.ToLower(k), "password") {
+			if k, _, ok := strings.Cut(p, "="); ok && secretParam(k) {
 				params[i] = k + "=xxxxx"
 			}
 		}
 		rest = base + "?" + strings.Join(params, "&")
 	}
 	return scheme + "://" + rest
+}
+
+// secretParam reports whether the parameter named key, as written in a
+// DSN, may hold a secret: its name, decoded as the driver will decode it,
+// mentions a password. A key that does not decode is taken for one.
+func secretParam(key string) bool {
+	dec, err := url.QueryUnescape(key)
+	if err != nil {
+		return true
+	}
+	return strings.Contains(strings.ToLower(dec), "password")
 }

@@ -264,6 +264,9 @@ func TestRedact(t *testing.T) {
 		{"fake://app:pa/ss@h/db", "fake://app:xxxxx@h/db"},
 		{"fake://app@h/db?password=pw&sslmode=require", "fake://app@h/db?password=xxxxx&sslmode=require"},
 		{"fake://app@h/db?sslmode=require&sslpassword=pw", "fake://app@h/db?sslmode=require&sslpassword=xxxxx"},
+		{"fake://app@h/db?pass%77ord=pw&sslmode=bogus", "fake://app@h/db?pass%77ord=xxxxx&sslmode=bogus"},
+		{"fake://app@h/db?PASS%57ORD=pw", "fake://app@h/db?PASS%57ORD=xxxxx"},
+		{"fake://app@h/db?pass%zzword=pw", "fake://app@h/db?pass%zzword=xxxxx"},
 		{"h/db", "(unparsable DSN)"},
 	}
 	for _, tt := range tests {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 )
 
 // Role is what a backend does in a replicated service.
@@ -52,9 +53,17 @@ type Backend struct {
 	// the trailing dot) or the host of a static list entry. TLS verifies
 	// this name, never the IP address in Addr.
 	Host string
-	// Addr is the "host:port" to dial. A DNS resolver puts the IP address
-	// it found here; a static list may put a host name.
+	// Addr is what to dial: for TCP, "host:port" (a DNS resolver puts the
+	// IP address it found here; a static list may put a host name); for a
+	// Unix socket, an absolute path, which a dialect may follow with
+	// ":port" (PostgreSQL's socket directory and port); for another
+	// network, whatever its dialer takes.
 	Addr string
+	// Network is how Addr is reached: empty for TCP, "unix" for a Unix
+	// socket, or the name of a network a driver has a dialer for (such
+	// as one registered with go-sql-driver/mysql's RegisterDialContext).
+	// Only TCP backends are looked up in DNS and have TLS verify Host.
+	Network string
 	// Priority is the SRV priority: the pool uses the lowest value that
 	// has healthy backends (RFC 2782).
 	Priority uint16
@@ -66,16 +75,19 @@ type Backend struct {
 	Role Role
 }
 
+// NetworkUnix is the [Backend.Network] of a Unix socket.
+const NetworkUnix = "unix"
+
 // Key identifies a backend across updates.
 type Key struct {
 	Host string
 	Addr string
 }
 
-// String returns "host@addr", or just addr when host is empty or equal to
-// the address's host.
+// String returns "host@addr", or just addr when host is empty, equal to
+// addr or equal to the address's host.
 func (k Key) String() string {
-	if k.Host == "" {
+	if k.Host == "" || k.Host == k.Addr {
 		return k.Addr
 	}
 	if h, _, err := net.SplitHostPort(k.Addr); err == nil && h == k.Host {
@@ -90,9 +102,23 @@ func (b Backend) Key() Key { return Key{Host: b.Host, Addr: b.Addr} }
 // String returns the backend's key as a string.
 func (b Backend) String() string { return b.Key().String() }
 
-// Validate reports whether the backend can be dialled: Addr must be
-// "host:port" with a port from 1 to 65535.
+// Validate reports whether the backend can be dialled: for TCP, Addr
+// must be "host:port" with a port from 1 to 65535; for a Unix socket, an
+// absolute path; for another network, not empty.
 func (b Backend) Validate() error {
+	switch b.Network {
+	case "":
+	case NetworkUnix:
+		if !strings.HasPrefix(b.Addr, "/") {
+			return fmt.Errorf("resolver: Unix socket %q: want an absolute path", b.Addr)
+		}
+		return nil
+	default:
+		if b.Addr == "" {
+			return fmt.Errorf("resolver: backend on network %q has no address", b.Network)
+		}
+		return nil
+	}
 	host, port, err := net.SplitHostPort(b.Addr)
 	if err != nil {
 		return fmt.Errorf("resolver: backend address %q: %w", b.Addr, err)
@@ -167,6 +193,9 @@ func NewStatic(backends ...Backend) (*Static, error) {
 
 // ParseAddrs turns "host:port" strings into backends of weight 1, with Host
 // set to each address's host. An address without a port gets defaultPort.
+// A host that is an absolute path names a Unix socket (a PostgreSQL socket
+// directory, a MySQL socket file): its backend's Network is [NetworkUnix]
+// and its Addr "path:port".
 func ParseAddrs(defaultPort uint16, addrs ...string) ([]Backend, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("resolver: no addresses")
@@ -187,6 +216,9 @@ func ParseAddrs(defaultPort uint16, addrs ...string) ([]Backend, error) {
 			port = strconv.Itoa(int(defaultPort))
 		}
 		b := Backend{Host: host, Addr: net.JoinHostPort(host, port), Weight: 1}
+		if strings.HasPrefix(host, "/") {
+			b.Network, b.Addr = NetworkUnix, host+":"+port
+		}
 		if err := b.Validate(); err != nil {
 			return nil, err
 		}

@@ -275,7 +275,8 @@ func TestParseNativeErrors(t *testing.T) {
 		want string
 	}{
 		{"app:Secr3t@tcp(10.0.0.1:3306)", "'/'"},
-		{"app:Secr3t@unix(/run/mysqld/mysqld.sock)/app", "unix"},
+		{"app:Secr3t@unix(relative.sock)/app", "absolute path"},
+		{"app:Secr3t@tcp(/run/mysqld/mysqld.sock)/app", "unix(/path/to/socket)"},
 		{"app:Secr3t@tcp(10.0.0.1:3306/app", "')'"},
 		{"app:Secr3t@tcp(10.0.0.1:99999)/app", "port"},
 		{"app:Secr3t@tcp(10.0.0.1:3306)/app?parseTime=maybe", "maybe"},

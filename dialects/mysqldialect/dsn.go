@@ -1,6 +1,7 @@
 package mysqldialect
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -17,8 +18,11 @@ import (
 // by commas: "app:secret@tcp(10.0.0.1:3306,10.0.0.2:3306)/app?parseTime=true".
 // The backends are a static list; an address without a port gets 3306,
 // and no address at all means 127.0.0.1:3306, as in the driver. The
-// network is tcp, tcp4 or tcp6: unix sockets and networks registered with
-// [mysql.RegisterDialContext] are not supported.
+// network may be tcp, tcp4 or tcp6; unix, each address a socket path
+// ("app@unix(/run/mysqld/mysqld.sock)/app", /tmp/mysql.sock without one);
+// or a network registered with [mysql.RegisterDialContext], each address
+// a backend handed to that dialer as written. TLS verifies the host name
+// of TCP backends only.
 //
 // qorb's own parameters ([qorb.OwnParam]) are taken out before the driver
 // sees the DSN, which would otherwise send them to the server as system
@@ -77,33 +81,9 @@ func parseNative(dsn string) (native, error) {
 		}
 		network, addrs = netAddr[:p], netAddr[p+1:len(netAddr)-1]
 	}
-	switch network {
-	case "":
-		network = "tcp"
-	case "tcp", "tcp4", "tcp6":
-	default:
-		// Not quoted: in a malformed DSN it could be part of the password.
-		return bad("the network must be tcp, tcp4 or tcp6: qorb pools connections to host:port backends, so unix sockets and custom networks are not supported")
-	}
-	hosts := []string{"127.0.0.1:3306"}
-	if addrs != "" {
-		hosts = strings.Split(addrs, ",")
-		for i, h := range hosts {
-			hosts[i] = strings.TrimSpace(h)
-		}
-	}
-	listed, err := resolver.ParseAddrs(3306, hosts...)
+	backends, parseNet, err := nativeBackends(network, addrs)
 	if err != nil {
-		return bad("address list: " + scrub(err.Error(), password))
-	}
-	// The same address twice is one backend.
-	var backends []resolver.Backend
-	seen := map[resolver.Key]bool{}
-	for _, b := range listed {
-		if !seen[b.Key()] {
-			seen[b.Key()] = true
-			backends = append(backends, b)
-		}
+		return bad(scrub(err.Error(), password))
 	}
 
 	dbname, query, _ := strings.Cut(right, "?")
@@ -143,7 +123,7 @@ func parseNative(dsn string) (native, error) {
 		b.WriteString(creds)
 		b.WriteByte('@')
 	}
-	b.WriteString(network + "(" + placeholderAddr + ")/" + dbname)
+	b.WriteString(parseNet + "(" + placeholderAddr + ")/" + dbname)
 	if len(kept) > 0 {
 		b.WriteString("?" + strings.Join(kept, "&"))
 	}
@@ -152,4 +132,63 @@ func parseNative(dsn string) (native, error) {
 		return bad(scrub(err.Error(), password))
 	}
 	return native{opener: &Opener{cfg: cfg}, backends: backends, settings: settings}, nil
+}
+
+// nativeBackends returns the backends of a go-sql-driver/mysql DSN's
+// network and address list, and the network to parse the rest of the DSN
+// with: the DSN's own for TCP (tcp, tcp4 or tcp6), plain tcp for the
+// others, whose network each backend carries. Its errors quote no part of
+// the DSN, which could be part of a password in a malformed one.
+func nativeBackends(network, addrs string) ([]resolver.Backend, string, error) {
+	var list []string
+	if addrs != "" {
+		list = strings.Split(addrs, ",")
+		for i, a := range list {
+			list[i] = strings.TrimSpace(a)
+		}
+	}
+	var backends []resolver.Backend
+	parseNet := "tcp"
+	switch network {
+	case "", "tcp", "tcp4", "tcp6":
+		if network != "" {
+			parseNet = network
+		}
+		if len(list) == 0 {
+			list = []string{"127.0.0.1:3306"} // the driver's default
+		}
+		var err error
+		if backends, err = resolver.ParseAddrs(3306, list...); err != nil {
+			return nil, "", fmt.Errorf("address list: %v", err)
+		}
+		for _, b := range backends {
+			if b.Network != "" {
+				return nil, "", errors.New("address list: a Unix socket goes in unix(/path/to/socket), not in tcp(...)")
+			}
+		}
+	default:
+		if len(list) == 0 {
+			if network != resolver.NetworkUnix {
+				return nil, "", errors.New("a network other than tcp or unix needs an address for its dialer")
+			}
+			list = []string{"/tmp/mysql.sock"} // the driver's default
+		}
+		for _, a := range list {
+			b := resolver.Backend{Host: a, Addr: a, Network: network, Weight: 1}
+			if err := b.Validate(); err != nil {
+				return nil, "", fmt.Errorf("address list: %v", err)
+			}
+			backends = append(backends, b)
+		}
+	}
+	// The same address twice is one backend.
+	var out []resolver.Backend
+	seen := map[resolver.Key]bool{}
+	for _, b := range backends {
+		if !seen[b.Key()] {
+			seen[b.Key()] = true
+			out = append(out, b)
+		}
+	}
+	return out, parseNet, nil
 }

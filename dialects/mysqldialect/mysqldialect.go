@@ -16,6 +16,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/qorb-go/qorb"
+	"github.com/qorb-go/qorb/dialects/internal/safefmt"
 	"github.com/qorb-go/qorb/resolver"
 )
 
@@ -110,6 +111,22 @@ func NewOpener(cfg qorb.DriverConfig) (*Opener, error) {
 	return &Opener{cfg: mc}, nil
 }
 
+// String describes the Opener by its user and database, never its
+// password: "mysqldialect.Opener{user=app database=app}".
+func (o *Opener) String() string {
+	if o == nil || o.cfg == nil {
+		return "mysqldialect.Opener{}"
+	}
+	return fmt.Sprintf("mysqldialect.Opener{user=%s database=%s}", o.cfg.User, o.cfg.DBName)
+}
+
+// GoString returns String, so that %#v shows no password either.
+func (o *Opener) GoString() string { return o.String() }
+
+// Format writes String for every verb (quoted for %q), so that no verb
+// prints the driver configuration, which holds the password.
+func (o *Opener) Format(f fmt.State, verb rune) { safefmt.Format(f, verb, o.String()) }
+
 // rawParams are the parameters go-sql-driver/mysql (v1.10) reads without
 // unescaping their values; it unescapes the others.
 var rawParams = map[string]bool{
@@ -200,8 +217,25 @@ func (o *Opener) Connect(ctx context.Context, b resolver.Backend) (driver.Conn, 
 }
 
 // configFor returns a clone of the Opener's configuration that connects to
-// b.
+// b: over TCP (the DSN's tcp, tcp4 or tcp6) to its address, with TLS
+// verifying its name; or to a Unix socket, or through another network's
+// dialer, where the TLS name is left to the driver.
 func (o *Opener) configFor(b resolver.Backend) (*mysql.Config, error) {
+	cfg := o.cfg.Clone() // clones TLS too
+	if b.Network != "" {
+		cfg.Net, cfg.Addr = b.Network, b.Addr
+		if b.Network == resolver.NetworkUnix {
+			// A socket from a qorb DSN's host list comes with a port,
+			// which a MySQL socket has no use for.
+			if path, _, err := net.SplitHostPort(b.Addr); err == nil && strings.HasPrefix(path, "/") {
+				cfg.Addr = path
+			}
+		}
+		if t := cfg.TLS; t != nil && t.ServerName == placeholderHost {
+			t.ServerName = ""
+		}
+		return cfg, nil
+	}
 	host, p, err := net.SplitHostPort(b.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("mysqldialect: backend address %q: %w", b.Addr, err)
@@ -213,7 +247,6 @@ func (o *Opener) configFor(b resolver.Backend) (*mysql.Config, error) {
 	if name == "" {
 		name = host
 	}
-	cfg := o.cfg.Clone() // clones TLS too
 	cfg.Addr = b.Addr
 	if t := cfg.TLS; t != nil && (t.ServerName == "" || t.ServerName == placeholderHost) {
 		// Set before NewConnector normalizes the configuration, which

@@ -21,7 +21,9 @@ import (
 // dbname=app") or URL form ("postgres://app@10.0.0.1,10.0.0.2:5433/app"),
 // exactly as pgx takes it. The hosts it lists (or PGHOST, or pgx's
 // default) are the backends, a static list; every host gets a connection
-// of its own, so a second host is a backend, not a fallback.
+// of its own, so a second host is a backend, not a fallback. A host that
+// is a directory ("host=/var/run/postgresql") is a Unix socket backend,
+// reached without TLS as pgx does.
 //
 // qorb's own parameters ([qorb.OwnParam]) are taken out before pgx sees
 // the string: target_session_attrs sets the connector's default role
@@ -103,10 +105,14 @@ func parseNative(dsn string) (native, error) {
 	var backends []resolver.Backend
 	seen := map[string]bool{}
 	add := func(host string, port uint16) {
-		addr := net.JoinHostPort(host, strconv.Itoa(int(port)))
-		if !seen[addr] {
-			seen[addr] = true
-			backends = append(backends, resolver.Backend{Host: host, Addr: addr, Weight: 1})
+		b := resolver.Backend{Host: host, Addr: net.JoinHostPort(host, strconv.Itoa(int(port))), Weight: 1}
+		if strings.HasPrefix(host, "/") {
+			// A Unix socket directory, as libpq takes it.
+			b.Network, b.Addr = resolver.NetworkUnix, host+":"+strconv.Itoa(int(port))
+		}
+		if !seen[b.Addr] {
+			seen[b.Addr] = true
+			backends = append(backends, b)
 		}
 	}
 	add(cfg.Host, cfg.Port)

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/qorb-go/qorb"
+	"github.com/qorb-go/qorb/dialects/internal/safefmt"
 	"github.com/qorb-go/qorb/resolver"
 )
 
@@ -113,7 +114,7 @@ func NewOpener(cfg qorb.DriverConfig) (*Opener, error) {
 		vs := cfg.Params[k]
 		switch {
 		case k == "host" || k == "hostaddr" || k == "port":
-			return nil, fmt.Errorf("pgdialect: parameter %s: the hosts come from the DSN's host list or SRV records", k)
+			return nil, fmt.Errorf("pgdialect: parameter %s: the hosts come from the DSN's host list or SRV records (a Unix socket directory as a percent-encoded host: postgres://user@%%2Fvar%%2Frun%%2Fpostgresql/db)", k)
 		case qorb.OwnParam(k):
 			return nil, fmt.Errorf("pgdialect: parameter %s is qorb's own and must not reach the driver", k)
 		case !validKeyword(k):
@@ -140,6 +141,22 @@ func NewOpener(cfg qorb.DriverConfig) (*Opener, error) {
 	}
 	return newOpener(pc), nil
 }
+
+// String describes the Opener by its user and database, never its
+// password: "pgdialect.Opener{user=app database=app}".
+func (o *Opener) String() string {
+	if o == nil || o.cfg == nil {
+		return "pgdialect.Opener{}"
+	}
+	return fmt.Sprintf("pgdialect.Opener{user=%s database=%s}", o.cfg.User, o.cfg.Database)
+}
+
+// GoString returns String, so that %#v shows no password either.
+func (o *Opener) GoString() string { return o.String() }
+
+// Format writes String for every verb (quoted for %q), so that no verb
+// prints the driver configuration, which holds the password.
+func (o *Opener) Format(f fmt.State, verb rune) { safefmt.Format(f, verb, o.String()) }
 
 // newOpener returns an Opener over cfg, which was parsed with
 // placeholderHost as its host. It takes cfg over.
@@ -175,6 +192,11 @@ func neverPing(context.Context, stdlib.ShouldPingParams) bool { return false }
 // b: b's host and port in the main entry and every fallback, and b's name
 // in each TLS configuration that sends or verifies a server name.
 func (o *Opener) configFor(b resolver.Backend) (*pgx.ConnConfig, error) {
+	switch b.Network {
+	case "", resolver.NetworkUnix:
+	default:
+		return nil, fmt.Errorf("pgdialect: backend %s: network %q: pgx dials TCP and Unix sockets only", b, b.Network)
+	}
 	host, port, err := splitAddr(b.Addr)
 	if err != nil {
 		return nil, err
