@@ -113,7 +113,7 @@ func (p *Pool[C]) handOff(sl *slot[C], now int64) State {
 			p.waiters.remove(w)
 			p.waiting.Add(-1)
 			p.wmu.Unlock()
-			w.ch <- waitResult[C]{c: s.claimSlot(sl, now)}
+			w.ch <- waitResult[C]{c: s.claimSlot(sl)}
 			return StateClaimed
 		}
 		p.wmu.Unlock()
@@ -198,13 +198,8 @@ func (p *Pool[C]) claim(ctx context.Context, f Filter) (Claim[C], error) {
 		return Claim[C]{}, ErrClosed
 	}
 	if p.waiting.Load() == 0 {
-		now := p.now()
-		observing := p.observing()
-		if observing {
-			now = p.tickClock(time.Now())
-		}
-		if c, ok := p.take(p.picker.Load(), f, now); ok {
-			if observing {
+		if c, ok := p.take(p.picker.Load(), f); ok {
+			if p.observing() {
 				p.claimedNow(c)
 			}
 			return c, nil
@@ -221,13 +216,13 @@ func (p *Pool[C]) claimedNow(c Claim[C]) {
 }
 
 // take claims an idle slot for filter f, if any set has one.
-func (p *Pool[C]) take(pk *picker[C], f Filter, now int64) (Claim[C], bool) {
+func (p *Pool[C]) take(pk *picker[C], f Filter) (Claim[C], bool) {
 	for range takeTries {
 		s := pk.choose(f)
 		if s == nil {
 			return Claim[C]{}, false
 		}
-		if c, ok := s.takeIdle(now); ok {
+		if c, ok := s.takeIdle(); ok {
 			return c, true
 		}
 	}
@@ -440,10 +435,9 @@ func (p *Pool[C]) dispatch() {
 // dispatchLocked is dispatch with p.wmu held.
 func (p *Pool[C]) dispatchLocked() {
 	pk := p.picker.Load()
-	now := p.now()
 	for w := p.waiters.head; w != nil; {
 		next := w.next
-		if c, ok := p.take(pk, w.filter, now); ok {
+		if c, ok := p.take(pk, w.filter); ok {
 			p.waiters.remove(w)
 			p.waiting.Add(-1)
 			w.ch <- waitResult[C]{c: c}

@@ -144,7 +144,7 @@ func (s *set[C]) noteErrLocked(err error, now time.Time) {
 }
 
 // takeIdle claims an idle slot, if there is one.
-func (s *set[C]) takeIdle(now int64) (Claim[C], bool) {
+func (s *set[C]) takeIdle() (Claim[C], bool) {
 	for {
 		sl := s.idle.pop()
 		if sl == nil {
@@ -154,7 +154,7 @@ func (s *set[C]) takeIdle(now int64) (Claim[C], bool) {
 			s.dropIdle(sl)
 			continue
 		}
-		c := s.claimSlot(sl, now)
+		c := s.claimSlot(sl)
 		if s.idle.empty() {
 			// The set just ran dry: the pool may want to grow.
 			s.p.wantRebalance()

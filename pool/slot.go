@@ -46,7 +46,8 @@ type slot[C any] struct {
 	// release swaps it to 0, so only the first of several releases of the
 	// same claim does anything.
 	claim atomic.Uint64
-	// claimedAt is when the current claim began, on the pool's clock.
+	// claimedAt is when the current claim began, on the pool's clock, read
+	// exactly (see claimSlot).
 	claimedAt atomic.Int64
 	// unwanted: close the slot instead of reusing it. Set under set.mu,
 	// read by whoever owns the slot.
@@ -636,12 +637,14 @@ func (s *set[C]) drainIdleLocked() []*slot[C] {
 }
 
 // claimSlot hands sl, which the caller owns, to a new claim. It needs no
-// lock.
-func (s *set[C]) claimSlot(sl *slot[C], now int64) Claim[C] {
+// lock. It stamps the claim with the monotonic clock rather than the
+// coarse one, which may lag by up to RebalanceInterval in a quiet pool:
+// Stats shows the age of the oldest claim, and leak detection times it.
+// One read of the monotonic clock (no wall clock) costs the claim a few
+// nanoseconds.
+func (s *set[C]) claimSlot(sl *slot[C]) Claim[C] {
 	sl.gen++
-	if sl.claimedAt.Load() != now { // the coarse clock rarely moves
-		sl.claimedAt.Store(now)
-	}
+	sl.claimedAt.Store(s.p.clockNow())
 	sl.setState(StateIdle) // what it returns to when the claim ends
 	sl.claim.Store(sl.gen)
 	s.inUse.Add(1)
