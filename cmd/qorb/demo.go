@@ -12,6 +12,8 @@ import (
 	"log"
 	"maps"
 	"math"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -46,11 +48,16 @@ records, opens them with sql.Open("qorb", "mysql+srv://..."), and runs a
 read workload from many goroutines. Each query asks which backend answered.
 
 A live view shows each backend's slots by state, queries per second,
-claim waits and errors. A little before half time the demo stops one
-backend (it refuses new connections and closes those it has, answering
-any statement already running), and a little after half time it
-publishes a fourth backend in DNS: traffic leaves the dead one and
-reaches the new one, and the application sees no error.
+claim waits and errors. At 35% of the run the demo stops one backend (it
+refuses new connections and closes those it has, answering any
+statement already running), and at 55% it publishes a fourth backend in
+DNS: traffic leaves the dead one and reaches the new one, and the
+application sees no error.
+
+While it runs, the demo serves its pool's stats page on 127.0.0.1 and
+prints the address, with that of its DNS server, so that another
+terminal can watch the same pool: "qorb top URL" (or a browser at URL),
+and "qorb resolve -server ADDR _mysql._tcp.demo.qorb.test".
 
 At the end it prints a summary, one "summary:" line per fact: queries
 per backend, queries the stopped backend answered after it stopped,
@@ -58,8 +65,8 @@ errors the application saw, and claim wait percentiles. The exit status
 is 1 when the application saw errors.
 
 With -dsn the same workload runs against real servers (a qorb DSN for
-PostgreSQL or MySQL), without the embedded ones and without stopping
-anything.
+PostgreSQL or MySQL), without the embedded ones, their DNS server and
+without stopping anything.
 
 flags:
 `
@@ -82,6 +89,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	duration := fs.Duration("duration", 30*time.Second, "how long the demo runs; it always stops by itself")
 	workers := fs.Int("workers", 32, "goroutines running queries")
 	noTUI := fs.Bool("no-tui", false, "print plain lines once a second instead of the live view (for logs and CI)")
+	httpAddr := fs.String("http", "127.0.0.1:0", "serve the pool's stats page at http://`ADDR`/debug/qorb while the demo runs (port 0: any free port)")
 	dsn := fs.String("dsn", "", "run the workload against the servers of this qorb `DSN` (postgres://, postgres+srv://, mysql://, mysql+srv://) instead of embedded ones")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -99,7 +107,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	d := &demo{duration: *duration, workers: *workers, out: &syncWriter{w: stdout}, errOut: stderr, served: map[string]*servedCount{}}
+	d := &demo{duration: *duration, workers: *workers, out: &syncWriter{w: stdout}, errOut: stderr,
+		httpAddr: *httpAddr, served: map[string]*servedCount{}}
 	d.tui = !*noTUI && isTerminal(stdout)
 	if *dsn != "" {
 		d.dsn = *dsn
@@ -150,6 +159,10 @@ type demo struct {
 	out      io.Writer
 	errOut   io.Writer
 	cluster  *cluster // nil with -dsn
+	httpAddr string   // where to serve the stats page
+
+	statsURL string // the stats page, once served
+	view     *top   // the live view's state: its last snapshots and trends
 
 	start     time.Time
 	waits     histogram
@@ -196,6 +209,27 @@ func (d *demo) run(ctx context.Context) int {
 	db.SetMaxIdleConns(d.workers)
 	defer db.Close()
 
+	// The stats page, for "qorb top" or a browser in another terminal.
+	ln, err := net.Listen("tcp", d.httpAddr)
+	if err != nil {
+		fmt.Fprintf(d.errOut, "qorb demo: stats page: %v\n", err)
+		return 1
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/debug/qorb", statshttp.Handler(connector))
+	stats := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	var served sync.WaitGroup
+	defer served.Wait()
+	defer stats.Close() // before the wait above: it ends Serve
+	served.Go(func() { stats.Serve(ln) })
+	d.statsURL = "http://" + ln.Addr().String() + "/debug/qorb"
+	d.view = &top{display: "demo", interval: time.Second}
+	if !d.tui {
+		for _, l := range d.tryLines() {
+			fmt.Fprintln(d.out, l)
+		}
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, d.duration)
 	defer cancel()
 	d.start = time.Now()
@@ -212,15 +246,13 @@ func (d *demo) run(ctx context.Context) int {
 		io.WriteString(d.out, "\x1b[?1049h\x1b[?25l") // alternate screen, no cursor
 	}
 	tick := time.NewTicker(time.Second)
-	var prev *statshttp.Snapshot
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
 			done = true
 		case <-tick.C:
-			cur := snapshot(connector)
-			d.show(prev, cur)
-			prev = cur
+			d.view.push(snapshot(connector))
+			d.show()
 		}
 	}
 	tick.Stop()
@@ -272,8 +304,12 @@ func (d *demo) work(ctx context.Context, db *sql.DB) {
 	}
 }
 
-// schedule stops one backend a little before half time and publishes a
-// fourth a little after.
+// When the demo stops a backend and publishes a fourth, as fractions of
+// its run (demoUsage says so).
+const demoStopAt, demoAddAt = 0.35, 0.55
+
+// schedule stops one backend at demoStopAt of the run and publishes a
+// fourth at demoAddAt.
 func (d *demo) schedule(ctx context.Context) {
 	at := func(frac float64) bool {
 		t := time.NewTimer(time.Until(d.start.Add(time.Duration(frac * float64(d.duration)))))
@@ -285,7 +321,7 @@ func (d *demo) schedule(ctx context.Context) {
 			return true
 		}
 	}
-	if !at(0.35) {
+	if !at(demoStopAt) {
 		return
 	}
 	victim := d.cluster.backends[1]
@@ -299,7 +335,7 @@ func (d *demo) schedule(ctx context.Context) {
 		msg += fmt.Sprintf(" (%d closed in the middle of a statement)", forced)
 	}
 	d.note(msg)
-	if !at(0.55) {
+	if !at(demoAddAt) {
 		return
 	}
 	b, err := d.cluster.add()
@@ -344,8 +380,19 @@ func snapshot(c *qorb.Connector) *statshttp.Snapshot {
 	return &st
 }
 
-// show draws the view, or prints a plain line, for one second.
-func (d *demo) show(prev, cur *statshttp.Snapshot) {
+// tryLines say where the stats page and the DNS server are, and how to
+// look at them from another terminal.
+func (d *demo) tryLines() []string {
+	lines := []string{"stats: qorb top " + d.statsURL + "   (or a browser)"}
+	if d.cluster != nil {
+		lines = append(lines, "DNS:   qorb resolve -server "+d.cluster.dns.Addr()+" _mysql._tcp."+demoName)
+	}
+	return lines
+}
+
+// show draws the view, or prints a plain line, for the last snapshot.
+func (d *demo) show() {
+	cur := d.view.cur
 	elapsed := time.Since(d.start)
 	d.mu.Lock()
 	names := slices.Sorted(maps.Keys(d.served))
@@ -372,10 +419,9 @@ func (d *demo) show(prev, cur *statshttp.Snapshot) {
 		return
 	}
 
-	t := &top{display: "demo", interval: time.Second, cur: cur, prev: prev}
 	width, height := termSize()
 	var lines []string
-	add := func(s string) { lines = append(lines, s) }
+	add := func(s string) { lines = append(lines, wrap(s, width, 2)...) }
 	add(fmt.Sprintf("\x1b[1mqorb demo\x1b[0m  %d workers  %s of %s  %s",
 		d.workers, elapsed.Round(time.Second), d.duration, d.dsnShown()))
 	errColor := "\x1b[32m"
@@ -384,8 +430,11 @@ func (d *demo) show(prev, cur *statshttp.Snapshot) {
 	}
 	add(fmt.Sprintf("answers/s by backend  %s   application errors %s%d\x1b[0m  %s",
 		strings.Join(rates, "  "), errColor, errs, lastErr))
+	for _, l := range d.tryLines() {
+		add("\x1b[2m" + l + "\x1b[22m")
+	}
 	add("")
-	lines = append(lines, t.poolLines(width)...)
+	lines = append(lines, d.view.poolLines(width)...)
 	add("")
 	for _, e := range events {
 		add(e)

@@ -37,11 +37,17 @@ func init() {
 const topUsage = `usage: qorb top [-interval D] URL
 
 Shows live, full screen, the stats a statshttp.Handler serves at URL (for
-example http://127.0.0.1:6060/debug/qorb): per backend its role, health
-("?" marks a suspect one), slots by state, claims per second, the mean
-claim wait and the failures over the last interval, its oldest claim and
-its last error; the pool's totals; when the resolver last changed the
-backend set, and its last error.
+example http://127.0.0.1:6060/debug/qorb): per backend its address, role,
+health ("?" marks a suspect one), slots by state, claims per second, the
+mean claim wait and the failures over the last interval, its oldest
+claim, sparklines of claims/s, wait and failures over the last two
+minutes, and its last error; the pool's totals; when the resolver last
+changed the backend set, and its last error.
+
+The table fits the terminal: a narrow one drops the less telling columns
+first (sparklines, slot states), never the address, health, claims/s or
+failures, and an offline backend's last error gets a line of its own when
+its column has no room. A legend under the table explains the health.
 
 Keys: q quits (so do Ctrl-C and SIGTERM), p pauses and resumes polling,
 s sorts by the next column of address, claims/s, wait and errors.
@@ -100,6 +106,9 @@ type top struct {
 	fetchErr  error
 	paused    bool
 	sort      int // index in topSorts
+
+	polls   int                 // snapshots taken in so far
+	history map[string]*history // by backendKey, for the sparklines
 }
 
 // backendKey names a backend across two snapshots.
@@ -174,7 +183,7 @@ func (t *top) run(ctx context.Context) int {
 				t.fetchErr = r.err
 			} else {
 				t.fetchErr = nil
-				t.prev, t.cur = t.cur, r.st
+				t.push(r.st)
 			}
 			t.draw()
 		case <-winch:
@@ -259,6 +268,12 @@ type topRow struct {
 	rate   float64 // claims/s over the last interval; -1: not known yet
 	wait   float64 // mean claim wait over the last interval, in seconds; -1: no claims
 	errors uint64  // failures over the last interval
+
+	// Over the last interval, when rate is known: its length, the
+	// claims served and the seconds they waited in all.
+	seconds float64
+	claims  uint64
+	waitSum float64
 }
 
 // rows computes the rows from the last two snapshots, in the sort order.
@@ -278,8 +293,9 @@ func (t *top) rows() []topRow {
 		if p := prev[backendKey(b)]; p != nil && dt > 0 && b.Claims >= p.Claims {
 			n := b.Claims - p.Claims
 			r.rate = float64(n) / dt
+			r.seconds, r.claims, r.waitSum = dt, n, max(0, b.WaitSeconds-p.WaitSeconds)
 			if n > 0 {
-				r.wait = max(0, b.WaitSeconds-p.WaitSeconds) / float64(n)
+				r.wait = r.waitSum / float64(n)
 			}
 			r.errors = b.Failures - min(p.Failures, b.Failures)
 		}
@@ -297,17 +313,6 @@ func (t *top) rows() []topRow {
 		return cmp.Or(cmp.Compare(x.b.Addr, y.b.Addr), cmp.Compare(x.b.Host, y.b.Host))
 	})
 	return rows
-}
-
-// The table's columns: header, width, and the sort it stands for.
-var topColumns = []struct {
-	name  string
-	width int
-	sort  string
-}{
-	{"BACKEND", 24, "address"}, {"ROLE", 8, ""}, {"HEALTH", 8, ""},
-	{"CONN", 5, ""}, {"IDLE", 5, ""}, {"CHECK", 6, ""}, {"CLAIMED", 8, ""}, {"RECYC", 6, ""}, {"BACKOFF", 8, ""},
-	{"CLAIMS/S", 10, "claims/s"}, {"WAIT", 9, "wait"}, {"OLDEST", 8, ""}, {"ERRORS", 8, "errors"}, {"LAST ERROR", 0, ""},
 }
 
 // draw redraws the whole screen.
@@ -330,7 +335,7 @@ func termSize() (width, height int) {
 // same lines under its own.
 func (t *top) lines(width int) []string {
 	var lines []string
-	add := func(s string) { lines = append(lines, s) }
+	add := func(s string) { lines = append(lines, wrap(s, width, 2)...) }
 
 	state := "every " + t.interval.String()
 	if t.paused {
@@ -356,7 +361,7 @@ func (t *top) lines(width int) []string {
 // table of the last snapshot.
 func (t *top) poolLines(width int) []string {
 	var lines []string
-	add := func(s string) { lines = append(lines, s) }
+	add := func(s string) { lines = append(lines, wrap(s, width, 3)...) }
 	rows := t.rows()
 	var conn, idle, check, claimed, recyc, backoff int
 	rate, known := 0.0, false
@@ -383,11 +388,7 @@ func (t *top) poolLines(width int) []string {
 	}
 	add(fmt.Sprintf("resolver  backends changed %s  last error: %s", changed, rerr))
 	add("")
-	add(t.header())
-	for _, r := range rows {
-		add(t.row(r, width))
-	}
-	return lines
+	return append(lines, t.tableLines(rows, width)...)
 }
 
 // paint redraws the whole screen from the top left: lines, cut or padded
@@ -408,73 +409,6 @@ func paint(out io.Writer, lines []string, footer string, width, height int) {
 		}
 	}
 	io.WriteString(out, b.String())
-}
-
-// header is the table's header line; the sort column is marked with *
-// and shown reversed.
-func (t *top) header() string {
-	var b strings.Builder
-	b.WriteString("\x1b[1m")
-	for _, c := range topColumns {
-		name := c.name
-		sorted := c.sort != "" && c.sort == topSorts[t.sort]
-		if sorted {
-			name += "*"
-		}
-		cell := pad(name, c.width, c.width > 0 && c.width < 24 && c.name != "ROLE" && c.name != "HEALTH")
-		if sorted {
-			cell = "\x1b[7m" + cell + "\x1b[27m"
-		}
-		b.WriteString(cell)
-		b.WriteString(" ")
-	}
-	b.WriteString("\x1b[0m")
-	return b.String()
-}
-
-// row is one backend's line.
-func (t *top) row(r topRow, width int) string {
-	b, s := r.b, r.b.Slots
-	name := b.Addr
-	if b.Host != "" && b.Host != b.Addr && !strings.HasPrefix(b.Addr, b.Host+":") {
-		name = b.Host + " " + b.Addr
-	}
-	health := b.Health
-	if b.Suspect {
-		health += "?"
-	}
-	wait := "-"
-	if r.wait >= 0 {
-		wait = durString(r.wait)
-	}
-	lastErr := ""
-	if b.LastError != "" {
-		lastErr = b.LastError
-		if b.LastErrorAt != nil {
-			lastErr = agoString(t.cur.Time.Sub(*b.LastErrorAt)) + " ago: " + lastErr
-		}
-	}
-	cells := []string{name, b.Role, health,
-		strconv.Itoa(s.Connecting), strconv.Itoa(s.Idle), strconv.Itoa(s.Checking), strconv.Itoa(s.Claimed),
-		strconv.Itoa(s.Recycling), strconv.Itoa(s.BackingOff),
-		rateString(r.rate, r.rate >= 0), wait, durString(b.OldestClaimSeconds), strconv.FormatUint(r.errors, 10)}
-	var out strings.Builder
-	used := 0
-	for i, c := range cells {
-		col := topColumns[i]
-		cell := pad(c, col.width, i >= 3)
-		if i == 2 {
-			cell = healthColor(b.Health) + cell + "\x1b[39m"
-		}
-		out.WriteString(cell)
-		out.WriteString(" ")
-		used += col.width + 1
-	}
-	// The last error takes what is left of the line.
-	if room := width - used; room > 0 && lastErr != "" {
-		out.WriteString("\x1b[31m" + truncate(lastErr, room) + "\x1b[39m")
-	}
-	return out.String()
 }
 
 func healthColor(h string) string {

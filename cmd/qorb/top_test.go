@@ -7,12 +7,14 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,7 +145,7 @@ type tmuxPane struct {
 	sock string
 }
 
-func newTmux(t *testing.T) *tmuxPane {
+func newTmux(t *testing.T, width, height int) *tmuxPane {
 	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
 		if testing.Short() {
@@ -160,7 +162,8 @@ func newTmux(t *testing.T) *tmuxPane {
 		exec.Command("tmux", "-S", p.sock, "kill-server").Run()
 		os.RemoveAll(dir)
 	})
-	p.run("-f", "/dev/null", "new-session", "-d", "-x", "160", "-y", "40", "env", "PS1=$ ", "TERM=xterm-256color", "sh")
+	p.run("-u", "-f", "/dev/null", "new-session", "-d", "-x", strconv.Itoa(width), "-y", strconv.Itoa(height),
+		"env", "PS1=$ ", "TERM=xterm-256color", "LANG=C.UTF-8", "sh")
 	return p
 }
 
@@ -216,6 +219,21 @@ var (
 	backendRow = regexp.MustCompile(`(?m)^(127\.0\.0\.1:\d+) .*$`)
 )
 
+// column returns the index of the header name among the fields of the
+// table's header line on screen.
+func column(t *testing.T, screen, name string) int {
+	t.Helper()
+	for line := range strings.Lines(screen) {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], "BACKEND") {
+			if i := slices.Index(f, name); i >= 0 {
+				return i
+			}
+		}
+	}
+	t.Fatalf("no column %s on screen:\n%s", name, screen)
+	return 0
+}
+
 // tableRows returns the backend rows on screen, in order, as fields.
 func tableRows(screen string) [][]string {
 	var rows [][]string
@@ -251,7 +269,7 @@ func checkRestored(t *testing.T, p *tmuxPane) {
 // and quitting with q, and on SIGINT, both restoring the terminal. It
 // fails, not skips, when tmux is missing, except with -short.
 func TestTopInTmux(t *testing.T) {
-	p := newTmux(t)
+	p := newTmux(t, 160, 40)
 	bin := buildQorb(t)
 	url, dead := liveStats(t)
 
@@ -284,11 +302,12 @@ func TestTopInTmux(t *testing.T) {
 		t.Errorf("the address column is still marked after s:\n%s", s)
 	}
 	s = p.waitScreen("rows with rates", func(s string) bool { return len(tableRows(s)) == 4 })
+	col := column(t, s, "CLAIMS/S*")
 	last := -1.0
 	for i, r := range tableRows(s) {
-		rate, err := strconv.ParseFloat(r[9], 64)
+		rate, err := strconv.ParseFloat(r[col], 64)
 		if err != nil {
-			t.Fatalf("row %d claims/s %q: %v\n%s", i, r[9], err, s)
+			t.Fatalf("row %d claims/s %q: %v\n%s", i, r[col], err, s)
 		}
 		if last >= 0 && rate > last {
 			t.Errorf("row %d has %v claims/s, more than the row above (%v):\n%s", i, rate, last, s)
@@ -333,4 +352,55 @@ func TestTopInTmux(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRestored(t, p)
+}
+
+// TestTopFitsScreen runs the built qorb top in tmux at 80×24 and 120×40
+// against a live handler whose fourth backend is offline, and reads the
+// screen: every backend's address, the offline one's last error whole,
+// the legend that explains "offline" and "?", and the key line, all
+// within the screen; at 120 columns the claims/s sparklines too.
+func TestTopFitsScreen(t *testing.T) {
+	bin := buildQorb(t)
+	url, dead := liveStats(t)
+	deadErr := "dial tcp " + dead + ": connection refused"
+	for _, size := range []struct{ w, h int }{{80, 24}, {120, 40}} {
+		t.Run(fmt.Sprintf("%dx%d", size.w, size.h), func(t *testing.T) {
+			p := newTmux(t, size.w, size.h)
+			p.keys(bin+" top -interval 200ms "+url+"; echo EXIT=$?", "Enter")
+			s := p.waitScreen("the offline backend and its error", func(s string) bool {
+				rows, m := tableRows(s), poolRate.FindStringSubmatch(s)
+				return len(rows) == 4 && m != nil && m[1] != "0.0" && strings.Contains(s, deadErr) && slices.Contains(rows[3], "offline") &&
+					(size.w < 120 || strings.ContainsAny(rows[0][len(rows[0])-1], "▂▃▄▅▆▇█"))
+			})
+			t.Logf("screen at %dx%d:\n%s", size.w, size.h, s)
+			lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+			if len(lines) != size.h {
+				t.Errorf("screen has %d lines, want %d", len(lines), size.h)
+			}
+			for i, r := range tableRows(s) {
+				if want := "127.0.0.1:" + strconv.Itoa(7001+i); r[0] != want {
+					t.Errorf("row %d shows %s, want the address %s", i, r[0], want)
+				}
+			}
+			for _, want := range []string{"offline = connection attempts failed", "? = suspect", "claims/s", "resolver"} {
+				if !strings.Contains(strings.Join(strings.Fields(s), " "), want) {
+					t.Errorf("screen lacks %q", want)
+				}
+			}
+			if last := lines[len(lines)-1]; !strings.HasPrefix(last, "q quit") {
+				t.Errorf("last line = %q, want the key line", last)
+			}
+			for _, h := range []string{"HEALTH", "CLAIMS/S", "ERRORS"} {
+				column(t, s, h)
+			}
+			if size.w >= 120 {
+				column(t, s, "CLAIMED")
+				if !strings.Contains(s, "CLAIMS/S TREND") {
+					t.Errorf("no claims/s sparklines at %d columns", size.w)
+				}
+			}
+			p.keys("q")
+			checkRestored(t, p)
+		})
+	}
 }
