@@ -404,3 +404,59 @@ func TestTopFitsScreen(t *testing.T) {
 		})
 	}
 }
+
+// TestTopLayoutWidths lays a pool with long host names and errors out at
+// widths from 50 to 220 columns: no line is wider than the screen, every
+// backend's address is on screen, the offline backend's last error is
+// there whole, and the health, claims/s and errors columns always are.
+func TestTopLayoutWidths(t *testing.T) {
+	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	errAt := at.Add(-time.Second) // 3s before the last snapshot
+	offErr := "mysqldialect: connect to b2.demo.qorb.test@127.0.0.1:35533: dial tcp 127.0.0.1:35533: connect: connection refused"
+	var bs []pool.BackendStats
+	for i, h := range []pool.Health{pool.HealthOnline, pool.HealthOffline, pool.HealthOnline} {
+		b := pool.BackendStats{
+			Backend: resolver.Backend{Host: fmt.Sprintf("b%d.demo.qorb.test", i+1), Addr: fmt.Sprintf("127.0.0.1:3553%d", i+1)},
+			Health:  h, Idle: 2, Claims: uint64(100 * i),
+		}
+		if h == pool.HealthOffline {
+			b.LastError, b.LastErrorAt, b.Suspect = offErr, errAt, true
+		}
+		bs = append(bs, b)
+	}
+	tp := &top{display: "http://127.0.0.1:1/debug/qorb", interval: time.Second}
+	for i := range 3 {
+		for j := range bs {
+			bs[j].Claims += uint64(10 * j)
+		}
+		st := statshttp.NewSnapshot(pool.Stats{MaxSlots: 8, Backends: bs}, at.Add(time.Duration(i)*time.Second))
+		tp.push(&st)
+	}
+	for width := 50; width <= 220; width += 5 {
+		lines := tp.lines(width)
+		for _, l := range lines {
+			if n := visibleLen(l); n > width {
+				t.Errorf("width %d: a line of %d: %q", width, n, l)
+			}
+		}
+		text := strings.Join(lines, "\n")
+		plain := regexp.MustCompile(`\x1b\[[0-9;?]*[a-zA-Z]`).ReplaceAllString(text, "")
+		joined := strings.Join(strings.Fields(plain), " ")
+		for _, b := range bs {
+			if !strings.Contains(plain, b.Backend.Addr) {
+				t.Errorf("width %d: no address %s:\n%s", width, b.Backend.Addr, plain)
+			}
+		}
+		if !strings.Contains(joined, "3s ago: "+offErr) {
+			t.Errorf("width %d: the offline backend's error is not whole on screen:\n%s", width, plain)
+		}
+		for _, h := range []string{"HEALTH", "CLAIMS/S", "ERRORS", "offline?"} {
+			if !strings.Contains(plain, h) {
+				t.Errorf("width %d: no %s:\n%s", width, h, plain)
+			}
+		}
+		if width >= 180 && !strings.Contains(plain, "b1.demo.qorb.test 127.0.0.1:35531") {
+			t.Errorf("width %d: no host names:\n%s", width, plain)
+		}
+	}
+}

@@ -64,8 +64,9 @@ var topColumns = []topCol{
 var topPriority = []string{"BACKEND", "HEALTH", "CLAIMS/S", "ERRORS", "WAIT", "ROLE", "CLAIMED", "IDLE",
 	"CLAIMS/S TREND", "LAST ERROR", "OLDEST", "host names", "CONN", "BACKOFF", "ERRORS TREND", "WAIT TREND", "CHECK", "RECYC"}
 
-// lastErrorMin is the narrowest LAST ERROR column worth having.
-const lastErrorMin = 24
+// The narrowest LAST ERROR column worth having, and the widest it takes
+// before the columns of less priority have room.
+const lastErrorMin, lastErrorWant = 24, 60
 
 // layout is how the table fits width columns: the columns shown, their
 // widths, whether the backend cell has room for the host name, and the
@@ -125,11 +126,12 @@ func (t *top) layoutFor(rows []topRow, width int) layout {
 		case "BACKEND":
 			shown[0] = true
 		case "LAST ERROR":
-			// As wide as the longest error, if there is room for that or
-			// for lastErrorMin.
+			// As wide as the longest error, up to lastErrorWant, if there
+			// is room for that or for lastErrorMin; it gets what the
+			// other columns leave too.
 			want := 0
 			for _, r := range rows {
-				want = max(want, runeLen(t.lastError(r)))
+				want = max(want, min(lastErrorWant, runeLen(t.lastError(r))))
 			}
 			if w := min(want, width-used-1); want > 0 && (w == want || w >= lastErrorMin) {
 				errCol = true
@@ -177,12 +179,13 @@ func (t *top) tableLines(rows []topRow, width int) []string {
 		row, errLine := t.row(r, l)
 		lines = append(lines, row)
 		if errLine != "" {
-			// Wrapped to the screen, two lines at most, under the row.
-			for i, part := range wrap("  └ "+errLine, width, 2) {
-				if i > 0 {
-					part = "    " + part
+			// Under the row, indented, wrapped to the screen.
+			for i, part := range wrap(errLine, width-4, 4) {
+				lead := "    "
+				if i == 0 {
+					lead = "  └ "
 				}
-				lines = append(lines, "\x1b[31m"+part+"\x1b[39m")
+				lines = append(lines, lead+"\x1b[31m"+part+"\x1b[39m")
 			}
 		}
 	}
