@@ -47,6 +47,7 @@ type Connector struct {
 	pool         *pool.Pool[*physConn]
 	router       *router
 	closeTimeout time.Duration
+	drv          Driver // what Driver returns: it leads back to c
 
 	stopRouter sync.Once
 }
@@ -73,6 +74,7 @@ func NewConnector(cfg Config) (*Connector, error) {
 	if c.closeTimeout <= 0 {
 		c.closeTimeout = DefaultCloseTimeout
 	}
+	c.drv.c = c
 	pol := cfg.Policy
 	if pol.HealthInterval == 0 && c.router.limitsLag() {
 		// Lag is measured at health checks: check twice per allowed lag.
@@ -114,8 +116,9 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	return cn, nil
 }
 
-// Driver returns the qorb driver.
-func (c *Connector) Driver() driver.Driver { return qorbDriver }
+// Driver returns the qorb driver: a [*Driver] that belongs to c, so that
+// [ConnectorOf] finds c from the [sql.DB] it serves.
+func (c *Connector) Driver() driver.Driver { return &c.drv }
 
 // Stats returns a snapshot of the connector's pool.
 func (c *Connector) Stats() pool.Stats { return c.pool.Stats() }
@@ -234,16 +237,16 @@ func (oc openerConnector) Close(pc *physConn) error {
 	return pc.dc.Close()
 }
 
-// ConnectorOf returns the Connector behind a database opened with
-// sql.Open("qorb", ...), for its Stats. It borrows a connection to find
-// it, so it waits, like any operation, for one to be free.
-func ConnectorOf(ctx context.Context, db *sql.DB) (*Connector, error) {
-	var found *Connector
-	err := withConn(ctx, db, "ConnectorOf", func(cn *conn) error {
-		found = cn.c
-		return nil
-	})
-	return found, err
+// ConnectorOf returns the Connector behind db, a database opened with
+// sql.Open("qorb", ...) or sql.OpenDB with a Connector: to mount its
+// stats page (statshttp.Handler) or read its Stats. It claims no
+// connection, so it answers at once, also when every backend is down.
+// It fails for a database of another driver.
+func ConnectorOf(db *sql.DB) (*Connector, error) {
+	if d, ok := db.Driver().(*Driver); ok && d.c != nil {
+		return d.c, nil
+	}
+	return nil, fmt.Errorf("qorb: ConnectorOf needs a database opened with qorb, not one of driver %T", db.Driver())
 }
 
 // withConn runs f with a qorb connection of db, claimed for ctx; what

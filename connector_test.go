@@ -771,9 +771,46 @@ func TestConnectorOf(t *testing.T) {
 		o := &fakeOpener{}
 		c := newConnector(t, o, onePerBackend(1), backends(1)...)
 		db := openDB(t, c)
-		got, err := ConnectorOf(t.Context(), db)
+		got, err := ConnectorOf(db)
 		if err != nil || got != c {
 			t.Errorf("ConnectorOf = %p, %v; want %p", got, err, c)
 		}
 	})
 }
+
+// TestConnectorOfClaimsNothing: ConnectorOf finds the Connector behind a
+// database from sql.Open at once, without a connection: when every
+// backend is down too.
+func TestConnectorOfClaimsNothing(t *testing.T) {
+	o := &fakeOpener{connectErr: func(resolver.Backend) error { return errors.New("connection refused") }}
+	db, err := sql.Open("qorb", "fake://u@127.0.0.1:7001,127.0.0.1:7002/d?fake_opener="+registerOpener(t, o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c, err := ConnectorOf(db)
+	if err != nil {
+		t.Fatalf("ConnectorOf with every backend down: %v", err)
+	}
+	if st := c.Stats(); st.MaxSlots == 0 {
+		t.Errorf("Stats of the connector found: %+v", st)
+	}
+	if got := c.Stats(); got.Failures != 0 {
+		t.Errorf("ConnectorOf made %d claims fail, want none", got.Failures)
+	}
+	other := sql.OpenDB(otherConnector{})
+	defer other.Close()
+	if _, err := ConnectorOf(other); err == nil {
+		t.Errorf("ConnectorOf of another driver's database succeeded")
+	}
+}
+
+// otherConnector is a driver.Connector that is not qorb's.
+type otherConnector struct{}
+
+func (otherConnector) Connect(context.Context) (driver.Conn, error) { return nil, errors.New("no") }
+func (otherConnector) Driver() driver.Driver                        { return otherDriver{} }
+
+type otherDriver struct{}
+
+func (otherDriver) Open(string) (driver.Conn, error) { return nil, errors.New("no") }

@@ -39,8 +39,12 @@ import (
 )
 
 // Driver is the database/sql driver registered as "qorb". It opens a
-// [Connector] per DSN; database/sql calls it through [sql.Open].
-type Driver struct{}
+// [Connector] per DSN; database/sql calls it through [sql.Open]. Each
+// Connector has a Driver of its own, which [sql.DB.Driver] returns and
+// [ConnectorOf] uses to find the Connector.
+type Driver struct {
+	c *Connector // the Connector it belongs to; nil for the registered one
+}
 
 var qorbDriver = &Driver{}
 

@@ -58,7 +58,7 @@ func queryOne(t *testing.T, db interface {
 // qorbStats returns the stats of the qorb connector behind db.
 func qorbStats(t *testing.T, db *sql.DB) pool.Stats {
 	t.Helper()
-	c, err := qorb.ConnectorOf(t.Context(), db)
+	c, err := qorb.ConnectorOf(db)
 	if err != nil {
 		t.Fatalf("ConnectorOf: %v", err)
 	}

@@ -1,7 +1,6 @@
 package statshttp_test
 
 import (
-	"context"
 	"database/sql"
 	"log"
 	"net"
@@ -21,7 +20,7 @@ func ExampleHandler() {
 		log.Fatal(err)
 	}
 	defer db.Close()
-	c, err := qorb.ConnectorOf(context.Background(), db)
+	c, err := qorb.ConnectorOf(db)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -8,7 +8,7 @@
 // shows backend addresses and errors, never a user or a password.
 //
 //	db, err := sql.Open("qorb", dsn)
-//	c, err := qorb.ConnectorOf(ctx, db)
+//	c, err := qorb.ConnectorOf(db)
 //	http.Handle("/debug/qorb", statshttp.Handler(c))
 //
 // A request with ?format=json, or whose Accept header names

@@ -108,7 +108,7 @@ func newStatsTraffic(t *testing.T, queries int) *statsTraffic {
 	}
 	t.Cleanup(func() { db.Close() })
 	ctx := t.Context()
-	c, err := qorb.ConnectorOf(ctx, db)
+	c, err := qorb.ConnectorOf(db)
 	if err != nil {
 		t.Fatalf("ConnectorOf: %v", err)
 	}
@@ -126,7 +126,7 @@ func newStatsTraffic(t *testing.T, queries int) *statsTraffic {
 	})
 	tr := &statsTraffic{c: c, db: db, dead: dead, queries: queries, served: map[string]int{}}
 	for _, b := range c.Stats().Backends {
-		tr.served[b.Backend.Addr] = int(b.Claims) // ConnectorOf's claim
+		tr.served[b.Backend.Addr] = int(b.Claims)
 		tr.queries += int(b.Claims)
 	}
 	for range queries {
