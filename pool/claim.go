@@ -495,7 +495,7 @@ func (p *Pool[C]) claimError(sentinel, cause error, waited time.Duration, f Filt
 		r.Health = s.getHealth()
 		n := countByState(s.slots)
 		r.Idle, r.Claimed, r.Connecting, r.BackingOff = n[StateIdle], n[StateClaimed], n[StateConnecting], n[StateBackingOff]
-		r.LastError = s.lastErr
+		r.LastError, r.Err = s.lastErr, s.lastErrVal
 		if !s.lastErrAt.IsZero() {
 			r.LastErrorAge = now.Sub(s.lastErrAt)
 		}

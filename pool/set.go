@@ -45,6 +45,7 @@ type set[C any] struct {
 	answeredAt int64
 	wanted     int
 	lastErr    string
+	lastErrVal error // the error lastErr is the text of
 	lastErrAt  time.Time
 	servedAdj  uint64 // what rebuildPicker added to served
 	failures   uint64
@@ -140,6 +141,7 @@ func (s *set[C]) stocked() bool {
 func (s *set[C]) noteErrLocked(err error, now time.Time) {
 	s.failures++
 	s.lastErr = err.Error()
+	s.lastErrVal = err
 	s.lastErrAt = now
 }
 
