@@ -55,7 +55,12 @@ type Opener interface {
 	// round trip, in the background; without it, it must do no I/O, as it
 	// runs on the goroutine that gives the connection back.
 	Recycle(ctx context.Context, c driver.Conn, reset bool) error
-	// Role asks the server whether it is a primary or a replica.
+	// Role asks the server whether it is a primary or a replica. A
+	// server that answers but cannot say (the query fails or returns
+	// nothing: a proxy, an admin console) is resolver.RoleUnknown with a
+	// nil error, and stays usable for any role; an error means the
+	// connection failed, and counts against the backend as a failed
+	// connection or health check does.
 	Role(ctx context.Context, c driver.Conn) (resolver.Role, error)
 }
 

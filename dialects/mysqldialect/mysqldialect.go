@@ -364,23 +364,40 @@ func notInTransaction(v driver.Value) error {
 }
 
 // Role reads @@global.read_only: a read-only server is
-// [resolver.RoleReplica], any other [resolver.RolePrimary].
+// [resolver.RoleReplica], any other [resolver.RolePrimary]. A server that
+// answers but cannot say (the query fails with a server error, as on a
+// proxy or an admin console, or returns no row or no integer) is
+// [resolver.RoleUnknown], with no error: it stays usable for any role.
+// Only a connection that failed is an error.
 func (o *Opener) Role(ctx context.Context, c driver.Conn) (resolver.Role, error) {
 	row, err := queryRow(ctx, c, "SELECT @@global.read_only")
-	if err != nil {
+	switch {
+	case errors.Is(err, errNoRow):
+		return resolver.RoleUnknown, nil
+	case err != nil:
+		var me *mysql.MySQLError
+		if errors.As(err, &me) {
+			if v, ok := c.(driver.Validator); !ok || v.IsValid() {
+				return resolver.RoleUnknown, nil // the server answered, with an error
+			}
+		}
 		return resolver.RoleUnknown, fmt.Errorf("mysqldialect: role: %w", err)
 	}
 	ro, err := asInt(row[0])
-	if err != nil {
-		return resolver.RoleUnknown, fmt.Errorf("mysqldialect: role: @@global.read_only: %w", err)
-	}
-	if ro != 0 {
+	switch {
+	case err != nil:
+		return resolver.RoleUnknown, nil
+	case ro != 0:
 		return resolver.RoleReplica, nil
 	}
 	return resolver.RolePrimary, nil
 }
 
-// queryRow runs query on c and returns its first row, which it must have.
+// errNoRow: a query that must return a row returned none.
+var errNoRow = errors.New("returned no row")
+
+// queryRow runs query on c and returns its first row, which it must have;
+// without one it fails with errNoRow.
 func queryRow(ctx context.Context, c driver.Conn, query string) (row []driver.Value, err error) {
 	q, ok := c.(driver.QueryerContext)
 	if !ok {
@@ -398,7 +415,7 @@ func queryRow(ctx context.Context, c driver.Conn, query string) (row []driver.Va
 	row = make([]driver.Value, len(rows.Columns()))
 	if err := rows.Next(row); err != nil {
 		if err == io.EOF {
-			return nil, fmt.Errorf("%s returned no row", query)
+			return nil, fmt.Errorf("%s: %w", query, errNoRow)
 		}
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/qorb-go/qorb"
@@ -334,8 +335,12 @@ func (o *Opener) Recycle(ctx context.Context, c driver.Conn, reset bool) error {
 }
 
 // Role asks the server whether it is in recovery: a standby is
-// [resolver.RoleReplica], any other server [resolver.RolePrimary]. It
-// uses the simple protocol, so it prepares nothing on the connection.
+// [resolver.RoleReplica], any other server [resolver.RolePrimary]. A
+// server that answers but cannot say (the query fails, as on a proxy or
+// an admin console, or returns no row or no boolean) is
+// [resolver.RoleUnknown], with no error: it stays usable for any role.
+// Only a connection that failed is an error. It uses the simple protocol,
+// so it prepares nothing on the connection.
 func (o *Opener) Role(ctx context.Context, c driver.Conn) (resolver.Role, error) {
 	pc, err := conn(c)
 	if err != nil {
@@ -348,17 +353,20 @@ func (o *Opener) Role(ctx context.Context, c driver.Conn) (resolver.Role, error)
 	defer cancel()
 	res, err := pc.PgConn().Exec(ctx, "SELECT pg_is_in_recovery()").ReadAll()
 	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && !pc.IsClosed() {
+			return resolver.RoleUnknown, nil // the server answered, with an error
+		}
 		return resolver.RoleUnknown, fmt.Errorf("pgdialect: role: %w", err)
 	}
 	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 1 {
-		return resolver.RoleUnknown, errors.New("pgdialect: role: pg_is_in_recovery() returned no value")
+		return resolver.RoleUnknown, nil
 	}
-	switch v := string(res[0].Rows[0][0]); v {
+	switch string(res[0].Rows[0][0]) {
 	case "t":
 		return resolver.RoleReplica, nil
 	case "f":
 		return resolver.RolePrimary, nil
-	default:
-		return resolver.RoleUnknown, fmt.Errorf("pgdialect: role: pg_is_in_recovery() returned %q", v)
 	}
+	return resolver.RoleUnknown, nil
 }
