@@ -43,12 +43,40 @@ func serveFake(c net.Conn, role roleAnswer, asked *atomic.Int64) {
 	if _, err := be.ReceiveStartupMessage(); err != nil {
 		return
 	}
+	params := map[string]string{"server_version": "15.0", "client_encoding": "UTF8",
+		"standard_conforming_strings": "on", "DateStyle": "ISO, MDY", "integer_datetimes": "on"}
+	serveQueries(be, params, func(q string) bool {
+		isRole := strings.Contains(q, "pg_is_in_recovery")
+		if isRole {
+			asked.Add(1)
+		}
+		switch {
+		case strings.HasPrefix(q, "-- ping"):
+			be.Send(&pgproto3.EmptyQueryResponse{})
+		case q == "SELECT 1":
+			sendValue(be, "?column?", 23, 4, "1")
+		case isRole && role == roleHangUp:
+			return false
+		case isRole && role == roleNoRow:
+			be.Send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("pg_is_in_recovery"), DataTypeOID: 16, DataTypeSize: 1, TypeModifier: -1}}})
+			be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 0")})
+		default:
+			be.Send(&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42883", Message: "function does not exist: " + q})
+		}
+		return true
+	})
+}
+
+// serveQueries greets the client whose startup message be has read, with
+// trust authentication and the run-time parameters params, and answers
+// its simple queries with answer, which sends the results (ReadyForQuery
+// follows) or returns false to hang up, until the client leaves or sends
+// what a fake does not speak.
+func serveQueries(be *pgproto3.Backend, params map[string]string, answer func(q string) bool) {
 	be.Send(&pgproto3.AuthenticationOk{})
-	for k, v := range map[string]string{"server_version": "15.0", "client_encoding": "UTF8",
-		"standard_conforming_strings": "on", "DateStyle": "ISO, MDY", "integer_datetimes": "on"} {
+	for k, v := range params {
 		be.Send(&pgproto3.ParameterStatus{Name: k, Value: v})
 	}
-	be.Send(&pgproto3.BackendKeyData{ProcessID: 1, SecretKey: []byte{0, 0, 0, 1}})
 	be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
 	if be.Flush() != nil {
 		return
@@ -59,32 +87,22 @@ func serveFake(c net.Conn, role roleAnswer, asked *atomic.Int64) {
 			return
 		}
 		q, ok := msg.(*pgproto3.Query)
-		if !ok {
-			return // Terminate, or a message this fake does not speak
-		}
-		if strings.Contains(q.String, "pg_is_in_recovery") {
-			asked.Add(1)
-		}
-		switch {
-		case strings.HasPrefix(q.String, "-- ping"), q.String == ";":
-			be.Send(&pgproto3.EmptyQueryResponse{})
-		case q.String == "SELECT 1":
-			be.Send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("?column?"), DataTypeOID: 23, DataTypeSize: 4, TypeModifier: -1}}})
-			be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("1")}})
-			be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
-		case strings.Contains(q.String, "pg_is_in_recovery") && role == roleHangUp:
+		if !ok || !answer(q.String) { // Terminate, or more than a fake speaks
 			return
-		case strings.Contains(q.String, "pg_is_in_recovery") && role == roleNoRow:
-			be.Send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("pg_is_in_recovery"), DataTypeOID: 16, DataTypeSize: 1, TypeModifier: -1}}})
-			be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 0")})
-		default:
-			be.Send(&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42883", Message: "function does not exist: " + q.String})
 		}
 		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
 		if be.Flush() != nil {
 			return
 		}
 	}
+}
+
+// sendValue sends a result of one row and one column, called name, of
+// type oid and size, holding value in text.
+func sendValue(be *pgproto3.Backend, name string, oid uint32, size int16, value string) {
+	be.Send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte(name), DataTypeOID: oid, DataTypeSize: size, TypeModifier: -1}}})
+	be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte(value)}})
+	be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
 }
 
 // TestRoleUnknownServer checks that a server that cannot answer the role

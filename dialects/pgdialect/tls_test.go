@@ -50,41 +50,17 @@ func fakeServer(t *testing.T, host string, ca *loopback.CA) (addr string, hellos
 		if _, ok := msg.(*pgproto3.StartupMessage); !ok {
 			return
 		}
-		be.Send(&pgproto3.AuthenticationOk{})
-		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
-		if be.Flush() != nil {
-			return
-		}
-		for {
-			msg, err := be.Receive()
-			if err != nil {
-				return
-			}
-			q, ok := msg.(*pgproto3.Query)
-			if !ok { // Terminate, or more than this fake speaks
-				return
-			}
+		serveQueries(be, nil, func(q string) bool {
 			switch {
-			case q.String == positionQuery:
-				be.Send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
-					{Name: []byte("coalesce"), DataTypeOID: 3220, DataTypeSize: 8, TypeModifier: -1},
-				}})
-				be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("0/0")}})
-				be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
-			case strings.Contains(q.String, "pg_is_in_recovery"):
-				be.Send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
-					{Name: []byte("pg_is_in_recovery"), DataTypeOID: 16, DataTypeSize: 1, TypeModifier: -1},
-				}})
-				be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("f")}})
-				be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
+			case q == positionQuery:
+				sendValue(be, "coalesce", 3220, 8, "0/0")
+			case strings.Contains(q, "pg_is_in_recovery"):
+				sendValue(be, "pg_is_in_recovery", 16, 1, "f")
 			default:
 				be.Send(&pgproto3.EmptyQueryResponse{})
 			}
-			be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
-			if be.Flush() != nil {
-				return
-			}
-		}
+			return true
+		})
 	})
 	return ln.Addr().String(), ch
 }
