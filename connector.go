@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -85,8 +86,12 @@ func NewConnector(cfg Config) (*Connector, error) {
 	if pol.Recycle == pool.RecycleDefault && !cfg.Reset {
 		pol.Recycle = pool.RecycleInline
 	}
-	if cfg.Logger != nil {
+	switch {
+	case cfg.Logger != nil:
 		pol.Observer = pool.Observers(pol.Observer, pool.LogEvents(cfg.Logger))
+	case pol.LeakThreshold > 0:
+		// A leak is logged, to slog.Default() when no logger is given.
+		pol.Observer = pool.Observers(pol.Observer, leakLog(pool.LogEvents(slog.New(defaultHandler{}))))
 	}
 	p, err := pool.New[*physConn](cfg.Resolver, openerConnector{cfg.Opener, c.router, cfg.Reset}, pol)
 	if err != nil {
@@ -95,6 +100,15 @@ func NewConnector(cfg Config) (*Connector, error) {
 	c.pool = p
 	c.router.start(p)
 	return c, nil
+}
+
+// leakLog passes only leak reports on to o.
+func leakLog(o pool.Observer) pool.Observer {
+	return pool.ObserverFunc(func(e pool.Event) {
+		if e.Kind == pool.EventLeak {
+			o.Observe(e)
+		}
+	})
 }
 
 // minLagInterval is the shortest health-check interval NewConnector

@@ -53,10 +53,11 @@ type Settings struct {
 	MaxLag time.Duration
 	// Logger, when not nil, logs the pool's events as [pool.LogEvents]
 	// does: failed connection attempts, health checks and resolver lookups
-	// (naming the SRV name, the name server and its answer) at Warn,
-	// backends coming and going at Info, the rest at Debug. pool_log=default
-	// sets it to log to [slog.Default], whichever logger that is when each
-	// record is logged.
+	// (naming the SRV name, the name server and its answer) and claims held
+	// past Policy.LeakThreshold (pool_leak_threshold) at Warn, backends
+	// coming and going at Info, the rest at Debug. pool_log=default sets it
+	// to log to [slog.Default], whichever logger that is when each record
+	// is logged. Without it, leaks alone are logged, to slog.Default.
 	Logger *slog.Logger
 	// ReplicaSRV is a second SRV name that lists only replicas
 	// (replica_srv), for a service that publishes its primary and its
@@ -92,6 +93,7 @@ var poolParams = map[string]setParam{
 	"pool_close_timeout":          duration(func(s *Settings) *time.Duration { return &s.CloseTimeout }, positive),
 	"pool_max_lag":                duration(func(s *Settings) *time.Duration { return &s.MaxLag }, zeroOff),
 	"pool_reset_session":          boolean(func(s *Settings) *bool { return &s.Reset }),
+	"pool_leak_threshold":         duration(func(s *Settings) *time.Duration { return &s.Policy.LeakThreshold }, positive),
 	"pool_log": func(s *Settings, v string) error {
 		switch v {
 		case "default":

@@ -34,6 +34,14 @@
 //   - db.client.connection.use_time (s), by qorb.backend: how long each
 //     claim held its connection.
 //
+// and two of qorb's own, with the same attribute:
+//
+//   - qorb.client.connection.leaks ({claim}): the claims held past the
+//     pool's leak threshold (Policy.LeakThreshold, pool_leak_threshold),
+//     each counted once.
+//   - qorb.resolver.failures ({lookup}): the resolver's lookups that found
+//     no usable backends (a DNS failure, say).
+//
 // qorb.backend is the backend's address, as "host@addr" when its name is
 // not the address's host (see [resolver.Key.String]); qorb.backend.role is
 // "primary", "replica" or "unknown".
@@ -95,7 +103,7 @@ type Metrics struct {
 	usedState attribute.KeyValue
 
 	count, max, pending           metric.Int64ObservableUpDownCounter
-	timeouts                      metric.Int64Counter
+	timeouts, leaks, lookupFails  metric.Int64Counter
 	createTime, waitTime, useTime metric.Float64Histogram
 
 	// backends holds each backend's record options, so that recording
@@ -126,7 +134,7 @@ func NewMetrics(mp metric.MeterProvider, poolName string) (*Metrics, error) {
 	m.poolAdd = []metric.AddOption{m.poolOpt}
 	m.backends.Store(&map[resolver.Key][]metric.RecordOption{})
 
-	var errs [7]error
+	var errs [9]error
 	m.count, errs[0] = m.meter.Int64ObservableUpDownCounter("db.client.connection.count",
 		metric.WithUnit("{connection}"),
 		metric.WithDescription("The number of connections that are currently in state described by the `state` attribute."))
@@ -146,6 +154,12 @@ func NewMetrics(mp metric.MeterProvider, poolName string) (*Metrics, error) {
 	m.createTime, errs[4] = hist("db.client.connection.create_time", "The time it took to create a new connection.")
 	m.waitTime, errs[5] = hist("db.client.connection.wait_time", "The time it took to obtain an open connection from the pool.")
 	m.useTime, errs[6] = hist("db.client.connection.use_time", "The time between borrowing a connection and returning it to the pool.")
+	m.leaks, errs[7] = m.meter.Int64Counter("qorb.client.connection.leaks",
+		metric.WithUnit("{claim}"),
+		metric.WithDescription("The number of claims held past the pool's leak threshold."))
+	m.lookupFails, errs[8] = m.meter.Int64Counter("qorb.resolver.failures",
+		metric.WithUnit("{lookup}"),
+		metric.WithDescription("The number of the resolver's lookups that found no usable backends."))
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}
@@ -153,7 +167,7 @@ func NewMetrics(mp metric.MeterProvider, poolName string) (*Metrics, error) {
 }
 
 // Observe records the durations an event carries, and counts claim
-// timeouts. The pool calls it; it does not block and, once a backend has
+// timeouts, leaks and failed lookups. The pool calls it; it does not block and, once a backend has
 // been seen, does not allocate.
 func (m *Metrics) Observe(e pool.Event) {
 	ctx := context.Background()
@@ -170,6 +184,10 @@ func (m *Metrics) Observe(e pool.Event) {
 		}
 	case pool.EventBackendRemoved:
 		m.forget(e.Backend)
+	case pool.EventLeak:
+		m.leaks.Add(ctx, 1, m.poolAdd...)
+	case pool.EventResolverFailed:
+		m.lookupFails.Add(ctx, 1, m.poolAdd...)
 	}
 }
 

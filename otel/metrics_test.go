@@ -375,3 +375,22 @@ func TestNewMetricsNeedsAName(t *testing.T) {
 		t.Error(`NewMetrics(mp, "") succeeded, want an error`)
 	}
 }
+
+func TestMetricsCountLeaksAndLookupFailures(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	m, err := qorbotel.NewMetrics(mp, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Observe(pool.Event{Kind: pool.EventLeak})
+	m.Observe(pool.Event{Kind: pool.EventLeak})
+	m.Observe(pool.Event{Kind: pool.EventResolverFailed})
+	ms := collect(t, reader)
+	if got := sum(t, ms, "qorb.client.connection.leaks", poolName); got != 2 {
+		t.Errorf("leaks = %d, want 2", got)
+	}
+	if got := sum(t, ms, "qorb.resolver.failures", poolName); got != 1 {
+		t.Errorf("resolver failures = %d, want 1", got)
+	}
+}

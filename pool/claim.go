@@ -155,10 +155,13 @@ func (p *Pool[C]) Claim(ctx context.Context) (Claim[C], error) {
 // accepts all.
 func (p *Pool[C]) ClaimFiltered(ctx context.Context, f Filter) (Claim[C], error) {
 	c, err := p.claim(ctx, f)
-	if err != nil || p.acq == nil {
-		return c, err
+	if err == nil && p.acq != nil {
+		c, err = p.acquire(ctx, f, c)
 	}
-	return p.acquire(ctx, f, c)
+	if err == nil && p.pol.LeakThreshold > 0 {
+		p.traceClaim(c, 0)
+	}
+	return c, err
 }
 
 // maxAcquireAttempts bounds the connections one claim takes when the

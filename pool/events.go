@@ -60,6 +60,10 @@ const (
 	EventResolverFailed
 	// EventResolverRecovered: a lookup succeeded after failed ones.
 	EventResolverRecovered
+	// EventLeak: a claim has been held longer than Policy.LeakThreshold.
+	// Duration is how long so far; Stack is where it was made. It is
+	// reported once per claim.
+	EventLeak
 )
 
 var eventNames = [...]string{
@@ -82,6 +86,7 @@ var eventNames = [...]string{
 	EventPrimaryFound:      "primary-found",
 	EventResolverFailed:    "resolver-failed",
 	EventResolverRecovered: "resolver-recovered",
+	EventLeak:              "leak",
 }
 
 // String returns the kind's name, such as "connect-failed".
@@ -107,6 +112,10 @@ type Event struct {
 	Duration time.Duration
 	// Slots is the total number of slots wanted, for EventRebalance.
 	Slots int
+	// Stack is where the claim was made, for EventLeak: the claiming
+	// goroutine's stack, one frame per two lines (the function, then a
+	// tab, the file and the line), innermost first.
+	Stack string
 }
 
 // String formats the event on one line.

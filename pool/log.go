@@ -50,6 +50,7 @@ var eventLevels = [...]struct {
 	EventSlotState:         {slog.LevelDebug, "pool: slot state"},
 	EventResolverFailed:    {slog.LevelWarn, "pool: resolver lookup failed"},
 	EventResolverRecovered: {slog.LevelInfo, "pool: resolver lookup succeeded again"},
+	EventLeak:              {slog.LevelWarn, "pool: connection held past the leak threshold"},
 }
 
 func logEvent(l *slog.Logger, e Event) {
@@ -85,6 +86,9 @@ func logEvent(l *slog.Logger, e Event) {
 	}
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("err", e.Err.Error()))
+	}
+	if e.Stack != "" {
+		attrs = append(attrs, slog.String("stack", e.Stack))
 	}
 	l.LogAttrs(ctx, level, msg, attrs...)
 }

@@ -80,6 +80,9 @@ func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.T
 	for _, s := range sets {
 		next = earliest(next, p.maintain(ctx, s, now, periodic))
 	}
+	if p.pol.LeakThreshold > 0 {
+		next = earliest(next, p.findLeaks(now))
+	}
 	if p.pickerDirty.Swap(false) {
 		p.rebuildPicker()
 		p.failHopeless()

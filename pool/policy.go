@@ -99,6 +99,16 @@ type Policy struct {
 	// connection back. Default [RecycleBackground].
 	Recycle RecycleMode
 
+	// LeakThreshold, when positive, turns on leak detection: each claim
+	// records its goroutine's stack, and a claim held longer than this is
+	// reported once, as an [EventLeak] carrying that stack (which
+	// [LogEvents] logs at Warn), and counted in Stats.Leaks. It is
+	// reported between LeakThreshold and 1¼ LeakThreshold after it was
+	// made. Recording the stack costs each claim a few microseconds, so
+	// it is off by default (zero); set it well above the longest claim a
+	// program means to make (a transaction, a long query).
+	LeakThreshold time.Duration
+
 	// Observer, if set, is told of every claim, connection attempt, health
 	// check, recycle, rebalance, backend state change and slot state
 	// change. See [Observer].

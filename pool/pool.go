@@ -131,6 +131,7 @@ type Pool[C any] struct {
 
 type poolCounters struct {
 	timeouts, failures uint64
+	leaks              uint64 // claims held past LeakThreshold
 }
 
 // New starts a pool of connections to the backends r reports, opened with
@@ -439,6 +440,9 @@ func (p *Pool[C]) TryClaimFiltered(ctx context.Context, f Filter) (Claim[C], boo
 			p.claimedNow(c)
 		}
 		if p.acq == nil || p.acquireHook(ctx, c) == nil {
+			if p.pol.LeakThreshold > 0 {
+				p.traceClaim(c, 0)
+			}
 			return c, true
 		}
 	}

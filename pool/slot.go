@@ -46,6 +46,9 @@ type slot[C any] struct {
 	// release swaps it to 0, so only the first of several releases of the
 	// same claim does anything.
 	claim atomic.Uint64
+	// trace is where the current claim was made, with leak detection on
+	// (see leak.go); it may be a past claim's, whose gen tells.
+	trace atomic.Pointer[claimTrace]
 	// claimedAt is when the current claim began, on the pool's clock, read
 	// exactly (see claimSlot).
 	claimedAt atomic.Int64

@@ -19,6 +19,8 @@ type Stats struct {
 	// Timeouts counts claims that timed out or whose context ended while
 	// they waited; Failures counts every failed claim.
 	Timeouts, Failures uint64
+	// Leaks counts the claims held past Policy.LeakThreshold, each once.
+	Leaks uint64
 	// ResolverError is the resolver's last error: a lookup that found no
 	// usable backends (the DNS resolver names the SRV name, the name
 	// server and its answer or the network error), the resolver stopping,
@@ -83,6 +85,7 @@ func (p *Pool[C]) Stats() Stats {
 		MaxSlots:          p.pol.MaxSlots,
 		Timeouts:          p.stats.timeouts,
 		Failures:          p.stats.failures,
+		Leaks:             p.stats.leaks,
 		ResolverError:     p.resolverErr,
 		ResolverErrorAt:   p.resolverErrAt,
 		ResolverFailing:   p.lookupErr != nil,

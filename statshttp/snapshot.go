@@ -23,6 +23,9 @@ type Snapshot struct {
 	Timeouts uint64 `json:"timeouts"`
 	// Failures counts the claims that failed, for any reason.
 	Failures uint64 `json:"failures"`
+	// Leaks counts the claims held past the leak threshold
+	// (pool_leak_threshold), each once; 0 without one.
+	Leaks uint64 `json:"leaks"`
 	// ResolverError is the resolver's last error, "" if none: a failed
 	// lookup (naming the SRV name, the name server and what it answered),
 	// the resolver stopping, or a backend the pool could not use. It stays
@@ -99,6 +102,7 @@ func NewSnapshot(st pool.Stats, now time.Time) Snapshot {
 		Waiting:           st.Waiting,
 		Timeouts:          st.Timeouts,
 		Failures:          st.Failures,
+		Leaks:             st.Leaks,
 		ResolverError:     st.ResolverError,
 		ResolverErrorAt:   timeOrNull(st.ResolverErrorAt),
 		ResolverFailing:   st.ResolverFailing,
