@@ -218,6 +218,8 @@ func ParseAddrs(defaultPort uint16, addrs ...string) ([]Backend, error) {
 		b := Backend{Host: host, Addr: net.JoinHostPort(host, port), Weight: 1}
 		if strings.HasPrefix(host, "/") {
 			b.Network, b.Addr = NetworkUnix, host+":"+port
+		} else if !validHost(host) {
+			return nil, fmt.Errorf("resolver: address %q: %q is neither an IP address nor a host name", a, host)
 		}
 		if err := b.Validate(); err != nil {
 			return nil, err
@@ -236,4 +238,25 @@ func (s *Static) Run(ctx context.Context, rc Receiver) error {
 	rc.Report(nil)
 	<-ctx.Done()
 	return ctx.Err()
+}
+
+// validHost reports whether host can be an IP address or a DNS host name:
+// letters, digits, '-', '_', '.' and, for IPv6, ':' and a zone after '%'.
+func validHost(host string) bool {
+	if host == "" || len(host) > 253 {
+		return false
+	}
+	if net.ParseIP(host) != nil {
+		return true
+	}
+	if ip, zone, ok := strings.Cut(host, "%"); ok && zone != "" && net.ParseIP(ip) != nil {
+		return true
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
