@@ -14,7 +14,8 @@
 // A request with ?format=json, or whose Accept header names
 // application/json, gets one JSON [Snapshot] of the pool's stats; any
 // other GET gets a self-contained HTML page that fetches the JSON every
-// second and shows it. The JSON's fields are those of [Snapshot],
+// second and shows it, with charts of each backend's claims/s, mean wait
+// and failures over the last minutes it has seen. The JSON's fields are those of [Snapshot],
 // [Backend] and [Slots], named by their json tags; a client such as qorb
 // top decodes it into a [Snapshot].
 package statshttp

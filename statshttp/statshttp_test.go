@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -184,7 +186,9 @@ func TestHandlerNegotiates(t *testing.T) {
 				t.Errorf("body is not JSON: %s", body)
 			}
 			if strings.HasPrefix(tt.ctype, "text/html") {
-				if !strings.Contains(body, "<script>") || strings.Contains(body, "http://") || strings.Contains(body, "https://") {
+				// The SVG namespace is a name, not a resource.
+				own := strings.ReplaceAll(body, `"http://www.w3.org/2000/svg"`, "")
+				if !strings.Contains(body, "<script>") || strings.Contains(own, "http://") || strings.Contains(own, "https://") {
 					t.Errorf("HTML page is not self-contained:\n%s", body)
 				}
 				if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "connect-src 'self'") {
@@ -274,41 +278,52 @@ func TestPageInChromium(t *testing.T) {
 	if m := regexp.MustCompile(`<small id="status"[^>]*>cannot fetch stats[^<]*`).FindString(dom); m != "" {
 		t.Errorf("the page's last fetch failed: %s", m)
 	}
-	cell := regexp.MustCompile(`<td[^>]*>([^<]*)</td>`)
+	cell := regexp.MustCompile(`<td(?: class="[^"]*")?((?: data-[a-z]+="[^"]*")*) data-k="([^"]+)">(.*?)</td>`)
 	for _, w := range want.Backends {
-		row := regexp.MustCompile(`<tr class="[a-z]+" data-addr="` + regexp.QuoteMeta(w.Backend.Addr) + `">(.*?)</tr>`).FindStringSubmatch(dom)
-		if row == nil {
-			t.Errorf("no row for backend %s; DOM:\n%s", w.Backend.Addr, dom)
+		addr := regexp.QuoteMeta(w.Backend.Addr)
+		row := regexp.MustCompile(`<tr class="main [a-z]+" data-addr="` + addr + `">(.*?)</tr>`).FindStringSubmatch(dom)
+		detail := regexp.MustCompile(`<tr class="detail [a-z]+" data-addr="` + addr + `">(.*?)</tr>`).FindStringSubmatch(dom)
+		if row == nil || detail == nil {
+			t.Errorf("no row or detail row for backend %s; DOM:\n%s", w.Backend.Addr, dom)
 			continue
 		}
-		var cells []string
+		cells, attrs := map[string]string{}, map[string]string{}
 		for _, m := range cell.FindAllStringSubmatch(row[1], -1) {
-			cells = append(cells, m[1])
+			cells[m[2]], attrs[m[2]] = m[3], m[1]
 		}
-		// backend, role, health, 6 slot states, claims, claims/s, avg wait, oldest, failures, last error
-		if len(cells) != 15 {
-			t.Errorf("row of %s has %d cells, want 15: %q", w.Backend.Addr, len(cells), cells)
+		// backend, role, health, slots, claims, claims/s, wait, oldest, failures
+		if len(cells) != 9 {
+			t.Errorf("row of %s has %d cells, want 9: %q", w.Backend.Addr, len(cells), cells)
 			continue
 		}
-		wantCells := map[int]string{
-			0: w.Backend.Addr, 1: w.Backend.Role.String(), 3: strconv.Itoa(w.Connecting), 4: strconv.Itoa(w.Idle),
-			5: strconv.Itoa(w.Checking), 6: strconv.Itoa(w.Claimed), 7: strconv.Itoa(w.Recycling),
-			8: strconv.Itoa(w.BackingOff), 9: strconv.FormatUint(w.Claims, 10), 13: strconv.FormatUint(w.Failures, 10),
+		wantCells := map[string]string{
+			"backend": w.Backend.Addr, "role": w.Backend.Role.String(),
+			"claims": strconv.FormatUint(w.Claims, 10), "failures": strconv.FormatUint(w.Failures, 10),
 		}
-		for i, v := range wantCells {
-			if cells[i] != v {
-				t.Errorf("backend %s cell %d = %q, want %q (row %q)", w.Backend.Addr, i, cells[i], v, cells)
+		for k, v := range wantCells {
+			if cells[k] != v {
+				t.Errorf("backend %s cell %s = %q, want %q (row %q)", w.Backend.Addr, k, cells[k], v, cells)
 			}
 		}
-		if !strings.HasPrefix(cells[2], w.Health.String()) {
-			t.Errorf("backend %s health cell = %q, want %s", w.Backend.Addr, cells[2], w.Health)
+		slots := fmt.Sprintf(` data-connecting="%d" data-idle="%d" data-checking="%d" data-claimed="%d" data-recycling="%d" data-backingoff="%d"`,
+			w.Connecting, w.Idle, w.Checking, w.Claimed, w.Recycling, w.BackingOff)
+		if attrs["slots"] != slots {
+			t.Errorf("backend %s slots cell has%s, want%s", w.Backend.Addr, attrs["slots"], slots)
+		}
+		if !strings.HasPrefix(cells["health"], w.Health.String()) {
+			t.Errorf("backend %s health cell = %q, want %s", w.Backend.Addr, cells["health"], w.Health)
 		}
 		// The page polled more than once, with no traffic in between.
-		if cells[10] != "0.0" {
-			t.Errorf("backend %s claims/s = %q, want 0.0 after a second poll", w.Backend.Addr, cells[10])
+		if w.Health == pool.HealthOnline && cells["claims/s"] != "0.0" {
+			t.Errorf("backend %s claims/s = %q, want 0.0 after a second poll", w.Backend.Addr, cells["claims/s"])
 		}
-		if w.LastError != "" && !strings.Contains(cells[14], w.LastError) {
-			t.Errorf("backend %s last error cell = %q, want %q", w.Backend.Addr, cells[14], w.LastError)
+		for _, k := range []string{"rate", "wait", "errors"} {
+			if !strings.Contains(detail[1], `<figure class="chart" data-k="`+k+`">`) {
+				t.Errorf("backend %s has no %s chart: %s", w.Backend.Addr, k, detail[1])
+			}
+		}
+		if w.LastError != "" && !strings.Contains(html.UnescapeString(detail[1]), w.LastError) {
+			t.Errorf("backend %s detail row = %q, want its last error %q", w.Backend.Addr, detail[1], w.LastError)
 		}
 	}
 	for k, v := range map[string]string{"slots": "4/4", "claimed": "1", "waiting": "0", "timeouts": "0"} {

@@ -39,7 +39,9 @@ type fakeOpener struct {
 
 func (o *fakeOpener) Connect(ctx context.Context, b resolver.Backend) (driver.Conn, error) {
 	if b.Addr == o.dead {
-		return nil, errors.New("fake: dial tcp " + b.Addr + ": connection refused")
+		// As long as a real driver's error, to show that it wraps.
+		return nil, errors.New("fake: failed to connect to `user=app database=appdb`: " + b.Addr +
+			" (db4.statsfake.test): dial error: dial tcp " + b.Addr + ": connect: connection refused")
 	}
 	return answerConn(b.Addr + "/" + strconv.FormatInt(o.opened.Add(1), 10)), nil
 }

@@ -378,15 +378,25 @@ func (t *top) poolLines(width int) []string {
 		total, t.cur.MaxSlots, claimed, idle, conn, check, recyc, backoff))
 	add(fmt.Sprintf("          claims/s %s  waiting %d  timeouts %d  failed claims %d  backends %d",
 		rateString(rate, known), t.cur.Waiting, t.cur.Timeouts, t.cur.Failures, len(rows)))
-	changed := "never"
-	if c := t.cur.BackendsChangedAt; c != nil {
-		changed = agoString(t.cur.Time.Sub(*c)) + " ago (" + c.Local().Format("15:04:05") + ")"
+	ago := func(at *time.Time) string {
+		if at == nil {
+			return "never"
+		}
+		return agoString(t.cur.Time.Sub(*at)) + " ago (" + at.Local().Format("15:04:05") + ")"
 	}
-	rerr := "none"
-	if t.cur.ResolverError != "" {
-		rerr = "\x1b[31m" + t.cur.ResolverError + "\x1b[0m"
+	state := "\x1b[32mok\x1b[39m"
+	switch {
+	case t.cur.ResolverFailing:
+		state = "\x1b[7;31m FAILING \x1b[0m"
+	case t.cur.Stale:
+		state = "\x1b[7;33m STALE \x1b[0m"
 	}
-	add(fmt.Sprintf("resolver  backends changed %s  last error: %s", changed, rerr))
+	add(fmt.Sprintf("resolver  %s  set confirmed %s  backends changed %s", state, ago(t.cur.ConfirmedAt), ago(t.cur.BackendsChangedAt)))
+	if t.cur.ResolverError == "" {
+		add("          last error: none")
+	} else {
+		add("          last error " + ago(t.cur.ResolverErrorAt) + ": \x1b[31m" + t.cur.ResolverError + "\x1b[0m")
+	}
 	add("")
 	return append(lines, t.tableLines(rows, width)...)
 }
