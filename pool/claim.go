@@ -71,7 +71,7 @@ func (c Claim[C]) end(err error) {
 		!s.suspect.Load() && !s.probeRole.Load() && s.getHealth() != HealthRemoved && (sl.expiresAt == 0 || now < sl.expiresAt) {
 		// The fast path: no lock but the queue's, and only when claims
 		// are queued.
-		to := p.handOff(sl, now)
+		to := p.handOff(sl, now, false)
 		if observing {
 			p.emit(Event{Kind: EventRelease, Backend: s.key, Slot: sl.id, Duration: held})
 			if to != StateClaimed { // else handed straight to a queued claim
@@ -104,8 +104,10 @@ func (p *Pool[C]) release(sl *slot[C], err error, broken bool, held time.Duratio
 
 // handOff gives a released slot, which the caller owns, to the oldest
 // queued claim that may use it, or makes it idle; it returns the slot's
-// new state.
-func (p *Pool[C]) handOff(sl *slot[C], now int64) State {
+// new state. A slot a claim gave back goes on top of the idle stack; one
+// back from background work (inOrder) goes below those claimed since it
+// was (see set.pushIdleInOrder).
+func (p *Pool[C]) handOff(sl *slot[C], now int64, inOrder bool) State {
 	s := sl.set
 	if p.waiting.Load() > 0 {
 		p.wmu.Lock()
@@ -118,7 +120,11 @@ func (p *Pool[C]) handOff(sl *slot[C], now int64) State {
 		}
 		p.wmu.Unlock()
 	}
-	s.pushIdle(sl, now)
+	if inOrder {
+		s.pushIdleInOrder(sl, now)
+	} else {
+		s.pushIdle(sl, now)
+	}
 	if p.closing.Load() {
 		// Close may have drained the stack before the push.
 		s.closeIdleLate()

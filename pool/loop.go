@@ -237,6 +237,7 @@ func (p *Pool[C]) maintainIdleLocked(s *set[C], mnow int64, drain bool, jobs *[]
 		return next, false
 	}
 	removed := s.getHealth() == HealthRemoved
+	var kept []*slot[C]
 	for _, sl := range s.drainIdleLocked() {
 		idleTooLong := p.pol.MaxIdleTime > 0 && mnow >= sl.idleSince+int64(p.pol.MaxIdleTime)
 		switch {
@@ -248,9 +249,10 @@ func (p *Pool[C]) maintainIdleLocked(s *set[C], mnow int64, drain bool, jobs *[]
 			*jobs = append(*jobs, s.startCheckLocked(sl, a))
 		default:
 			wait(sl)
-			s.pushIdle(sl, sl.idleSince)
+			kept = append(kept, sl)
 		}
 	}
+	s.restoreIdle(kept)
 	return next, true
 }
 
@@ -354,7 +356,7 @@ func (p *Pool[C]) settle(sl *slot[C], now time.Time, done func(*after[C]) (healt
 		p.wantRebalance()
 	}
 	if to == StateIdle {
-		p.handOff(sl, p.tickClock(now))
+		p.handOff(sl, p.tickClock(now), true)
 	}
 	p.poke()
 }

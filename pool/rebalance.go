@@ -182,6 +182,18 @@ func (s *set[C]) shrinkLocked(excess int, a *after[C]) (freed int) {
 	for _, sl := range idle {
 		isIdle[sl] = true
 	}
+	// Idle slots close from the bottom of the stack up: those claimed
+	// least recently first, so that sequential claims keep their
+	// connection.
+	order := make([]*slot[C], 0, len(s.slots))
+	for _, sl := range s.slots {
+		if !isIdle[sl] {
+			order = append(order, sl)
+		}
+	}
+	for i := len(idle) - 1; i >= 0; i-- {
+		order = append(order, idle[i])
+	}
 	for _, pass := range [...]func(*slot[C]) bool{
 		func(sl *slot[C]) bool { return sl.getState() == StateBackingOff && !sl.busy },
 		func(sl *slot[C]) bool { return sl.getState() == StateConnecting },
@@ -189,7 +201,7 @@ func (s *set[C]) shrinkLocked(excess int, a *after[C]) (freed int) {
 		func(sl *slot[C]) bool { return sl.getState() != StateClaimed && !isIdle[sl] },
 		func(sl *slot[C]) bool { return sl.getState() == StateClaimed },
 	} {
-		for _, sl := range append([]*slot[C](nil), s.slots...) {
+		for _, sl := range order {
 			if excess == 0 {
 				break
 			}
@@ -210,11 +222,13 @@ func (s *set[C]) shrinkLocked(excess int, a *after[C]) (freed int) {
 			}
 		}
 	}
+	kept := idle[:0]
 	for _, sl := range idle {
 		if isIdle[sl] {
-			s.pushIdle(sl, sl.idleSince)
+			kept = append(kept, sl)
 		}
 	}
+	s.restoreIdle(kept)
 	return freed
 }
 

@@ -61,6 +61,9 @@ type slot[C any] struct {
 	// gen counts claims; the current claim's handle carries it.
 	gen       uint64
 	idleSince int64 // on the pool's clock
+	// lastClaim is the set's served count when the slot was last
+	// claimed: the higher, the more recently it was in use (zero: never).
+	lastClaim uint64
 
 	// The fields below are guarded by set.mu.
 	// busy: a goroutine of the pool is connecting, checking or
@@ -629,14 +632,50 @@ func (s *set[C]) pushIdle(sl *slot[C], now int64) {
 	s.idle.push(sl)
 }
 
-// drainIdleLocked takes every slot off the idle stack; the caller owns
-// them and must push back those it keeps.
+// pushIdleInOrder makes sl, which the caller owns and which comes back
+// from background work (a new connection, a passed health check, a
+// recycle), idle and claimable below the idle slots claimed more recently
+// than it: the connection a claim gave back last stays on top, so
+// sequential code on one backend keeps its session however the pool's
+// background work goes. It needs no lock; a claim meanwhile may miss the
+// few slots it lifts off the stack for a moment, and waits for them.
+func (s *set[C]) pushIdleInOrder(sl *slot[C], now int64) {
+	var above [8]*slot[C]
+	n := 0
+	for n < len(above) {
+		top := s.idle.pop()
+		if top == nil {
+			break
+		}
+		if top.lastClaim <= sl.lastClaim {
+			s.idle.push(top)
+			break
+		}
+		above[n] = top
+		n++
+	}
+	s.pushIdle(sl, now)
+	for i := n - 1; i >= 0; i-- {
+		s.idle.push(above[i])
+	}
+}
+
+// drainIdleLocked takes every slot off the idle stack, the top first; the
+// caller owns them and must give those it keeps to restoreIdle.
 func (s *set[C]) drainIdleLocked() []*slot[C] {
 	var out []*slot[C]
 	for sl := s.idle.pop(); sl != nil; sl = s.idle.pop() {
 		out = append(out, sl)
 	}
 	return out
+}
+
+// restoreIdle pushes back slots drainIdleLocked took, in the order it
+// took them, so that the stack keeps its order.
+func (s *set[C]) restoreIdle(kept []*slot[C]) {
+	for i := len(kept) - 1; i >= 0; i-- {
+		s.idle.push(kept[i])
+	}
 }
 
 // claimSlot hands sl, which the caller owns, to a new claim. It needs no
@@ -651,7 +690,7 @@ func (s *set[C]) claimSlot(sl *slot[C]) Claim[C] {
 	sl.setState(StateIdle) // what it returns to when the claim ends
 	sl.claim.Store(sl.gen)
 	s.inUse.Add(1)
-	s.served.Add(1)
+	sl.lastClaim = s.served.Add(1)
 	return Claim[C]{slot: sl, gen: sl.gen, conn: sl.conn}
 }
 

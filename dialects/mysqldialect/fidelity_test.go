@@ -3,6 +3,7 @@ package mysqldialect
 import (
 	"testing"
 
+	"github.com/qorb-go/qorb"
 	"github.com/qorb-go/qorb/dialects/internal/fidelity"
 )
 
@@ -24,4 +25,15 @@ func TestServerCloseWithConnInUse(t *testing.T) {
 func TestServerShutdown(t *testing.T) {
 	needServer(t)
 	fidelity.Shutdown(t, fidelityServer)
+}
+
+func TestServerSessionKept(t *testing.T) {
+	needServer(t)
+	fidelity.SessionKept(t, serverAddr, func(t testing.TB, addr, params string) *qorb.Connector {
+		c, err := NewConnector(serverUser + "@tcp(" + addr + ")/" + serverDB + "?" + params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	})
 }

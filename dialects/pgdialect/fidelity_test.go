@@ -1,8 +1,11 @@
 package pgdialect
 
 import (
+	"net"
+	"strings"
 	"testing"
 
+	"github.com/qorb-go/qorb"
 	"github.com/qorb-go/qorb/dialects/internal/fidelity"
 )
 
@@ -24,4 +27,19 @@ func TestServerCloseWithConnInUse(t *testing.T) {
 func TestServerShutdown(t *testing.T) {
 	needServer(t)
 	fidelity.Shutdown(t, fidelityServer)
+}
+
+// TestServerSessionKept opens each pool from a keyword DSN, as lib/pq's
+// tests do.
+func TestServerSessionKept(t *testing.T) {
+	needServer(t)
+	fidelity.SessionKept(t, serverAddr, func(t testing.TB, addr, params string) *qorb.Connector {
+		host, port, _ := net.SplitHostPort(addr)
+		c, err := NewConnector("host=" + host + " port=" + port + " user=" + serverUser + " dbname=" + serverDB +
+			" sslmode=prefer application_name=qorb-session " + strings.ReplaceAll(params, "&", " "))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	})
 }

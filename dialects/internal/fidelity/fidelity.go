@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/qorb-go/qorb"
+	"github.com/qorb-go/qorb/dialects/internal/loopback"
 )
 
 // Server is a real database server the scenarios run against.
@@ -255,4 +256,68 @@ func Shutdown(t *testing.T, s Server) {
 			s.waitGone(t, w, "session released during Shutdown", heldID)
 		})
 	}
+}
+
+// SessionKept runs, on fresh pools that open runs with DSN parameters
+// params and a server address, what sequential code does on one backend:
+// a temporary table created by one db.Exec is used by the next ones, from
+// the same goroutine. database/sql reuses the connection it was given
+// back last, and so must qorb with one backend, also while its spare
+// connections finish connecting: the address is a proxy that forwards
+// every connection but the first only after a while, so they finish after
+// the first statement, as they do over TLS to a busy server.
+func SessionKept(t *testing.T, target string, open func(t testing.TB, addr, params string) *qorb.Connector) {
+	const pools, parallel = 8, 4
+	sem := make(chan struct{}, parallel)
+	errs := make(chan error, pools)
+	for i := range pools {
+		addr := loopback.SlowProxy(t, "127.0.0.1", target, 200*time.Millisecond)
+		c := open(t, addr, "pool_spares=2")
+		db := sql.OpenDB(c)
+		t.Cleanup(func() { db.Close() })
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			errs <- tempTableKept(t.Context(), c, db, fmt.Sprintf("qorb_session_%d", i))
+		}()
+	}
+	for range pools {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// tempTableKept creates a temporary table, waits until c's spare
+// connections have opened, inserts into the table and counts its rows,
+// each statement in a db.Exec or db.QueryRow of its own.
+func tempTableKept(ctx context.Context, c *qorb.Connector, db *sql.DB, table string) error {
+	q := "CREATE TEMPORARY TABLE " + table + " (a int)"
+	if _, err := db.ExecContext(ctx, q); err != nil {
+		return fmt.Errorf("%s: %w", q, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for idle, opening := 0, 1; idle < 2 || opening > 0; {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after 10s, %d connections idle and %d opening, want at least 2 and none", idle, opening)
+		}
+		time.Sleep(10 * time.Millisecond)
+		idle, opening = 0, 0
+		for _, b := range c.Stats().Backends {
+			idle += b.Idle
+			opening += b.Connecting + b.BackingOff
+		}
+	}
+	q = "INSERT INTO " + table + " VALUES (1)"
+	if _, err := db.ExecContext(ctx, q); err != nil {
+		return fmt.Errorf("once the spare connections had opened: %s: %w", q, err)
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		return fmt.Errorf("counting rows: %w", err)
+	}
+	if n != 1 {
+		return fmt.Errorf("%s has %d rows, want 1", table, n)
+	}
+	return nil
 }

@@ -92,8 +92,22 @@ func Serve(t testing.TB, ln net.Listener, handle func(net.Conn)) {
 // target. It returns the address it listens on, "host:port".
 func Proxy(t testing.TB, host, target string) string {
 	t.Helper()
+	return SlowProxy(t, host, target, 0)
+}
+
+// SlowProxy is Proxy, except that it forwards each connection but the
+// first only after delay, as a server far away or busy with TLS
+// handshakes would answer.
+func SlowProxy(t testing.TB, host, target string, delay time.Duration) string {
+	t.Helper()
 	ln := Listen(t, host)
+	var first sync.Once
 	Serve(t, ln, func(c net.Conn) {
+		wait := delay
+		first.Do(func() { wait = 0 })
+		if wait > 0 {
+			time.Sleep(wait)
+		}
 		up, err := net.DialTimeout("tcp", target, 5*time.Second)
 		if err != nil {
 			return
