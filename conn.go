@@ -93,11 +93,15 @@ func (cn *conn) check(err error) error {
 	if err == nil {
 		return nil
 	}
-	if cn.broken == nil && (connectionError(err) || cn.driverInvalid()) {
+	cut := cn.pc != nil && cn.pc.cut.Load()
+	if cn.broken == nil && (cut || connectionError(err) || cn.driverInvalid()) {
 		cn.broken = err
 	}
 	if cn.pc != nil {
 		cn.c.router.failed(cn.pc, err)
+	}
+	if cut {
+		return stalledErr(cn.pc, err)
 	}
 	return err
 }

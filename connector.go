@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/qorb-go/qorb/pool"
@@ -56,6 +57,7 @@ type Connector struct {
 var (
 	_ pool.RoleReporter[*physConn] = openerConnector{}
 	_ pool.Acquirer[*physConn]     = openerConnector{}
+	_ pool.Aborter[*physConn]      = openerConnector{}
 	_ driver.Connector             = (*Connector)(nil)
 	_ interface{ Close() error }   = (*Connector)(nil)
 )
@@ -175,6 +177,10 @@ type physConn struct {
 	dc    driver.Conn
 	key   resolver.Key // its backend
 	stmts map[string]driver.Stmt
+	// socks are its sockets, nil unless the Opener is a SocketOpener;
+	// cut is set once the pool aborted it (see stall.go).
+	socks *sockets
+	cut   atomic.Bool
 }
 
 // maxStmts bounds a connection's statement cache.
@@ -198,11 +204,7 @@ type openerConnector struct {
 }
 
 func (oc openerConnector) Connect(ctx context.Context, be resolver.Backend) (*physConn, error) {
-	dc, err := oc.o.Connect(ctx, be)
-	if err != nil {
-		return nil, err
-	}
-	return &physConn{dc: dc, key: be.Key()}, nil
+	return connect(ctx, oc.o, be)
 }
 
 // Role asks the server its role, and, for a database that replicates, its

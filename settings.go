@@ -80,6 +80,7 @@ var poolParams = map[string]setParam{
 	"pool_offline_after":          count(func(s *Settings) *int { return &s.Policy.OfflineAfter }, 1, maxOfflineAfter),
 	"pool_suspect_after":          duration(func(s *Settings) *time.Duration { return &s.Policy.SuspectAfter }, negativeOff),
 	"pool_primary_probe_interval": duration(func(s *Settings) *time.Duration { return &s.Policy.PrimaryProbeInterval }, negativeOff),
+	"pool_stall_timeout":          duration(func(s *Settings) *time.Duration { return &s.Policy.StallTimeout }, negativeOff),
 	"pool_claim_timeout":          duration(func(s *Settings) *time.Duration { return &s.Policy.ClaimTimeout }, positive),
 	"pool_connect_timeout":        duration(func(s *Settings) *time.Duration { return &s.Policy.ConnectTimeout }, positive),
 	"pool_health_check_period":    duration(func(s *Settings) *time.Duration { return &s.Policy.HealthInterval }, negativeOff),

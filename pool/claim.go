@@ -67,6 +67,9 @@ func (c Claim[C]) end(err error) {
 	}
 	held := time.Duration(now - sl.claimedAt.Load())
 	s.inUse.Add(-1)
+	if err == nil && s.doneAt.Load() < now {
+		s.doneAt.Store(now) // the backend answered (see stall.go)
+	}
 	if err == nil && p.pol.Recycle == RecycleInline && !p.closing.Load() && !sl.unwanted.Load() &&
 		!s.suspect.Load() && !s.probeRole.Load() && s.getHealth() != HealthRemoved && (sl.expiresAt == 0 || now < sl.expiresAt) {
 		// The fast path: no lock but the queue's, and only when claims

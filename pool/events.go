@@ -64,6 +64,9 @@ const (
 	// Duration is how long so far; Stack is where it was made. It is
 	// reported once per claim.
 	EventLeak
+	// EventBackendStalled: a backend stopped answering with claims out on
+	// it; Slots is how many claimed connections were aborted.
+	EventBackendStalled
 )
 
 var eventNames = [...]string{
@@ -87,6 +90,7 @@ var eventNames = [...]string{
 	EventResolverFailed:    "resolver-failed",
 	EventResolverRecovered: "resolver-recovered",
 	EventLeak:              "leak",
+	EventBackendStalled:    "backend-stalled",
 }
 
 // String returns the kind's name, such as "connect-failed".
@@ -133,7 +137,7 @@ func (e Event) String() string {
 	if e.Duration != 0 {
 		s += " " + e.Duration.String()
 	}
-	if e.Kind == EventRebalance {
+	if e.Kind == EventRebalance || e.Kind == EventBackendStalled {
 		s += " slots=" + strconv.Itoa(e.Slots)
 	}
 	if e.Err != nil {

@@ -54,8 +54,11 @@ type fakeConnector struct {
 	mu      sync.Mutex
 	modes   map[string]backendMode
 	open    map[*fakeConn]bool
-	maxOpen int // most connections open at once
-	errs    []error
+	maxOpen int // most connections open at once, less uncounted
+	// uncounted, if set, says how many of the open connections the caps
+	// do not count: the pool's probe connections.
+	uncounted atomic.Pointer[func() int]
+	errs      []error
 
 	nextID   atomic.Int64
 	connects atomic.Int64
@@ -92,7 +95,11 @@ func (f *fakeConnector) Connect(ctx context.Context, b resolver.Backend) (*fakeC
 	c := &fakeConn{id: f.nextID.Add(1), backend: b.Addr}
 	f.mu.Lock()
 	f.open[c] = true
-	f.maxOpen = max(f.maxOpen, len(f.open))
+	n := len(f.open)
+	if u := f.uncounted.Load(); u != nil {
+		n -= (*u)()
+	}
+	f.maxOpen = max(f.maxOpen, n)
 	f.mu.Unlock()
 	return c, nil
 }
@@ -132,6 +139,13 @@ func (f *fakeConnector) fail(err error) {
 	f.mu.Lock()
 	f.errs = append(f.errs, err)
 	f.mu.Unlock()
+}
+
+// countProbes has the connector leave p's probe connections out of its
+// peak.
+func (f *fakeConnector) countProbes(p *Pool[*fakeConn]) {
+	u := func() int { return int(p.probing.Load()) }
+	f.uncounted.Store(&u)
 }
 
 // openConns returns the number of connections open now.

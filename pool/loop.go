@@ -24,6 +24,12 @@ func (p *Pool[C]) run(ctx context.Context) {
 			nextPeriodic = now.Add(p.pol.RebalanceInterval)
 		}
 		next := p.tick(ctx, now, periodic)
+		if p.pol.SuspectAfter > 0 && p.pol.StallTimeout >= 0 && p.slotCount.Load() > 0 {
+			// A claim taken since says nothing to the loop: look at
+			// least this often for claims out on a silent backend
+			// (see stall.go).
+			next = earliest(next, now.Add(p.pol.SuspectAfter))
+		}
 		if next.IsZero() || next.After(nextPeriodic) {
 			next = nextPeriodic
 		}
@@ -179,10 +185,13 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, period
 	mnow := p.mono(now)
 	s.mu.Lock()
 	late, healthChanged := s.watchLateLocked(mnow, &a)
+	stallAt, stalled := s.watchStallLocked(mnow, &jobs, &a)
+	healthChanged = healthChanged || stalled
 	s.probeRoleLocked(&jobs, &a)
 	removed := s.getHealth() == HealthRemoved
 	next, drained := p.maintainIdleLocked(s, mnow, periodic || removed, &jobs, &a)
 	next = earliest(next, p.at(late))
+	next = earliest(next, p.at(stallAt))
 	next = earliest(next, p.maintainOthersLocked(s, mnow, &jobs, &a))
 	gone := removed && len(s.slots) == 0
 	s.mu.Unlock()

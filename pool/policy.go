@@ -20,7 +20,10 @@ import (
 // have a maximum lifetime and idle time.
 type Policy struct {
 	// MaxSlots caps the slots (open or opening connections) across all
-	// backends. It is never exceeded. Default 16.
+	// backends. It is never exceeded, but for the probe connection of a
+	// backend suspected of stalling whose every connection is claimed (at
+	// most one per backend, closed as soon as it answers; see
+	// StallTimeout). Default 16.
 	MaxSlots int
 	// MaxPerBackend caps the slots of one backend. Default 16.
 	MaxPerBackend int
@@ -66,6 +69,18 @@ type Policy struct {
 	// but within this is never suspected for it. Default 1 s; negative
 	// turns it off.
 	SuspectAfter time.Duration
+
+	// StallTimeout is how long a probe of a backend with claims out on it
+	// may go unanswered before the backend is stalled: declared offline,
+	// with the claimed connections aborted if the connector is an
+	// [Aborter], so that their operations fail at once instead of at
+	// their deadline. A probe starts once a claim has been out for
+	// SuspectAfter with no answer from the backend for as long; any
+	// connection attempt, check or recycle begun since the backend last
+	// answered counts as one. A backend that answers its probes is never
+	// cut, however long its queries run. Default 1 s; negative turns it
+	// off, as does a negative SuspectAfter.
+	StallTimeout time.Duration
 
 	// PrimaryProbeInterval paces the hunt for a primary after the pool
 	// lost its own (its connections failed, it left the backend set, or
@@ -163,6 +178,7 @@ const (
 	DefaultOfflineAfter      = 3
 	DefaultSuspectAfter      = time.Second
 	DefaultPrimaryProbe      = 500 * time.Millisecond
+	DefaultStallTimeout      = time.Second
 	DefaultMaxLifetime       = time.Hour
 	DefaultMaxIdleTime       = 30 * time.Minute
 	DefaultRebalanceDelay    = 100 * time.Millisecond
@@ -207,6 +223,7 @@ func (p Policy) withDefaults() (Policy, error) {
 	durDefault(&p.HealthTimeout, DefaultHealthTimeout)
 	durDefault(&p.SuspectAfter, DefaultSuspectAfter)
 	durDefault(&p.PrimaryProbeInterval, DefaultPrimaryProbe)
+	durDefault(&p.StallTimeout, DefaultStallTimeout)
 	durDefault(&p.BackoffMin, DefaultBackoffMin)
 	durDefault(&p.BackoffMax, DefaultBackoffMax)
 	durDefault(&p.MaxLifetime, DefaultMaxLifetime)

@@ -58,11 +58,12 @@ type Filter func(resolver.Backend) bool
 // for concurrent use. Close must be called to stop its goroutines and
 // close its connections.
 type Pool[C any] struct {
-	conn Connector[C]
-	acq  Acquirer[C]     // nil unless conn implements it
-	role RoleReporter[C] // nil unless conn implements it
-	pol  Policy
-	obs  Observer
+	conn  Connector[C]
+	acq   Acquirer[C]     // nil unless conn implements it
+	role  RoleReporter[C] // nil unless conn implements it
+	abort Aborter[C]      // nil unless conn implements it
+	pol   Policy
+	obs   Observer
 
 	picker  atomic.Pointer[picker[C]]
 	waiting atomic.Int64 // queued claims
@@ -74,6 +75,9 @@ type Pool[C any] struct {
 	// closingN counts connections waiting to be closed: they still hold
 	// room under MaxSlots until they are.
 	closingN atomic.Int64
+	// probing counts the probe connections open or opening, which the
+	// caps do not count (see stall.go).
+	probing atomic.Int64
 	// clock is a coarse reading of the time, in nanoseconds since epoch,
 	// moved forward by the control loop (at least every
 	// RebalanceInterval) and by background work. Claims and releases read
@@ -156,6 +160,7 @@ func New[C any](r resolver.Resolver, c Connector[C], pol Policy) (*Pool[C], erro
 	}
 	p.acq, _ = c.(Acquirer[C])
 	p.role, _ = c.(RoleReporter[C])
+	p.abort, _ = c.(Aborter[C])
 	p.picker.Store(&picker[C]{})
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel

@@ -27,6 +27,9 @@ type set[C any] struct {
 	inUse   atomic.Int32  // claimed slots
 	served  atomic.Uint64 // claims served, for spreading sequential claims
 	suspect atomic.Bool   // a connection failed; prefer other backends
+	// doneAt is when a claim last came back without an error, on the
+	// coarse clock: the backend answered then (see stall.go).
+	doneAt  atomic.Int64
 	health  atomic.Uint32 // a Health, written under mu
 	learned atomic.Uint32 // the resolver.Role the server last reported
 	// probeRole: a hunt for the primary wants this backend's role asked
@@ -40,17 +43,20 @@ type set[C any] struct {
 	// slots holds every slot that is not closed.
 	slots      []*slot[C]
 	failStreak int // connection attempts failed in a row, across slots
-	// answeredAt is when a connection attempt, check or recycle last
-	// succeeded, on the pool's clock (see watchLateLocked).
+	// answeredAt is when a connection attempt, check, recycle or probe
+	// last succeeded, on the pool's clock (see watchLateLocked).
 	answeredAt int64
-	wanted     int
-	lastErr    string
-	lastErrVal error // the error lastErr is the text of
-	lastErrAt  time.Time
-	servedAdj  uint64 // what rebuildPicker added to served
-	failures   uint64
-	waits      uint64
-	waitTime   time.Duration
+	// probeSince is when the pending probe connection began, zero if
+	// none, and probedAt when the last probe began (see stall.go).
+	probeSince, probedAt int64
+	wanted               int
+	lastErr              string
+	lastErrVal           error // the error lastErr is the text of
+	lastErrAt            time.Time
+	servedAdj            uint64 // what rebuildPicker added to served
+	failures             uint64
+	waits                uint64
+	waitTime             time.Duration
 }
 
 func newSet[C any](p *Pool[C], b resolver.Backend) *set[C] {

@@ -79,6 +79,8 @@ type slot[C any] struct {
 	hasConn bool
 	// recheck: health-check the connection before it is handed out again.
 	recheck bool
+	// abortedClaim is the claim whose connection a stall aborted.
+	abortedClaim uint64
 	// attempts counts the connection attempts that failed in a row.
 	attempts int
 	// Times on the pool's clock.
@@ -113,6 +115,7 @@ type after[C any] struct {
 	inline bool
 	events []Event // nil unless observing
 	closes []C     // connections to close, each counted in closingN
+	aborts []C     // claimed connections to abort (see Aborter)
 }
 
 // newAfter returns an after that records events if anyone observes them.
@@ -134,6 +137,11 @@ func (a *after[C]) moved(sl *slot[C], from, to State) {
 // reports their events. It must not be called with p.mu or a set's mu
 // held.
 func (p *Pool[C]) finish(a *after[C]) {
+	if p.abort != nil {
+		for _, c := range a.aborts {
+			p.abort.Abort(c)
+		}
+	}
 	if len(a.closes) > 0 {
 		if a.inline {
 			p.closeConns(a.closes)
@@ -185,17 +193,24 @@ func (p *Pool[C]) closeConns(conns []C) {
 
 // job is background work a transition started: a connection attempt, a
 // health check or a recycle, to run once set.mu is released (see
-// Pool.start).
+// Pool.start), or a probe connection (see stall.go).
 type job[C any] struct {
 	sl   *slot[C]
 	kind State // StateConnecting, StateChecking or StateRecycling
 	// old is a connection to close before connecting, if hasOld.
 	old    C
 	hasOld bool
+	// probe: a probe connection to set's backend, with no slot.
+	probe bool
+	set   *set[C]
 }
 
 // start runs j on a goroutine of the pool.
 func (p *Pool[C]) start(ctx context.Context, j job[C]) {
+	if j.probe {
+		p.spawn(ctx, func(ctx context.Context) { p.probe(ctx, j.set) })
+		return
+	}
 	sl := j.sl
 	switch j.kind {
 	case StateConnecting:
@@ -533,9 +548,10 @@ func (s *set[C]) watchLateLocked(mnow int64, a *after[C]) (next int64, healthCha
 		return 0, false
 	}
 	late, early, idle := 0, 0, 0
+	answered := s.answeredLocked()
 	for _, sl := range s.slots {
 		switch {
-		case sl.busy && sl.busySince < s.answeredAt:
+		case sl.busy && sl.busySince < answered:
 			// The backend has answered since this began.
 		case sl.busy:
 			if at := sl.busySince + limit; mnow >= at {

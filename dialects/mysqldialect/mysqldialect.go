@@ -201,9 +201,32 @@ func scrub(msg, password string) string {
 // b.Host is empty), unless the TLS configuration names a server itself.
 // ctx bounds the whole connection setup, TLS and authentication included.
 func (o *Opener) Connect(ctx context.Context, b resolver.Backend) (driver.Conn, error) {
+	return o.ConnectSockets(ctx, b, nil)
+}
+
+var _ qorb.SocketOpener = (*Opener)(nil)
+
+// ConnectSockets is Connect, calling opened, unless it is nil, with the
+// network connection the driver dials (through a [net.Dialer], bounded by
+// the DSN's timeout, as the driver's own dial).
+func (o *Opener) ConnectSockets(ctx context.Context, b resolver.Backend, opened func(net.Conn)) (driver.Conn, error) {
 	cfg, err := o.configFor(b)
 	if err != nil {
 		return nil, err
+	}
+	if opened != nil {
+		dial := cfg.DialFunc
+		if dial == nil {
+			var d net.Dialer
+			dial = d.DialContext
+		}
+		cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err == nil {
+				opened(c)
+			}
+			return c, err
+		}
 	}
 	cn, err := mysql.NewConnector(cfg)
 	if err != nil {

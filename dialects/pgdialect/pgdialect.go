@@ -174,9 +174,27 @@ func newOpener(cfg *pgx.ConnConfig) *Opener {
 // setup, TLS and authentication included. The connection is a
 // *stdlib.Conn.
 func (o *Opener) Connect(ctx context.Context, b resolver.Backend) (driver.Conn, error) {
+	return o.ConnectSockets(ctx, b, nil)
+}
+
+var _ qorb.SocketOpener = (*Opener)(nil)
+
+// ConnectSockets is Connect, calling opened, unless it is nil, with each
+// network connection pgx dials while connecting (one per host it tries),
+// through its own dialer (which honours connect_timeout).
+func (o *Opener) ConnectSockets(ctx context.Context, b resolver.Backend, opened func(net.Conn)) (driver.Conn, error) {
 	cfg, err := o.configFor(b)
 	if err != nil {
 		return nil, err
+	}
+	if dial := cfg.DialFunc; opened != nil && dial != nil {
+		cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err == nil {
+				opened(c)
+			}
+			return c, err
+		}
 	}
 	c, err := stdlib.GetConnector(*cfg, stdlib.OptionShouldPing(neverPing)).Connect(ctx)
 	if err != nil {

@@ -1,0 +1,171 @@
+package integration
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qorb-go/qorb"
+)
+
+// readLoad runs replica reads of the engine's port query from n
+// goroutines until stop is called, each bounded by perRead, and records
+// every read.
+type readLoad struct {
+	mu    sync.Mutex
+	reads []timed
+	stop  func()
+}
+
+func startReadLoad(t testing.TB, db *sql.DB, query string, n int, perRead time.Duration) *readLoad {
+	l := &readLoad{}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				start := time.Now()
+				ctx, cancel := context.WithTimeout(qorb.WithRole(context.Background(), qorb.RoleReplica), perRead)
+				var p int
+				err := db.QueryRowContext(ctx, query).Scan(&p)
+				cancel()
+				l.mu.Lock()
+				l.reads = append(l.reads, timed{start, time.Now(), p, err})
+				l.mu.Unlock()
+			}
+		})
+	}
+	var once sync.Once
+	l.stop = func() { once.Do(func() { close(done); wg.Wait() }) }
+	t.Cleanup(l.stop) // before the database closes
+	return l
+}
+
+// servedSince counts the successful reads begun at or after from, by port.
+func (l *readLoad) servedSince(from time.Time) map[int]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[int]int{}
+	for _, r := range l.reads {
+		if r.err == nil && !r.start.Before(from) {
+			out[r.port]++
+		}
+	}
+	return out
+}
+
+// testHungReplica freezes a replica (SIGSTOP) under 32 goroutines of
+// replica reads, with qorb's default settings: the reads in flight on it
+// are cut once it stops answering its probes (pool_suspect_after +
+// pool_stall_timeout, 2 s) and run again on the other replica, so no read
+// fails and none waits much past that; reads begun later go to the other
+// replica until the frozen one resumes, and then reach it again.
+func testHungReplica(t *testing.T, rc *replCluster) {
+	db, _ := rc.openWith(t, nil, nil)
+	hung, other := rc.replicas()[1], rc.replicas()[0]
+	l := startReadLoad(t, db, rc.e.portQuery, 32, 10*time.Second)
+	start := time.Now()
+	eventually(t, 10*time.Second, "the load reaches both replicas", func() (bool, string) {
+		served := l.servedSince(start)
+		return served[hung.Port()] > 0 && served[other.Port()] > 0, fmt.Sprint(served)
+	})
+
+	pausedAt := time.Now()
+	hung.Pause(t)
+	resumed := false
+	t.Cleanup(func() {
+		if !resumed {
+			hung.Resume(t)
+		}
+	})
+	time.Sleep(5 * time.Second) // the load runs on against the frozen replica
+	resumedAt := time.Now()
+	hung.Resume(t)
+	resumed = true
+	eventually(t, 20*time.Second, fmt.Sprintf("reads reach resumed replica %d again", hung.Port()), func() (bool, string) {
+		served := l.servedSince(resumedAt)
+		return served[hung.Port()] > 0, fmt.Sprint(served)
+	})
+	l.stop()
+
+	const cutBy = 2 * time.Second            // pool_suspect_after + pool_stall_timeout
+	const patience = 3500 * time.Millisecond // cutBy, the read again, a busy machine
+	var errs, late, onHung int
+	var longest time.Duration
+	for _, r := range l.reads {
+		d := r.end.Sub(r.start)
+		if r.end.After(pausedAt) {
+			longest = max(longest, d)
+		}
+		switch {
+		case r.err != nil:
+			errs++
+			if errs <= 5 {
+				t.Errorf("replica read begun %v after the freeze failed: %v", r.start.Sub(pausedAt), r.err)
+			}
+		case d > patience:
+			late++
+			if late <= 5 {
+				t.Errorf("replica read begun %v after the freeze took %v, want at most %v", r.start.Sub(pausedAt), d, patience)
+			}
+		case r.port == rc.primary().Port():
+			t.Errorf("a replica read reached the primary")
+		case r.port == hung.Port() && r.start.After(pausedAt.Add(cutBy+time.Second)) && r.end.Before(resumedAt):
+			onHung++
+		}
+	}
+	t.Logf("%d replica reads; the longest in flight during the freeze took %v", len(l.reads), longest.Round(time.Millisecond))
+	if errs > 0 {
+		t.Errorf("%d replica reads failed, want none", errs)
+	}
+	if late > 0 {
+		t.Errorf("%d replica reads took longer than %v", late, patience)
+	}
+	if onHung > 0 {
+		t.Errorf("%d replica reads begun after the frozen replica was found were served by it while frozen", onHung)
+	}
+}
+
+// testLongQuery: queries of 10 s on healthy backends, with every
+// connection of the pool busy with one (so probes need connections of
+// their own), are never cut, with qorb's default stall settings.
+func testLongQuery(t *testing.T, rc *replCluster) {
+	db, _ := rc.openWith(t, url.Values{"pool_max_conns_per_backend": {"1"}, "pool_max_conns": {"3"}}, nil)
+	all := append([]replServer{rc.primary()}, rc.replicas()...)
+	var wg sync.WaitGroup
+	for range all {
+		wg.Go(func() {
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			_, err := db.ExecContext(ctx, rc.sleepQuery)
+			if err != nil {
+				t.Errorf("%s after %v: %v", rc.sleepQuery, time.Since(start).Round(time.Millisecond), err)
+			} else if d := time.Since(start); d < 10*time.Second {
+				t.Errorf("%s returned after %v", rc.sleepQuery, d)
+			}
+		})
+	}
+	wg.Wait()
+	// Each backend served one: the pool had a connection to each.
+	if t.Failed() {
+		return
+	}
+	counts := readPorts(qorb.WithRole(t.Context(), qorb.RoleAny), t, db, rc.e.portQuery, 30, 3)
+	want := make([]int, len(all))
+	for i, s := range all {
+		want[i] = s.Port()
+	}
+	slices.Sort(want)
+	checkServed(t, "30 reads after the long queries", counts, want, false)
+}

@@ -1,0 +1,177 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// This file holds stall detection: what the pool does when a backend
+// stops answering while operations are out on it.
+//
+// A claim says nothing of its backend while it is out: a query may run
+// for minutes on a healthy server. So the pool asks the backend itself.
+// Once a claim has been out for SuspectAfter and nothing from the backend
+// has answered for as long (no connection attempt, health check or
+// recycle succeeded, and no claim came back), the pool probes it: it
+// health-checks an idle connection, or, when none is idle, opens a probe
+// connection of its own beyond the caps, which it closes at once. If the
+// probe, or any connection attempt, check or recycle begun since the
+// backend last answered, goes StallTimeout without an answer while claims
+// are out, the backend is stalled: it is declared offline and suspected,
+// and the connections claimed on it are aborted ([Aborter]), so that the
+// operations on them fail now rather than at their deadline. A backend
+// that answers its probe is busy, not stalled, and nothing of it is cut.
+
+// Aborter is an optional interface for a [Connector]: Abort cuts conn's
+// I/O at once (closing its socket, say), so that whatever its claimer is
+// doing with it fails instead of waiting for a backend that stopped
+// answering. It is called from a goroutine of the pool while conn is
+// claimed, so it must be safe to call concurrently with the claimer's
+// use of conn, and must not block. The claimer then finds the connection
+// broken and discards it.
+type Aborter[C any] interface {
+	Abort(conn C)
+}
+
+// errStalled is why a backend that stopped answering while claims were
+// out on it was declared offline.
+var errStalled = errors.New("pool: backend stalled: it stopped answering with operations in flight")
+
+// answeredLocked returns when the backend last answered: a connection
+// attempt, check, recycle or probe succeeded, or a claim came back
+// without an error, on the pool's clock.
+func (s *set[C]) answeredLocked() int64 {
+	return max(s.answeredAt, s.doneAt.Load())
+}
+
+// watchStallLocked looks for a stall of s's backend while claims are out
+// on it (see the top of this file): it starts a probe when one is due,
+// and aborts the claims when the backend has stalled. It returns when it
+// next needs to look (zero: not while nothing changes), and whether the
+// backend's health changed.
+func (s *set[C]) watchStallLocked(mnow int64, jobs *[]job[C], a *after[C]) (next int64, healthChanged bool) {
+	p := s.p
+	suspectAfter, stallAfter := int64(p.pol.SuspectAfter), int64(p.pol.StallTimeout)
+	if suspectAfter < 0 || stallAfter < 0 || s.inUse.Load() == 0 {
+		return 0, false
+	}
+	answered := s.answeredLocked()
+	pending, stalled := false, false
+	wake := func(at int64) {
+		if next == 0 || at < next {
+			next = at
+		}
+	}
+	// consider a connection attempt, check, recycle or probe begun at
+	// since.
+	consider := func(since int64) {
+		if since < answered {
+			return // the backend has answered since
+		}
+		pending = true
+		if at := since + stallAfter; mnow >= at {
+			stalled = true
+		} else {
+			wake(at)
+		}
+	}
+	var oldest int64 = -1
+	claimed := 0
+	for _, sl := range s.slots {
+		switch {
+		case sl.busy:
+			consider(sl.busySince)
+		case sl.getState() == StateClaimed:
+			claimed++
+			if at := sl.claimedAt.Load(); oldest < 0 || at < oldest {
+				oldest = at
+			}
+		}
+	}
+	if s.probeSince != 0 {
+		consider(s.probeSince)
+	}
+	switch {
+	case claimed == 0:
+		return next, false
+	case stalled:
+		return 0, s.stallLocked(a)
+	case pending:
+		return next, false
+	}
+	if due := max(oldest, answered, s.probedAt) + suspectAfter; mnow < due {
+		wake(due)
+		return next, false
+	}
+	s.startProbeLocked(mnow, jobs, a)
+	wake(mnow + stallAfter)
+	return next, false
+}
+
+// stallLocked declares s's backend stalled: offline and suspected, with
+// the connections claimed on it aborted. It reports whether its health
+// changed.
+func (s *set[C]) stallLocked(a *after[C]) (healthChanged bool) {
+	aborted := 0
+	for _, sl := range s.slots {
+		if g := sl.claim.Load(); g != 0 && g != sl.abortedClaim {
+			sl.abortedClaim = g
+			a.aborts = append(a.aborts, sl.conn)
+			aborted++
+		}
+	}
+	if !s.suspect.Load() {
+		s.suspectLocked(a)
+	}
+	if s.getHealth() != HealthOffline && s.setHealthLocked(HealthOffline) {
+		healthChanged = true
+		s.noteErrLocked(errStalled, s.p.at(s.p.clock.Load()))
+		a.event(Event{Kind: EventBackendOffline, Backend: s.key, Err: errStalled})
+	}
+	if aborted > 0 {
+		a.event(Event{Kind: EventBackendStalled, Backend: s.key, Slots: aborted, Err: errStalled})
+	}
+	return healthChanged
+}
+
+// startProbeLocked probes s's backend: it health-checks an idle
+// connection, if there is one, or opens a probe connection.
+func (s *set[C]) startProbeLocked(mnow int64, jobs *[]job[C], a *after[C]) {
+	s.probedAt = mnow
+	if sl := s.idle.pop(); sl != nil {
+		if sl.unwanted.Load() {
+			s.closeSlotLocked(sl, StateIdle, a)
+		} else {
+			*jobs = append(*jobs, s.startCheckLocked(sl, a))
+			return
+		}
+	}
+	s.probeSince = mnow
+	*jobs = append(*jobs, job[C]{set: s, probe: true})
+}
+
+// probe opens a connection to s's backend, checks it and closes it: the
+// probe of a backend with claims out and no idle connection.
+func (p *Pool[C]) probe(ctx context.Context, s *set[C]) {
+	cctx, cancel := context.WithTimeout(ctx, p.pol.ConnectTimeout)
+	p.probing.Add(1)
+	conn, err := p.conn.Connect(cctx, s.backendValue())
+	if err == nil {
+		err = p.conn.IsValid(cctx, conn)
+		p.conn.Close(conn)
+	}
+	p.probing.Add(-1)
+	cancel()
+	now := time.Now()
+	p.tickClock(now)
+	s.mu.Lock()
+	s.probeSince = 0
+	if err == nil {
+		s.answeredAt = p.mono(now)
+	} else {
+		s.noteErrLocked(err, now)
+	}
+	s.mu.Unlock()
+	p.poke()
+}

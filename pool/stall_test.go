@@ -1,0 +1,209 @@
+package pool
+
+import (
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/qorb-go/qorb/resolver"
+)
+
+// abortConnector is a fakeConnector that can abort claimed connections:
+// the test's holder of one sees it on the connection's channel.
+type abortConnector struct {
+	*fakeConnector
+	mu      sync.Mutex
+	aborted map[*fakeConn]time.Time
+}
+
+func (a *abortConnector) Abort(c *fakeConn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.aborted[c]; !ok {
+		a.aborted[c] = time.Now()
+	}
+}
+
+func (a *abortConnector) abortedAt(c *fakeConn) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, ok := a.aborted[c]
+	return at, ok
+}
+
+func (a *abortConnector) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.aborted)
+}
+
+// stallPool starts a pool with the default SuspectAfter and StallTimeout
+// over bs with an aborting connector, and waits until it has connected.
+func stallPool(t *testing.T, pol Policy, bs ...resolver.Backend) (*Pool[*fakeConn], *abortConnector, *offlineWatch) {
+	t.Helper()
+	r, _ := resolver.NewStatic(bs...)
+	ac := &abortConnector{fakeConnector: newFakeConnector(), aborted: map[*fakeConn]time.Time{}}
+	w := newOfflineWatch()
+	pol.Observer = w
+	p, err := New[*fakeConn](r, ac, pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac.countProbes(p)
+	t.Cleanup(func() { p.Close() })
+	synctest.Wait()
+	return p, ac, w
+}
+
+// claimOn claims n connections to addr.
+func claimOn(t *testing.T, p *Pool[*fakeConn], addr string, n int) []Claim[*fakeConn] {
+	t.Helper()
+	var cs []Claim[*fakeConn]
+	for range n {
+		c, err := p.ClaimFiltered(t.Context(), func(b resolver.Backend) bool { return b.Addr == addr })
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// holdUntilAborted holds c, as a query in flight would, until the pool
+// aborts it or d passes, and reports when the abort came, if it did.
+func holdUntilAborted(ac *abortConnector, c Claim[*fakeConn], d time.Duration) (aborted time.Time, ok bool) {
+	claimed := time.Now()
+	for time.Since(claimed) < d {
+		if at, ok := ac.abortedAt(c.Conn()); ok {
+			c.Discard(nil)
+			return at, true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.Release()
+	return time.Time{}, false
+}
+
+// A backend that stops answering while queries are out on it is found
+// stalled within SuspectAfter + StallTimeout (2 s by default) of the
+// last answer, whether it has an idle connection to probe or every
+// connection is claimed (a probe connection then goes unanswered): the
+// claimed connections are aborted and the backend is offline.
+func TestStalledBackendAborted(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		pol    Policy
+		claims int
+	}{
+		{"idle connection probed", Policy{MaxSlots: 8}, 3},
+		{"every connection claimed", Policy{MaxSlots: 4, MaxPerBackend: 2, Spares: 4}, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				bs := backends(2)
+				p, ac, w := stallPool(t, tt.pol, bs...)
+				stalled := bs[0].Addr
+				// Queries come and go for a while; then the server
+				// freezes with tt.claims of them in flight.
+				for range 20 {
+					c, err := p.ClaimFiltered(t.Context(), func(b resolver.Backend) bool { return b.Addr == stalled })
+					if err != nil {
+						t.Fatal(err)
+					}
+					time.Sleep(50 * time.Millisecond)
+					c.Release()
+				}
+				cs := claimOn(t, p, stalled, tt.claims)
+				ac.setMode(stalled, backendMode{hang: true})
+				frozeAt := time.Now()
+				var wg sync.WaitGroup
+				for _, c := range cs {
+					wg.Go(func() {
+						at, ok := holdUntilAborted(ac, c, 10*time.Second)
+						if !ok {
+							t.Error("a claim on the stalled backend was not aborted within 10 s")
+						} else if d := at.Sub(frozeAt); d > 2100*time.Millisecond {
+							t.Errorf("claim aborted %v after the backend froze, want within 2 s", d)
+						}
+					})
+				}
+				wg.Wait()
+				if at, err, ok := w.when(stalled); !ok || err != errStalled || at.Sub(frozeAt) > 2100*time.Millisecond {
+					t.Errorf("stalled backend offline at %v after the freeze (%v, %v), want within 2 s with %v", at.Sub(frozeAt), ok, err, errStalled)
+				}
+				// Claims go to the other backend meanwhile, and nothing
+				// of it was aborted.
+				c := claimFrom(t, p, t.Context())
+				if c.Backend().Addr == stalled {
+					t.Error("a claim went to the stalled backend")
+				}
+				release(c)
+				if n := ac.count(); n != tt.claims {
+					t.Errorf("%d connections aborted, want the %d on the stalled backend", n, tt.claims)
+				}
+				if peak := ac.peakOpen(); peak > tt.pol.MaxSlots {
+					t.Errorf("%d connections open at once beside probes, cap %d", peak, tt.pol.MaxSlots)
+				}
+			})
+		})
+	}
+}
+
+// A backend busy with long queries that answers its probes is never cut,
+// with an idle connection to probe or with every connection claimed, and
+// with no other claim coming back meanwhile.
+func TestBusyBackendNeverCut(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		pol    Policy
+		claims int
+	}{
+		{"idle connection probed", Policy{MaxSlots: 4}, 2},
+		{"every connection claimed", Policy{MaxSlots: 2, Spares: -1}, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				bs := backends(1)
+				p, ac, w := stallPool(t, tt.pol, bs...)
+				cs := claimOn(t, p, bs[0].Addr, tt.claims)
+				// Probes are slow (a connection attempt and a check
+				// take 400 ms each) but answer within StallTimeout.
+				ac.setMode(bs[0].Addr, backendMode{delay: 400 * time.Millisecond})
+				checks := ac.checks.Load()
+				var wg sync.WaitGroup
+				for _, c := range cs {
+					wg.Go(func() {
+						if _, ok := holdUntilAborted(ac, c, 15*time.Second); ok {
+							t.Error("a 15 s query on a backend that answers its probes was aborted")
+						}
+					})
+				}
+				wg.Wait()
+				if _, _, ok := w.when(bs[0].Addr); ok {
+					t.Error("busy backend declared offline")
+				}
+				probes := ac.checks.Load() - checks // each probe checks once
+				if probes < 5 || probes > 15 {
+					t.Errorf("%d probes in 15 s of long queries, want about one a second or two", probes)
+				}
+				if peak := ac.peakOpen(); peak > tt.pol.MaxSlots {
+					t.Errorf("%d connections open at once beside probes, cap %d", peak, tt.pol.MaxSlots)
+				}
+			})
+		})
+	}
+}
+
+// With StallTimeout negative nothing is aborted.
+func TestStallTimeoutOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bs := backends(2)
+		p, ac, _ := stallPool(t, Policy{StallTimeout: -1}, bs...)
+		c := claimOn(t, p, bs[0].Addr, 1)[0]
+		ac.setMode(bs[0].Addr, backendMode{hang: true})
+		if _, ok := holdUntilAborted(ac, c, 5*time.Second); ok {
+			t.Error("a claim was aborted with StallTimeout off")
+		}
+	})
+}
