@@ -1,0 +1,186 @@
+package hastack
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Event is what a scenario did to the cluster and when.
+type Event struct {
+	// Scenario names it, such as "kill" or "switchover".
+	Scenario string
+	// At is when it began: the SIGKILL, the switchover request, the
+	// outage's start.
+	At time.Time
+	// Promoted is when the new primary first answered that it takes writes,
+	// as a watcher polling the nodes directly saw it; zero if no node was
+	// promoted.
+	Promoted time.Time
+	// OldPort and NewPort are the primary's PostgreSQL port before and
+	// after (the same when nothing was promoted).
+	OldPort, NewPort int
+	// NoReplica is how long, from the event on, no node answered as a
+	// replica (a monitor polls each directly every 50 ms): replica reads
+	// cannot be served then.
+	NoReplica time.Duration
+}
+
+// Figures is what one system's application saw during a scenario.
+type Figures struct {
+	System string
+	// Reads and Writes count the operations from the event on; ReadErrors
+	// and WriteErrors those of them that failed.
+	Reads, ReadErrors   int
+	Writes, WriteErrors int
+	// ReadErrorsReplicaUp counts the failed reads during which one
+	// node answered as a replica throughout, so one could have served
+	// them.
+	ReadErrorsReplicaUp int
+	// WrongRoleReads counts replica reads, over the whole run, that a
+	// server not in recovery (a primary) answered; WrongRoleAfter those of
+	// them begun after the system's first write on the new primary, when
+	// it knew which server that is. A promoted replica answers as a
+	// primary before any client can know, so only the second is a fault.
+	WrongRoleReads, WrongRoleAfter int
+	// FirstWrite is the time from the event to the first write acknowledged
+	// by the new primary; FromPromotion the same from its promotion. Both
+	// are -1 when no write reached it.
+	FirstWrite, FromPromotion time.Duration
+	// WriteGap and ReadGap are the longest stretches, from the event on,
+	// without an acknowledged write or a successful read.
+	WriteGap, ReadGap time.Duration
+	// Acked counts acknowledged writes over the whole run; Lost those of
+	// them the new primary does not have after the run; FencedAcks the
+	// writes acknowledged by a server other than the new primary after its
+	// promotion.
+	Acked, Lost, FencedAcks int
+	// FirstErrors holds up to three distinct errors, for the log.
+	FirstErrors []string
+}
+
+// compute works out the figures of one system's run from its operations,
+// the event, the ids the new primary holds, and whether a replica served
+// throughout a stretch of time.
+func compute(name string, reads, writes []Op, ev Event, onPrimary map[int64]bool, replicaUp func(from, to time.Time) bool) Figures {
+	f := Figures{System: name, FirstWrite: -1, FromPromotion: -1}
+	noteErr := func(err error) {
+		msg := err.Error()
+		if len(f.FirstErrors) < 3 && !slices.Contains(f.FirstErrors, msg) {
+			f.FirstErrors = append(f.FirstErrors, msg)
+		}
+	}
+	var first time.Time
+	for _, w := range writes {
+		if w.Err == nil && !w.End.Before(ev.At) && w.Port == ev.NewPort && (first.IsZero() || w.End.Before(first)) {
+			first = w.End
+		}
+	}
+	var readEnds, writeEnds []time.Time
+	for _, r := range reads {
+		if r.Err == nil && !r.InRecovery {
+			f.WrongRoleReads++
+			if ev.NewPort != ev.OldPort && !first.IsZero() && r.Start.After(first) {
+				f.WrongRoleAfter++
+			}
+		}
+		if r.End.Before(ev.At) {
+			continue
+		}
+		f.Reads++
+		if r.Err != nil {
+			f.ReadErrors++
+			if replicaUp(r.Start, r.End) {
+				f.ReadErrorsReplicaUp++
+			}
+			noteErr(r.Err)
+		} else {
+			readEnds = append(readEnds, r.End)
+		}
+	}
+	for _, w := range writes {
+		if w.Err == nil {
+			f.Acked++
+			if !onPrimary[w.ID] {
+				f.Lost++
+			}
+			if !ev.Promoted.IsZero() && w.Port != ev.NewPort && w.End.After(ev.Promoted) {
+				f.FencedAcks++
+			}
+		}
+		if w.End.Before(ev.At) {
+			continue
+		}
+		f.Writes++
+		if w.Err != nil {
+			f.WriteErrors++
+			noteErr(w.Err)
+			continue
+		}
+		writeEnds = append(writeEnds, w.End)
+	}
+	if !first.IsZero() && ev.NewPort != ev.OldPort {
+		f.FirstWrite = first.Sub(ev.At)
+		if !ev.Promoted.IsZero() {
+			f.FromPromotion = first.Sub(ev.Promoted)
+		}
+	}
+	f.WriteGap = longestGap(ev.At, writeEnds)
+	f.ReadGap = longestGap(ev.At, readEnds)
+	return f
+}
+
+// longestGap returns the longest stretch between from and the first of
+// ends, or between two successive ends.
+func longestGap(from time.Time, ends []time.Time) time.Duration {
+	slices.SortFunc(ends, func(a, b time.Time) int { return a.Compare(b) })
+	var gap time.Duration
+	prev := from
+	for _, e := range ends {
+		gap = max(gap, e.Sub(prev))
+		prev = e
+	}
+	return gap
+}
+
+// WriteTable writes the figures of one scenario as a text table, one column
+// per system.
+func WriteTable(w io.Writer, ev Event, figs []Figures) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	row := func(label string, cell func(f Figures) string) {
+		cells := []string{label}
+		for _, f := range figs {
+			cells = append(cells, cell(f))
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+	}
+	dur := func(d time.Duration) string {
+		if d < 0 {
+			return "none"
+		}
+		return d.Round(10 * time.Millisecond).String()
+	}
+	row(ev.Scenario, func(f Figures) string { return f.System })
+	row("read errors", func(f Figures) string { return fmt.Sprintf("%d / %d", f.ReadErrors, f.Reads) })
+	if ev.NoReplica > 0 {
+		row(fmt.Sprintf("  while a replica served (none did for %s)", dur(ev.NoReplica)),
+			func(f Figures) string { return fmt.Sprint(f.ReadErrorsReplicaUp) })
+	}
+	row("write errors", func(f Figures) string { return fmt.Sprintf("%d / %d", f.WriteErrors, f.Writes) })
+	if ev.NewPort != ev.OldPort {
+		row("event → first write on new primary", func(f Figures) string { return dur(f.FirstWrite) })
+		row("promotion → first write", func(f Figures) string { return dur(f.FromPromotion) })
+	}
+	row("longest write gap", func(f Figures) string { return dur(f.WriteGap) })
+	row("longest read gap", func(f Figures) string { return dur(f.ReadGap) })
+	row("replica reads answered by a primary", func(f Figures) string { return fmt.Sprint(f.WrongRoleReads) })
+	if ev.NewPort != ev.OldPort {
+		row("  of them after the first write on the new primary", func(f Figures) string { return fmt.Sprint(f.WrongRoleAfter) })
+	}
+	row("acked writes lost", func(f Figures) string { return fmt.Sprintf("%d / %d", f.Lost, f.Acked) })
+	row("acked by a fenced old primary", func(f Figures) string { return fmt.Sprint(f.FencedAcks) })
+	return tw.Flush()
+}
