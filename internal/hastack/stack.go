@@ -119,6 +119,7 @@ func (s *Stack) Kill(t testing.TB, cfg LoadConfig) Result {
 // asked through its REST API to hand over to the synchronous standby.
 func (s *Stack) Switchover(t testing.TB, cfg LoadConfig) Result {
 	t.Helper()
+	s.Cluster.WaitHealthy(t)
 	to := s.Cluster.SyncStandby(t)
 	return s.run(t, "switchover", cfg, true, func(leader *dbtest.PatroniNode) {
 		s.Cluster.Switchover(t, leader, to)
