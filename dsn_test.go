@@ -124,12 +124,14 @@ func TestParseDSN(t *testing.T) {
 				"&pool_offline_after=5&pool_claim_timeout=250ms&pool_connect_timeout=3&pool_health_check_period=1m" +
 				"&pool_health_check_timeout=2s&pool_backoff_min=10ms&pool_backoff_max=5s&pool_max_conn_lifetime=1h" +
 				"&pool_max_conn_idle_time=10m&pool_rebalance_delay=50ms&pool_rebalance_interval=20s" +
-				"&pool_close_timeout=7s&pool_reset_session=true&pool_suspect_after=250ms&sslmode=disable",
+				"&pool_close_timeout=7s&pool_reset_session=true&pool_suspect_after=250ms&pool_probe_backoff_max=3s" +
+				"&pool_slow_start=-1s&pool_connect_rate=0.1&pool_connect_burst=2&sslmode=disable",
 			want: dsnView{Dialect: "fake", Hosts: static("h:7000"), Database: "db", Params: url.Values{"sslmode": {"disable"}}, Reset: true,
 				Settings: Settings{
 					Policy: pool.Policy{
 						MaxSlots: 7, MaxPerBackend: 3, Spares: 2, MaxWaiters: 100, OfflineAfter: 5,
-						SuspectAfter: 250 * time.Millisecond,
+						SuspectAfter: 250 * time.Millisecond, ProbeBackoffMax: 3 * time.Second,
+						SlowStart: -time.Second, ConnectRate: 0.1, ConnectBurst: 2,
 						ClaimTimeout: 250 * time.Millisecond, ConnectTimeout: 3 * time.Second,
 						HealthInterval: time.Minute, HealthTimeout: 2 * time.Second,
 						BackoffMin: 10 * time.Millisecond, BackoffMax: 5 * time.Second,
@@ -145,6 +147,12 @@ func TestParseDSN(t *testing.T) {
 			dsn:  "fake://h/db?pool_max_conn_lifetime=-1s&pool_health_check_period=-1",
 			want: dsnView{Dialect: "fake", Hosts: static("h:7000"), Database: "db", Params: none,
 				Settings: Settings{Policy: pool.Policy{MaxLifetime: -time.Second, HealthInterval: -time.Second}}},
+		},
+		{
+			name: "negative turns slow start and the connect-rate limit off",
+			dsn:  "fake://h/db?pool_slow_start=-1s&pool_connect_rate=-1",
+			want: dsnView{Dialect: "fake", Hosts: static("h:7000"), Database: "db", Params: none,
+				Settings: Settings{Policy: pool.Policy{SlowStart: -time.Second, ConnectRate: -1}}},
 		},
 		{
 			name: "dns_server",

@@ -87,6 +87,10 @@ var poolParams = map[string]setParam{
 	"pool_health_check_timeout":   duration(func(s *Settings) *time.Duration { return &s.Policy.HealthTimeout }, positive),
 	"pool_backoff_min":            duration(func(s *Settings) *time.Duration { return &s.Policy.BackoffMin }, positive),
 	"pool_backoff_max":            duration(func(s *Settings) *time.Duration { return &s.Policy.BackoffMax }, positive),
+	"pool_probe_backoff_max":      duration(func(s *Settings) *time.Duration { return &s.Policy.ProbeBackoffMax }, positive),
+	"pool_slow_start":             duration(func(s *Settings) *time.Duration { return &s.Policy.SlowStart }, negativeOff),
+	"pool_connect_rate":           rate(func(s *Settings) *float64 { return &s.Policy.ConnectRate }),
+	"pool_connect_burst":          count(func(s *Settings) *int { return &s.Policy.ConnectBurst }, 1, pool.MaxSlotsLimit),
 	"pool_max_conn_lifetime":      duration(func(s *Settings) *time.Duration { return &s.Policy.MaxLifetime }, negativeOff),
 	"pool_max_conn_idle_time":     duration(func(s *Settings) *time.Duration { return &s.Policy.MaxIdleTime }, negativeOff),
 	"pool_rebalance_delay":        duration(func(s *Settings) *time.Duration { return &s.Policy.RebalanceDelay }, positive),
@@ -141,6 +145,27 @@ func count(field func(*Settings) *int, lo, hi int) setParam {
 }
 
 // durRule says which durations a parameter accepts.
+// maxRate bounds pool_connect_rate: beyond it the limit would never bind.
+const maxRate = 1000
+
+// rate is a setParam for a fraction per second, such as
+// pool_connect_rate: positive, or negative to turn the limit off.
+func rate(field func(*Settings) *float64) setParam {
+	return func(s *Settings, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		switch {
+		case err != nil || math.IsNaN(f) || math.IsInf(f, 0):
+			return errors.New("want a number such as 0.05")
+		case f == 0:
+			return errors.New("0 would mean the default: leave the parameter out for it, or give -1 to turn it off")
+		case f > maxRate:
+			return fmt.Errorf("out of range: want at most %d", maxRate)
+		}
+		*field(s) = f
+		return nil
+	}
+}
+
 type durRule uint8
 
 const (

@@ -166,6 +166,12 @@ func TestTakeSettingsRefusesBadValues(t *testing.T) {
 		{"pool_max_lag", "-1s", "must not be negative"},
 		{"pool_health_check_period", "0", "0 would mean the default"},
 		{"pool_suspect_after", "0s", "0 would mean the default"},
+		{"pool_slow_start", "0", "0 would mean the default"},
+		{"pool_probe_backoff_max", "-1s", "must be positive"},
+		{"pool_connect_rate", "0", "0 would mean the default"},
+		{"pool_connect_rate", "NaN", "want a number"},
+		{"pool_connect_rate", "1e9", "out of range"},
+		{"pool_connect_burst", "0", "out of range"},
 		{"pool_max_conn_lifetime", "0", "0 would mean the default"},
 		{"pool_max_conn_idle_time", "0", "0 would mean the default"},
 		{"pool_claim_timeout", "9223372037", "out of range"},      // seconds that overflow a Duration

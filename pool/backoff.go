@@ -32,15 +32,21 @@ func (p *Pool[C]) nextCheckFrom(now time.Time) int64 {
 }
 
 // backoff returns the wait before connection attempt n+1 after n failures
-// in a row: exponential from BackoffMin to BackoffMax, drawn at random from
-// the upper half of that value on every attempt.
-func (p *Pool[C]) backoff(failures int) time.Duration {
+// in a row: exponential from BackoffMin to BackoffMax, or to
+// ProbeBackoffMax if probing is set (the backend is offline and this slot
+// probes it), drawn at random from the upper half of that value on every
+// attempt.
+func (p *Pool[C]) backoff(failures int, probing bool) time.Duration {
+	top := p.pol.BackoffMax
+	if probing {
+		top = min(top, p.pol.ProbeBackoffMax)
+	}
 	d := p.pol.BackoffMin
-	for i := 1; i < failures && d < p.pol.BackoffMax; i++ {
+	for i := 1; i < failures && d < top; i++ {
 		d *= 2
 	}
-	if d > p.pol.BackoffMax {
-		d = p.pol.BackoffMax
+	if d > top {
+		d = top
 	}
 	if d <= 0 {
 		return 0

@@ -128,7 +128,12 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 			a.events = append(a.events, Event{Kind: kind, Backend: k})
 		}
 	}
+	mnow := p.mono(now)
 	p.mu.Lock()
+	// A backend added to a running pool begins a slow start once it is
+	// online; those of the pool's first update do not.
+	running := p.applied
+	p.applied = true
 	keep := make(map[resolver.Key]bool, len(bs))
 	for _, b := range bs {
 		k := b.Key()
@@ -139,13 +144,16 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 			s.mu.Lock()
 			if s.getHealth() == HealthRemoved {
 				// Back before its last connection closed: revive it.
-				s.setHealthLocked(HealthUnknown)
+				s.setHealthLocked(HealthUnknown, mnow)
+				s.warmNext = true
 				note(EventBackendAdded, k)
 			}
 			s.mu.Unlock()
 			continue
 		}
-		p.sets[k] = newSet(p, b)
+		s := newSet(p, b)
+		s.warmNext = running
+		p.sets[k] = s
 		note(EventBackendAdded, k)
 	}
 	var removed []*set[C]
@@ -158,7 +166,7 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 
 	for _, s := range removed {
 		s.mu.Lock()
-		if s.setHealthLocked(HealthRemoved) {
+		if s.setHealthLocked(HealthRemoved, mnow) {
 			note(EventBackendRemoved, s.key)
 			if s.isPrimary() {
 				p.lostPrimary()
@@ -187,6 +195,18 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, period
 	late, healthChanged := s.watchLateLocked(mnow, &a)
 	stallAt, stalled := s.watchStallLocked(mnow, &jobs, &a)
 	healthChanged = healthChanged || stalled
+	if s.warmAt != 0 {
+		// In slow start: follow its growing weight.
+		if s.warmth(mnow) >= 1 {
+			s.warmAt = 0
+		} else {
+			if step := mnow + int64(p.warmStep()); late == 0 || step < late {
+				late = step
+			}
+		}
+		p.pickerDirty.Store(true)
+		p.rebalance.Store(true)
+	}
 	s.probeRoleLocked(&jobs, &a)
 	removed := s.getHealth() == HealthRemoved
 	next, drained := p.maintainIdleLocked(s, mnow, periodic || removed, &jobs, &a)
@@ -283,6 +303,11 @@ func (p *Pool[C]) maintainOthersLocked(s *set[C], mnow int64, jobs *[]job[C], a 
 			case mnow < sl.retryAt:
 				next = earliest(next, p.at(sl.retryAt))
 			default:
+				if ok, turn := s.mayConnectLocked(mnow); !ok {
+					sl.retryAt = turn
+					next = earliest(next, p.at(turn))
+					continue
+				}
 				*jobs = append(*jobs, s.startConnectLocked(sl, st, a))
 			}
 		case StateChecking, StateRecycling:

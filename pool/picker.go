@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"time"
 
 	"github.com/qorb-go/qorb/resolver"
 )
@@ -34,10 +35,12 @@ type picker[C any] struct {
 type pickEntry[C any] struct {
 	set     *set[C]
 	backend resolver.Backend
-	weight  uint64
-	health  Health
-	end     int // index in picker.entries past the last entry of its tier
-	tier    int // its tier's index in picker.stocked
+	// weight is the backend's weight as slow start has it (see
+	// set.warmth).
+	weight float64
+	health Health
+	end    int // index in picker.entries past the last entry of its tier
+	tier   int // its tier's index in picker.stocked
 }
 
 // exactMax is the largest tier choose scans in full. In a larger tier it
@@ -115,7 +118,7 @@ func (pk *picker[C]) choose(f Filter) *set[C] {
 		if e.load() > bound {
 			continue
 		}
-		served := float64(e.set.served.Load()) / float64(e.weight)
+		served := float64(e.set.served.Load()) / e.weight
 		if best == nil || served < bestServed {
 			best, bestServed = e, served
 		}
@@ -133,7 +136,7 @@ func (e *pickEntry[C]) usable(f Filter) bool {
 
 // load returns e's outstanding claims per unit of weight.
 func (e *pickEntry[C]) load() float64 {
-	return float64(e.set.inUse.Load()) / float64(e.weight)
+	return float64(e.set.inUse.Load()) / e.weight
 }
 
 // sample is choose's rule applied to pairs of entries of tier (more than
@@ -186,7 +189,7 @@ func better[C any](a, b *pickEntry[C]) *pickEntry[C] {
 	case lb > la*loadFactor+loadSlack:
 		return a
 	}
-	if float64(b.set.served.Load())/float64(b.weight) < float64(a.set.served.Load())/float64(a.weight) {
+	if float64(b.set.served.Load())/b.weight < float64(a.set.served.Load())/a.weight {
 		return b
 	}
 	return a
@@ -253,18 +256,16 @@ func (pk *picker[C]) anyIdle() bool {
 	return false
 }
 
-// levelShift is the fixed-point scale of the served-per-weight level that
-// rebuildPicker gives a backend joining the round robin: 16 bits of
-// fraction.
-const levelShift = 16
-
 // rebuildPicker publishes a new snapshot of the claimable backends.
 func (p *Pool[C]) rebuildPicker() {
 	old := p.picker.Load()
-	steady := make(map[*set[C]]bool, len(old.entries))
+	steady := make(map[*set[C]]float64, len(old.entries))
 	for _, e := range old.entries {
-		steady[e.set] = e.health == HealthOnline
+		if e.health == HealthOnline {
+			steady[e.set] = e.weight
+		}
 	}
+	mnow := p.mono(time.Now())
 	p.mu.Lock()
 	sets := p.setList()
 	pk := &picker[C]{reported: p.updates > 0}
@@ -278,7 +279,7 @@ func (p *Pool[C]) rebuildPicker() {
 			continue
 		}
 		b := s.backendValue()
-		pk.entries = append(pk.entries, pickEntry[C]{set: s, backend: b, weight: weightOf(b), health: h})
+		pk.entries = append(pk.entries, pickEntry[C]{set: s, backend: b, weight: s.pickWeight(b, mnow), health: h})
 	}
 	// Within a tier, each pool has its own order (see set.tie), which
 	// breaks choose's ties.
@@ -309,28 +310,44 @@ func (p *Pool[C]) rebuildPicker() {
 	p.picker.Store(pk)
 }
 
-// level brings each backend of tier that joins the round robin up to the
-// tier's level, so that it is owed nothing: a backend new to the picker,
-// back from offline or back after its removal would otherwise take every
-// claim until its served count caught up with those of the backends that
-// kept serving. steady holds the backends that were online in the
-// previous snapshot; the others, unless offline now, join at the served
-// count per weight of the busiest steady backend. A tier without a steady
-// backend has no level to join.
-func level[C any](tier []pickEntry[C], steady map[*set[C]]bool) {
-	var top uint64 // the highest served/weight, in fixed point
-	found := false
+// pickWeight returns the weight claims give s at mnow: b's, as slow start
+// has it.
+func (s *set[C]) pickWeight(b resolver.Backend, mnow int64) float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return float64(weightOf(b)) * s.warmth(mnow)
+}
+
+// level keeps the round robin fair as backends join it and change weight.
+// steady holds the backends that were online in the previous snapshot,
+// with their weight then.
+//
+// A steady backend whose weight grew (in slow start) has its served count
+// scaled up with it, so that it keeps its place rather than being owed
+// claims. A backend that joins the round robin (new to the picker, back
+// from offline or back after its removal) is brought up to the tier's
+// level, the served count per weight of the busiest steady backend, so
+// that it is owed nothing: it would otherwise take every claim until its
+// served count caught up with those of the backends that kept serving. A
+// tier without a steady backend has no level to join.
+func level[C any](tier []pickEntry[C], steady map[*set[C]]float64) {
+	top, found := 0.0, false
 	for _, e := range tier {
-		if steady[e.set] && e.health != HealthOffline {
-			top, found = max(top, e.set.served.Load()<<levelShift/e.weight), true
+		was, ok := steady[e.set]
+		if !ok || e.health == HealthOffline {
+			continue
 		}
+		if e.weight > was {
+			e.set.raiseServed(uint64(float64(e.set.served.Load()) * e.weight / was))
+		}
+		top, found = max(top, float64(e.set.served.Load())/e.weight), true
 	}
 	if !found {
 		return
 	}
 	for _, e := range tier {
-		if !steady[e.set] && e.health != HealthOffline {
-			e.set.raiseServed(top * e.weight >> levelShift)
+		if _, ok := steady[e.set]; !ok && e.health != HealthOffline {
+			e.set.raiseServed(uint64(top * e.weight))
 		}
 	}
 }

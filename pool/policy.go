@@ -3,6 +3,7 @@ package pool
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 )
@@ -54,6 +55,31 @@ type Policy struct {
 	// Defaults 20 ms and 30 s.
 	BackoffMin time.Duration
 	BackoffMax time.Duration
+	// ProbeBackoffMax caps the wait between the connection attempts that
+	// probe an offline backend, below BackoffMax, so that a backend that
+	// comes back is found within seconds. Default 7 s.
+	ProbeBackoffMax time.Duration
+	// ConnectRate bounds the connection attempts a pool makes per second
+	// to a backend that is not known to be healthy (offline, under
+	// suspicion, or warming up: see SlowStart), as a fraction of that
+	// backend's share of the pool's slots: 0.05 lets a backend with a
+	// share of 4 slots see one attempt every 5 s. Attempts beyond
+	// ConnectBurst wait for their turn, so a backend that restarts sees at
+	// most this fraction of its connections per second from a fleet of
+	// pools, and the burst at the start of an outage is ConnectBurst per
+	// pool. A healthy backend's growth under load is never held back.
+	// Default 0.05; negative turns the limit off.
+	ConnectRate float64
+	// ConnectBurst is how many attempts ConnectRate lets through at once.
+	// Default 1.
+	ConnectBurst int
+	// SlowStart is how long a backend that comes back from offline, or
+	// is added to a running pool, takes to reach its full share: its
+	// weight, for claims and for slots alike, grows in proportion to the
+	// time since, from a tenth, so its caches warm before it takes its
+	// full load (as Envoy's slow start does). Default 20 s; negative turns
+	// it off.
+	SlowStart time.Duration
 	// OfflineAfter is how many connection attempts in a row must fail,
 	// with no connection to the backend open, before the backend is
 	// declared offline. Default 3.
@@ -176,6 +202,10 @@ const (
 	DefaultBackoffMin        = 20 * time.Millisecond
 	DefaultBackoffMax        = 30 * time.Second
 	DefaultOfflineAfter      = 3
+	DefaultProbeBackoffMax   = 7 * time.Second
+	DefaultConnectRate       = 0.05
+	DefaultConnectBurst      = 1
+	DefaultSlowStart         = 20 * time.Second
 	DefaultSuspectAfter      = time.Second
 	DefaultPrimaryProbe      = 500 * time.Millisecond
 	DefaultStallTimeout      = time.Second
@@ -217,6 +247,10 @@ func (p Policy) withDefaults() (Policy, error) {
 	intDefault(&p.Spares, DefaultSpares)
 	intDefault(&p.MaxWaiters, DefaultMaxWaiters)
 	intDefault(&p.OfflineAfter, DefaultOfflineAfter)
+	intDefault(&p.ConnectBurst, DefaultConnectBurst)
+	if p.ConnectRate == 0 {
+		p.ConnectRate = DefaultConnectRate
+	}
 	durDefault(&p.ClaimTimeout, DefaultClaimTimeout)
 	durDefault(&p.ConnectTimeout, DefaultConnectTimeout)
 	durDefault(&p.HealthInterval, DefaultHealthInterval)
@@ -226,6 +260,10 @@ func (p Policy) withDefaults() (Policy, error) {
 	durDefault(&p.StallTimeout, DefaultStallTimeout)
 	durDefault(&p.BackoffMin, DefaultBackoffMin)
 	durDefault(&p.BackoffMax, DefaultBackoffMax)
+	if p.ProbeBackoffMax == 0 {
+		p.ProbeBackoffMax = max(min(DefaultProbeBackoffMax, p.BackoffMax), p.BackoffMin)
+	}
+	durDefault(&p.SlowStart, DefaultSlowStart)
 	durDefault(&p.MaxLifetime, DefaultMaxLifetime)
 	durDefault(&p.MaxIdleTime, DefaultMaxIdleTime)
 	durDefault(&p.RebalanceDelay, DefaultRebalanceDelay)
@@ -267,6 +305,12 @@ func (p Policy) withDefaults() (Policy, error) {
 		return bad("BackoffMin", p.BackoffMin, "must be positive")
 	case p.BackoffMax < p.BackoffMin:
 		return bad("BackoffMax", p.BackoffMax, "must not be less than BackoffMin")
+	case p.ProbeBackoffMax < p.BackoffMin:
+		return bad("ProbeBackoffMax", p.ProbeBackoffMax, "must not be less than BackoffMin")
+	case p.ConnectBurst < 0:
+		return bad("ConnectBurst", p.ConnectBurst, "must be positive")
+	case math.IsNaN(p.ConnectRate) || math.IsInf(p.ConnectRate, 0):
+		return bad("ConnectRate", p.ConnectRate, "must be a finite number")
 	case p.RebalanceDelay < 0:
 		return bad("RebalanceDelay", p.RebalanceDelay, "must be positive")
 	case p.RebalanceInterval < 0:

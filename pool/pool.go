@@ -119,6 +119,7 @@ type Pool[C any] struct {
 	hasPending bool
 	pendingAt  time.Time
 	updates    int
+	applied    bool      // apply has run
 	changedAt  time.Time // when apply last added or removed a backend
 	// What the resolver said of its lookups (see report).
 	resolverErr   string    // its last error, kept after it recovers

@@ -1,25 +1,30 @@
 package pool
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"time"
 )
 
 // rebalanceSlots recomputes how many slots each backend should have (see
 // plan) and opens or closes slots to match.
 //
-// Slots open at once. Surplus idle slots close only on the periodic
-// rebalance, or when their room is needed elsewhere, so that the pool
-// shrinks slowly after a burst. Claimed slots are never taken away: a
-// surplus claimed slot closes when it comes back.
+// Slots open at once, unless the connect-rate limit paces them (see
+// Policy.ConnectRate). Surplus slots of healthy backends close only on
+// the periodic rebalance, and then only idle ones not claimed for a whole
+// RebalanceInterval; or when their room is needed elsewhere. So the pool shrinks slowly after a burst, and a steady load
+// opens no connections. Claimed slots are never taken away: a surplus
+// claimed slot closes when it comes back.
 func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bool) {
+	mnow := p.mono(now)
 	p.mu.Lock()
 	sets := p.setList()
 	p.mu.Unlock()
 	sortSets(sets)
 	infos := make([]setInfo, len(sets))
 	for i, s := range sets {
-		infos[i] = s.info()
+		infos[i] = s.info(mnow, periodic)
 	}
 	pl := plan(infos, p.pol, int(p.waiting.Load()), int(p.closingN.Load()), periodic)
 
@@ -28,9 +33,13 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 	for i, s := range sets {
 		in := infos[i]
 		excess := in.live - pl.wanted[i]
-		if excess > 0 && (pl.shrink || in.health == HealthOffline || in.health == HealthRemoved) {
+		if excess <= 0 {
+			continue
+		}
+		failed := in.health == HealthOffline || in.health == HealthRemoved
+		if failed || pl.shrink || periodic {
 			s.mu.Lock()
-			room += s.shrinkLocked(excess, &a)
+			room += s.shrinkLocked(excess, !failed && !pl.shrink, mnow, &a)
 			s.mu.Unlock()
 		}
 	}
@@ -47,17 +56,19 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 			if s.getHealth() == HealthRemoved {
 				break
 			}
-			sl := s.newSlotLocked(&a)
+			sl, connect := s.newSlotLocked(mnow, &a)
 			if sl == nil {
 				break // cannot happen: a set has at most MaxPerBackend slots
 			}
-			jobs = append(jobs, job[C]{sl: sl, kind: StateConnecting})
+			if connect {
+				jobs = append(jobs, job[C]{sl: sl, kind: StateConnecting})
+			}
 		}
 		s.mu.Unlock()
 	}
 	for i, s := range sets {
 		s.mu.Lock()
-		s.setWantedLocked(pl.wanted[i])
+		s.setWantedLocked(pl.wanted[i], pl.full[i])
 		s.mu.Unlock()
 	}
 	a.event(Event{Kind: EventRebalance, Slots: pl.total})
@@ -67,65 +78,92 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 	}
 }
 
+// recentRebalances is how many RebalanceIntervals a backend's peak of
+// claims keeps counting towards the slots the pool wants (see plan).
+const recentRebalances = 3
+
 // setInfo is what plan needs to know of one backend.
 type setInfo struct {
 	health Health
 	prio   uint16
-	weight uint64
-	tie    uint64 // the set's tie rank (see set.tie)
+	// weight is the backend's weight, scaled by weightScale, and warm
+	// that weight as slow start has it now (see set.warmth).
+	weight, warm uint64
+	tie          uint64 // the set's tie rank (see set.tie)
 	// existing counts its slots, which all take room under the caps until
-	// they close; live those not unwanted; claimed those claimed.
-	existing, live, claimed int
+	// they close; live those not unwanted; claimed those claimed; pending
+	// those being checked or recycled, soon idle again. recent is the
+	// most claimed at once lately (see recentRebalances).
+	existing, live, claimed, recent, pending int
 }
 
-// info returns what plan needs to know of s.
-func (s *set[C]) info() setInfo {
+// weightScale scales weights in plan, so that slow start can take a
+// fraction of weight 1.
+const weightScale = 1 << 10
+
+// info returns what plan needs to know of s at mnow; on the periodic
+// rebalance it also starts a new period of the peak of claims.
+func (s *set[C]) info(mnow int64, periodic bool) setInfo {
 	b := s.backendValue()
-	in := setInfo{prio: b.Priority, weight: weightOf(b), tie: s.tie}
+	w := weightOf(b) * weightScale
+	in := setInfo{prio: b.Priority, weight: w, tie: s.tie}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	in.health = s.getHealth()
+	in.warm = max(uint64(float64(w)*s.warmth(mnow)), 1)
 	for _, sl := range s.slots {
 		in.existing++
-		if !sl.unwanted.Load() {
-			in.live++
+		if sl.unwanted.Load() {
+			continue
 		}
-		if sl.getState() == StateClaimed {
+		in.live++
+		switch sl.getState() {
+		case StateClaimed:
 			in.claimed++
+		case StateChecking, StateRecycling:
+			in.pending++
 		}
 	}
-	s.mu.Unlock()
+	in.recent = max(in.claimed, s.recentPeakLocked())
+	if periodic {
+		s.rollPeaksLocked()
+	}
 	return in
 }
 
 // slotPlan is what a rebalance decided.
 type slotPlan struct {
 	wanted []int // slots wanted per backend, in the order of the infos
-	total  int   // the sum of wanted
+	// full is what wanted would be if no backend were in slow start.
+	full  []int
+	total int // the sum of wanted
 	// room is how many slots may open: MaxSlots less the slots there are
 	// and the connections still closing.
 	room int
-	// shrink: close the surplus slots of every backend, not only those of
-	// offline and removed ones.
+	// shrink: the slots missing need more room than there is, so the
+	// surplus slots of every backend close at once, not only idle ones.
 	shrink bool
 }
 
 // plan decides how many slots each backend should have, given how many
 // claims wait and how many connections are still closing.
 //
-// The pool wants as many slots as there are claims outstanding and
-// waiting, plus Spares, never more than MaxSlots in all. An offline
-// backend keeps exactly one slot, which probes it. The rest go to the
-// backends of the lowest priority tier that is not offline: one each
-// first, then in proportion to weight (equal weights: within one of even),
-// at most MaxPerBackend each. Backends in higher tiers get none. Surplus
-// slots of healthy backends close on the periodic rebalance, or when the
-// slots missing elsewhere need more room than there is.
+// The pool wants, per backend, as many slots as were claimed at once
+// lately (see recentRebalances), plus one per waiting claim beyond the
+// slots soon idle again, plus Spares; never more than MaxSlots in all.
+// Counting the recent peak, not the claims of the moment, keeps a steady
+// load from growing and shrinking the pool. An offline backend keeps exactly one
+// slot, which probes it. The rest go to the backends of the lowest
+// priority tier that is not offline: one each first, then in proportion
+// to weight (as slow start has it; equal weights: within one of even), at
+// most MaxPerBackend each. Backends in higher tiers get none.
 func plan(infos []setInfo, pol Policy, waiting, closing int, periodic bool) slotPlan {
-	demand := waiting + pol.Spares
-	existing := 0
+	demand := pol.Spares
+	existing, pending := 0, 0
 	activePrio, haveActive := uint16(0), false
 	for _, in := range infos {
-		demand += in.claimed
+		demand += in.recent
+		pending += in.pending
 		existing += in.existing
 		if in.health == HealthUnknown || in.health == HealthOnline {
 			if !haveActive || in.prio < activePrio {
@@ -133,15 +171,16 @@ func plan(infos []setInfo, pol Policy, waiting, closing int, periodic bool) slot
 			}
 		}
 	}
+	demand += max(waiting-pending, 0)
 
-	wanted := make([]int, len(infos))
+	wanted, full := make([]int, len(infos)), make([]int, len(infos))
 	budget := pol.MaxSlots
 	var active []int
 	for i, in := range infos {
 		switch {
 		case in.health == HealthOffline:
 			if budget > 0 {
-				wanted[i] = 1
+				wanted[i], full[i] = 1, 1
 				budget--
 			}
 		case in.health == HealthRemoved:
@@ -153,73 +192,90 @@ func plan(infos []setInfo, pol Policy, waiting, closing int, periodic bool) slot
 	if total < len(active) {
 		total = min(len(active), budget)
 	}
-	weights, ties := make([]uint64, len(active)), make([]uint64, len(active))
+	weights, warm, ties := make([]uint64, len(active)), make([]uint64, len(active)), make([]uint64, len(active))
+	warming := false
 	for j, i := range active {
-		weights[j], ties[j] = infos[i].weight, infos[i].tie
+		weights[j], warm[j], ties[j] = infos[i].weight, infos[i].warm, infos[i].tie
+		if warm[j] == 0 {
+			warm[j] = weights[j] // not in slow start
+		}
+		warming = warming || warm[j] != weights[j]
 	}
-	for j, n := range distribute(total, weights, ties, pol.MaxPerBackend) {
+	for j, n := range distribute(total, warm, ties, pol.MaxPerBackend) {
 		wanted[active[j]] = n
+		full[active[j]] = n
+	}
+	if warming {
+		for j, n := range distribute(total, weights, ties, pol.MaxPerBackend) {
+			full[active[j]] = n
+		}
 	}
 
-	pl := slotPlan{wanted: wanted, room: pol.MaxSlots - existing - closing}
+	pl := slotPlan{wanted: wanted, full: full, room: pol.MaxSlots - existing - closing}
 	deficit := 0
 	for i, in := range infos {
 		deficit += max(0, wanted[i]-in.live)
 		pl.total += wanted[i]
 	}
-	pl.shrink = periodic || deficit > pl.room
+	pl.shrink = deficit > pl.room
 	return pl
 }
 
 // shrinkLocked closes up to excess of s's slots, cheapest first: slots
-// without a connection, then idle ones, then ones busy with I/O, then
-// claimed ones. Those busy or claimed are only marked unwanted and close
-// when their I/O or claim ends. It returns how many slots it closed that
-// held no connection, whose room is free at once.
-func (s *set[C]) shrinkLocked(excess int, a *after[C]) (freed int) {
+// without a connection, then idle ones, then
+// ones busy with I/O, then claimed ones. Those busy or claimed are only
+// marked unwanted and close when their I/O or claim ends. Gently, it
+// closes only slots without a connection and idle slots not claimed for
+// a whole RebalanceInterval, least lately claimed first. It returns how many slots it closed that held no
+// connection, whose room is free at once.
+func (s *set[C]) shrinkLocked(excess int, gently bool, mnow int64, a *after[C]) (freed int) {
 	idle := s.drainIdleLocked()
 	isIdle := make(map[*slot[C]]bool, len(idle))
 	for _, sl := range idle {
 		isIdle[sl] = true
 	}
-	// Idle slots close from the bottom of the stack up: those claimed
-	// least recently first, so that sequential claims keep their
-	// connection.
-	order := make([]*slot[C], 0, len(s.slots))
-	for _, sl := range s.slots {
-		if !isIdle[sl] {
-			order = append(order, sl)
+	// Idle slots close least lately claimed first: a connection a claim
+	// used lately is likely to be used again, and sequential claims keep
+	// theirs.
+	byAge := slices.Clone(idle)
+	slices.SortStableFunc(byAge, func(x, y *slot[C]) int { return cmp.Compare(x.claimedAt.Load(), y.claimedAt.Load()) })
+	settled := mnow - int64(s.p.pol.RebalanceInterval)
+	mark := func(sl *slot[C]) {
+		sl.unwanted.Store(true)
+		excess--
+	}
+	for _, sl := range append([]*slot[C](nil), s.slots...) {
+		if excess > 0 && !sl.unwanted.Load() && sl.getState() == StateBackingOff && !sl.busy {
+			mark(sl)
+			if !sl.hasConn {
+				freed++
+			}
+			s.closeSlotLocked(sl, StateBackingOff, a)
 		}
 	}
-	for i := len(idle) - 1; i >= 0; i-- {
-		order = append(order, idle[i])
+	busyPass := func(pass func(*slot[C]) bool) {
+		for _, sl := range s.slots {
+			if excess > 0 && !sl.unwanted.Load() && !isIdle[sl] && pass(sl) {
+				mark(sl)
+			}
+		}
 	}
-	for _, pass := range [...]func(*slot[C]) bool{
-		func(sl *slot[C]) bool { return sl.getState() == StateBackingOff && !sl.busy },
-		func(sl *slot[C]) bool { return sl.getState() == StateConnecting },
-		func(sl *slot[C]) bool { return isIdle[sl] },
-		func(sl *slot[C]) bool { return sl.getState() != StateClaimed && !isIdle[sl] },
-		func(sl *slot[C]) bool { return sl.getState() == StateClaimed },
-	} {
-		for _, sl := range order {
-			if excess == 0 {
-				break
-			}
-			if sl.unwanted.Load() || !pass(sl) {
-				continue
-			}
-			sl.unwanted.Store(true)
-			excess--
-			switch from := sl.getState(); {
-			case isIdle[sl]:
-				delete(isIdle, sl)
-				s.closeSlotLocked(sl, from, a)
-			case from == StateBackingOff && !sl.busy:
-				if !sl.hasConn {
-					freed++
-				}
-				s.closeSlotLocked(sl, from, a)
-			}
+	if !gently {
+		busyPass(func(sl *slot[C]) bool { return sl.getState() == StateConnecting })
+	}
+	for _, sl := range byAge {
+		if excess > 0 && !sl.unwanted.Load() && (!gently || sl.claimedAt.Load() <= settled) {
+			mark(sl)
+			delete(isIdle, sl)
+			s.closeSlotLocked(sl, StateIdle, a)
+		}
+	}
+	if !gently {
+		for _, pass := range [...]func(*slot[C]) bool{
+			func(sl *slot[C]) bool { return sl.getState() != StateClaimed },
+			func(sl *slot[C]) bool { return sl.getState() == StateClaimed },
+		} {
+			busyPass(pass)
 		}
 	}
 	kept := idle[:0]

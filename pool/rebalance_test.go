@@ -10,7 +10,7 @@ func TestPlan(t *testing.T) {
 		return setInfo{health: HealthOnline, prio: prio, weight: weight}
 	}
 	withSlots := func(in setInfo, existing, live, claimed int) setInfo {
-		in.existing, in.live, in.claimed = existing, live, claimed
+		in.existing, in.live, in.claimed, in.recent = existing, live, claimed, claimed
 		return in
 	}
 	tests := []struct {
@@ -93,11 +93,39 @@ func TestPlan(t *testing.T) {
 			wantWanted: []int{2, 0}, wantTotal: 2, wantRoom: 16,
 		},
 		{
-			name:       "surplus closes only on the periodic rebalance",
+			name:       "surplus is not a reason to shrink everything at once",
 			infos:      []setInfo{withSlots(online(0, 1), 10, 10, 0)},
 			pol:        Policy{MaxSlots: 16, MaxPerBackend: 16, Spares: 2},
 			periodic:   true,
-			wantWanted: []int{2}, wantTotal: 2, wantRoom: 6, wantShrink: true,
+			wantWanted: []int{2}, wantTotal: 2, wantRoom: 6,
+		},
+		{
+			name: "slots claimed lately count as demand",
+			infos: []setInfo{
+				{health: HealthOnline, weight: 1, existing: 6, live: 6, claimed: 1, recent: 5},
+				{health: HealthOnline, weight: 1, existing: 6, live: 6, recent: 3},
+			},
+			pol:        Policy{MaxSlots: 16, MaxPerBackend: 16, Spares: 2},
+			wantWanted: []int{5, 5}, wantTotal: 10, wantRoom: 4,
+		},
+		{
+			name: "waiters count only beyond the slots soon idle again",
+			infos: []setInfo{
+				{health: HealthOnline, weight: 1, existing: 4, live: 4, claimed: 2, recent: 2, pending: 2},
+			},
+			pol:        Policy{MaxSlots: 16, MaxPerBackend: 16, Spares: 1},
+			waiting:    3,
+			wantWanted: []int{4}, wantTotal: 4, wantRoom: 12,
+		},
+		{
+			name: "slow start: a warming backend gets its share of its weight as it stands",
+			infos: []setInfo{
+				{health: HealthOnline, weight: 1024, warm: 1024},
+				{health: HealthOnline, weight: 1024, warm: 1024},
+				{health: HealthOnline, weight: 1024, warm: 256},
+			},
+			pol:        Policy{MaxSlots: 16, MaxPerBackend: 16, Spares: 9},
+			wantWanted: []int{4, 4, 1}, wantTotal: 9, wantRoom: 16,
 		},
 	}
 	for _, tt := range tests {

@@ -24,7 +24,10 @@ type set[C any] struct {
 	idle idleStack[C]
 
 	// Read by claims without the lock.
-	inUse   atomic.Int32  // claimed slots
+	inUse atomic.Int32 // claimed slots
+	// peak is the most slots claimed at once since the last periodic
+	// rebalance, which moves it to peaks (see set.rollPeaksLocked).
+	peak    atomic.Int32
 	served  atomic.Uint64 // claims served, for spreading sequential claims
 	suspect atomic.Bool   // a connection failed; prefer other backends
 	// doneAt is when a claim last came back without an error, on the
@@ -50,13 +53,26 @@ type set[C any] struct {
 	// none, and probedAt when the last probe began (see stall.go).
 	probeSince, probedAt int64
 	wanted               int
-	lastErr              string
-	lastErrVal           error // the error lastErr is the text of
-	lastErrAt            time.Time
-	servedAdj            uint64 // what rebuildPicker added to served
-	failures             uint64
-	waits                uint64
-	waitTime             time.Duration
+	// peaks holds peak as it was at the end of each of the last
+	// recentRebalances periodic rebalances, latest first.
+	peaks [recentRebalances]int32
+	// share is the slots the last rebalance would have given the backend
+	// at its full weight, or before it went offline; it scales the
+	// connect-rate limit.
+	share  int
+	bucket connectBucket
+	// warmAt is when the backend's slow start began, on the pool's
+	// clock; zero: none. warmNext: begin one when it next comes online
+	// (it was offline, or was added to a running pool).
+	warmAt     int64
+	warmNext   bool
+	lastErr    string
+	lastErrVal error // the error lastErr is the text of
+	lastErrAt  time.Time
+	servedAdj  uint64 // what rebuildPicker added to served
+	failures   uint64
+	waits      uint64
+	waitTime   time.Duration
 }
 
 func newSet[C any](p *Pool[C], b resolver.Backend) *set[C] {
@@ -92,14 +108,24 @@ func (s *set[C]) learnRole(r resolver.Role) bool {
 
 func (s *set[C]) getHealth() Health { return Health(s.health.Load()) }
 
-// setHealthLocked changes the backend's health and reports whether it
-// changed; a change marks the picker for rebuilding.
-func (s *set[C]) setHealthLocked(h Health) bool {
+// setHealthLocked changes the backend's health at mnow and reports
+// whether it changed; a change marks the picker for rebuilding. A backend
+// that goes offline begins a slow start when it comes back online.
+func (s *set[C]) setHealthLocked(h Health, mnow int64) bool {
 	changed := Health(s.health.Swap(uint32(h))) != h
-	if changed {
-		s.p.pickerDirty.Store(true)
+	if !changed {
+		return false
 	}
-	return changed
+	s.p.pickerDirty.Store(true)
+	switch h {
+	case HealthOffline:
+		s.warmNext = true
+	case HealthOnline:
+		if s.warmNext {
+			s.warmAt, s.warmNext = max(mnow, 1), false
+		}
+	}
+	return true
 }
 
 // weightOf returns the backend's effective weight: SRV weight 0 counts as 1.
@@ -127,14 +153,18 @@ func (s *set[C]) raiseServed(n uint64) {
 	}
 }
 
-// setWantedLocked records how many slots the rebalance wants s to have.
-// A set that wanted none and now wants some is about to get its first
-// slot: the picker must be rebuilt to see it (see picker.stocked).
-func (s *set[C]) setWantedLocked(n int) {
+// setWantedLocked records how many slots the rebalance wants s to have,
+// and how many it would at its full weight. A set that wanted none and
+// now wants some is about to get its first slot: the picker must be
+// rebuilt to see it (see picker.stocked).
+func (s *set[C]) setWantedLocked(n, full int) {
 	if s.wanted == 0 && n > 0 {
 		s.p.pickerDirty.Store(true)
 	}
 	s.wanted = n
+	if h := s.getHealth(); h == HealthOnline || h == HealthUnknown {
+		s.share = full
+	}
 }
 
 // stocked reports whether s has slots or wants some.
@@ -180,4 +210,21 @@ func (s *set[C]) dropIdle(sl *slot[C]) {
 	s.closeSlotLocked(sl, StateIdle, &a)
 	s.mu.Unlock()
 	s.p.finish(&a)
+}
+
+// rollPeaksLocked starts a new period of the peak of claims, on the
+// periodic rebalance.
+func (s *set[C]) rollPeaksLocked() {
+	copy(s.peaks[1:], s.peaks[:])
+	s.peaks[0] = s.peak.Swap(s.inUse.Load())
+}
+
+// recentPeakLocked returns the most slots claimed at once lately: in the
+// current period or the last recentRebalances.
+func (s *set[C]) recentPeakLocked() int {
+	n := s.peak.Load()
+	for _, m := range s.peaks {
+		n = max(n, m)
+	}
+	return int(n)
 }

@@ -234,19 +234,28 @@ func (s *set[C]) goneLocked(sl *slot[C]) bool {
 	return sl.unwanted.Load() || s.getHealth() == HealthRemoved || s.p.closing.Load()
 }
 
-// newSlotLocked adds a slot that starts connecting at once (closed →
-// connecting), or returns nil if the set is full, which the caps rule
-// out. The caller starts its job.
-func (s *set[C]) newSlotLocked(a *after[C]) *slot[C] {
-	sl := &slot[C]{id: s.p.slotIDs.Add(1), set: s, busy: true, busySince: s.p.clock.Load()}
+// newSlotLocked adds a slot at mnow, or returns nil if the set is full,
+// which the caps rule out. The slot starts connecting at once (closed →
+// connecting, busy; the caller starts its job), unless the connect-rate
+// limit holds it back (closed → backing off, until its turn comes).
+func (s *set[C]) newSlotLocked(mnow int64, a *after[C]) (sl *slot[C], connect bool) {
+	sl = &slot[C]{id: s.p.slotIDs.Add(1), set: s}
 	if !s.idle.place(sl) {
-		return nil
+		return nil, false
 	}
-	sl.setState(StateConnecting)
 	s.slots = append(s.slots, sl)
 	s.p.slotCount.Add(1)
+	ok, next := s.mayConnectLocked(mnow)
+	if !ok {
+		sl.setState(StateBackingOff)
+		sl.retryAt = next
+		a.moved(sl, StateClosed, StateBackingOff)
+		return sl, false
+	}
+	sl.setState(StateConnecting)
+	s.busyLocked(sl)
 	a.moved(sl, StateClosed, StateConnecting)
-	return sl
+	return sl, true
 }
 
 // closeSlotLocked closes sl, which the caller owns and which is in state
@@ -294,7 +303,7 @@ func (s *set[C]) connectedLocked(sl *slot[C], conn C, role resolver.Role, err er
 		s.noteErrLocked(err, now)
 		if h := s.getHealth(); h != HealthOffline && h != HealthRemoved &&
 			s.failStreak >= p.pol.OfflineAfter && countByState(s.slots).connected() == 0 {
-			healthChanged = s.setHealthLocked(HealthOffline)
+			healthChanged = s.setHealthLocked(HealthOffline, p.mono(now))
 			a.event(Event{Kind: EventBackendOffline, Backend: s.key, Err: err})
 		}
 		a.event(Event{Kind: EventConnectFailed, Backend: s.key, Slot: sl.id, Err: err, Duration: took})
@@ -305,7 +314,7 @@ func (s *set[C]) connectedLocked(sl *slot[C], conn C, role resolver.Role, err er
 			s.closeSlotLocked(sl, StateConnecting, a)
 		} else {
 			sl.setState(StateBackingOff)
-			sl.retryAt = p.mono(now.Add(p.backoff(sl.attempts)))
+			sl.retryAt = p.mono(now.Add(p.backoff(sl.attempts, s.getHealth() == HealthOffline)))
 			a.moved(sl, StateConnecting, StateBackingOff)
 		}
 		return healthChanged
@@ -326,7 +335,7 @@ func (s *set[C]) connectedLocked(sl *slot[C], conn C, role resolver.Role, err er
 		s.heardRoleLocked(sl)
 	}
 	s.suspect.Store(false)
-	if s.setHealthLocked(HealthOnline) {
+	if s.setHealthLocked(HealthOnline, p.mono(now)) {
 		healthChanged = true
 		a.event(Event{Kind: EventBackendOnline, Backend: s.key})
 	}
@@ -363,7 +372,7 @@ func (s *set[C]) checkedLocked(sl *slot[C], role resolver.Role, err error, now t
 			s.suspect.Store(false)
 			sl.recheck = false
 		}
-		if s.getHealth() == HealthOffline && s.setHealthLocked(HealthOnline) {
+		if s.getHealth() == HealthOffline && s.setHealthLocked(HealthOnline, s.p.mono(now)) {
 			// Declared offline while checks went unanswered (see
 			// watchLateLocked), it answers again.
 			healthChanged = true
@@ -574,7 +583,7 @@ func (s *set[C]) watchLateLocked(mnow int64, a *after[C]) (next int64, healthCha
 		idle = 0 // now waiting for checks, which start at once
 	}
 	if s.getHealth() == HealthOnline && late >= s.p.pol.OfflineAfter && early == 0 && idle == 0 {
-		healthChanged = s.setHealthLocked(HealthOffline)
+		healthChanged = s.setHealthLocked(HealthOffline, mnow)
 		s.noteErrLocked(errNoAnswer, s.p.at(mnow))
 		a.event(Event{Kind: EventBackendOffline, Backend: s.key, Err: errNoAnswer})
 	}
@@ -705,7 +714,9 @@ func (s *set[C]) claimSlot(sl *slot[C]) Claim[C] {
 	sl.claimedAt.Store(s.p.clockNow())
 	sl.setState(StateIdle) // what it returns to when the claim ends
 	sl.claim.Store(sl.gen)
-	s.inUse.Add(1)
+	if n := s.inUse.Add(1); n > s.peak.Load() {
+		s.peak.Store(n) // a race may lose a peak of one claim: no matter
+	}
 	sl.lastClaim = s.served.Add(1)
 	return Claim[C]{slot: sl, gen: sl.gen, conn: sl.conn}
 }

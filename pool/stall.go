@@ -124,7 +124,7 @@ func (s *set[C]) stallLocked(a *after[C]) (healthChanged bool) {
 	if !s.suspect.Load() {
 		s.suspectLocked(a)
 	}
-	if s.getHealth() != HealthOffline && s.setHealthLocked(HealthOffline) {
+	if s.getHealth() != HealthOffline && s.setHealthLocked(HealthOffline, s.p.clock.Load()) {
 		healthChanged = true
 		s.noteErrLocked(errStalled, s.p.at(s.p.clock.Load()))
 		a.event(Event{Kind: EventBackendOffline, Backend: s.key, Err: errStalled})

@@ -1,0 +1,82 @@
+package pool
+
+import "time"
+
+// This file holds what keeps a fleet of pools gentle with a backend that
+// is not known to be healthy: the connect-rate limit (Policy.ConnectRate)
+// and slow start (Policy.SlowStart).
+
+// connectBucket is a token bucket that paces a set's connection attempts
+// while the set is limited (see set.limitedLocked). Guarded by set.mu.
+type connectBucket struct {
+	tokens float64
+	at     int64 // when tokens was last brought up to date, on the pool's clock
+	primed bool  // tokens has been filled once
+}
+
+// take reports whether an attempt may start at mnow, taking a token if
+// so; if not, it returns when the next token is due. rate is in tokens
+// per second.
+func (b *connectBucket) take(mnow int64, rate float64, burst int) (ok bool, next int64) {
+	if !b.primed {
+		b.tokens, b.at, b.primed = float64(burst), mnow, true
+	}
+	if mnow > b.at {
+		b.tokens = min(float64(burst), b.tokens+rate*time.Duration(mnow-b.at).Seconds())
+		b.at = mnow
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	return false, b.at + int64((1-b.tokens)/rate*float64(time.Second)) + 1
+}
+
+// limitedLocked reports whether connection attempts to s are paced by
+// the connect-rate limit: the backend is offline, under suspicion, its
+// last connection attempt failed, or it is warming up or waits to warm up
+// once it is online.
+func (s *set[C]) limitedLocked(mnow int64) bool {
+	if s.p.pol.ConnectRate <= 0 {
+		return false
+	}
+	return s.getHealth() == HealthOffline || s.suspect.Load() || s.failStreak > 0 || s.warmNext || s.warmth(mnow) < 1
+}
+
+// mayConnectLocked reports whether a connection attempt to s may start at
+// mnow; if not, it returns when one may. It takes the attempt's token.
+//
+// The rate is ConnectRate times the backend's share of the pool's slots,
+// but never less than one attempt per ProbeBackoffMax, so that an offline
+// backend is still probed that often.
+func (s *set[C]) mayConnectLocked(mnow int64) (ok bool, next int64) {
+	if !s.limitedLocked(mnow) {
+		return true, 0
+	}
+	pol := &s.p.pol
+	rate := max(pol.ConnectRate*float64(max(s.share, 1)), 1/pol.ProbeBackoffMax.Seconds())
+	return s.bucket.take(mnow, rate, pol.ConnectBurst)
+}
+
+// warmFloor is the share of its weight a backend starts slow start with.
+const warmFloor = 0.1
+
+// warmth returns the share of its weight s has at mnow: 1, or during slow
+// start the time since it began over SlowStart, from warmFloor up.
+func (s *set[C]) warmth(mnow int64) float64 {
+	d := s.p.pol.SlowStart
+	if d <= 0 || s.warmAt == 0 {
+		return 1
+	}
+	f := float64(mnow-s.warmAt) / float64(d)
+	if f >= 1 {
+		return 1
+	}
+	return max(f, warmFloor)
+}
+
+// warmStep is how often a pool with a backend in slow start rebuilds its
+// picker and rebalances its slots, to follow the backend's growing weight.
+func (p *Pool[C]) warmStep() time.Duration {
+	return max(p.pol.SlowStart/20, 100*time.Millisecond)
+}
