@@ -301,8 +301,13 @@ func (s *set[C]) connectedLocked(sl *slot[C], conn C, role resolver.Role, err er
 		sl.attempts++
 		s.failStreak++
 		s.noteErrLocked(err, now)
+		// OfflineAfter failures in a row make a backend offline; so does
+		// one, under the connect-rate limit, if the backend is suspect: a
+		// connection to it broke or failed its check, and the limit would
+		// make the next failures take seconds.
+		failed := s.failStreak >= p.pol.OfflineAfter || (s.suspect.Load() && p.pol.ConnectRate > 0)
 		if h := s.getHealth(); h != HealthOffline && h != HealthRemoved &&
-			s.failStreak >= p.pol.OfflineAfter && countByState(s.slots).connected() == 0 {
+			failed && countByState(s.slots).connected() == 0 {
 			healthChanged = s.setHealthLocked(HealthOffline, p.mono(now))
 			a.event(Event{Kind: EventBackendOffline, Backend: s.key, Err: err})
 		}

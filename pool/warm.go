@@ -33,14 +33,13 @@ func (b *connectBucket) take(mnow int64, rate float64, burst int) (ok bool, next
 }
 
 // limitedLocked reports whether connection attempts to s are paced by
-// the connect-rate limit: the backend is offline, under suspicion, its
-// last connection attempt failed, or it is warming up or waits to warm up
-// once it is online.
+// the connect-rate limit: the backend is offline, under suspicion, or
+// warming up or waits to warm up once it is online.
 func (s *set[C]) limitedLocked(mnow int64) bool {
 	if s.p.pol.ConnectRate <= 0 {
 		return false
 	}
-	return s.getHealth() == HealthOffline || s.suspect.Load() || s.failStreak > 0 || s.warmNext || s.warmth(mnow) < 1
+	return s.getHealth() == HealthOffline || s.suspect.Load() || s.warmNext || s.warmth(mnow) < 1
 }
 
 // mayConnectLocked reports whether a connection attempt to s may start at
