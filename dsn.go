@@ -208,7 +208,15 @@ func redact(dsn string) string {
 	if i := strings.IndexAny(rest, "/?"); i >= 0 {
 		end = i
 	}
-	at := strings.LastIndex(rest[:end], "@")
+	// The user information runs to the last '@' of the authority, or of
+	// the path when one is there too (an unescaped '/' in the user name
+	// or password ends the authority early), or, with none of those, of
+	// the whole DSN (an unescaped '?' in the password).
+	beforeQuery := len(rest)
+	if i := strings.IndexByte(rest, '?'); i >= 0 {
+		beforeQuery = i
+	}
+	at := max(strings.LastIndex(rest[:end], "@"), strings.LastIndex(rest[:beforeQuery], "@"))
 	if at < 0 {
 		at = strings.LastIndex(rest, "@")
 	}

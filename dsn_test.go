@@ -275,6 +275,9 @@ func TestRedact(t *testing.T) {
 		{"fake://app@h/db?pass%77ord=pw&sslmode=bogus", "fake://app@h/db?pass%77ord=xxxxx&sslmode=bogus"},
 		{"fake://app@h/db?PASS%57ORD=pw", "fake://app@h/db?PASS%57ORD=xxxxx"},
 		{"fake://app@h/db?pass%zzword=pw", "fake://app@h/db?pass%zzword=xxxxx"},
+		{"fake://a/b:pw@h/db", "fake://a/b:xxxxx@h/db"},
+		{"fake://@/:pw@h/db?x=a@b", "fake://@/:xxxxx@h/db?x=a@b"},
+		{"fake://u@h/db?application_name=a:b@c", "fake://u@h/db?application_name=a:b@c"},
 		{"h/db", "(unparsable DSN)"},
 	}
 	for _, tt := range tests {
