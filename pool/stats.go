@@ -55,6 +55,9 @@ type BackendStats struct {
 	Suspect bool
 	// Wanted is how many slots the last rebalance gave it.
 	Wanted int
+	// Warmth is the share of its weight it has in slow start (see
+	// Policy.SlowStart), from 0.1 up; 1 outside slow start.
+	Warmth float64
 	// Slots counts its slots in each state.
 	Connecting, Idle, Checking, Claimed, Recycling, BackingOff int
 	// Claims counts the claims it served; Waits those of them that had to
@@ -101,6 +104,7 @@ func (p *Pool[C]) Stats() Stats {
 		s.mu.Lock()
 		b.Health = s.getHealth()
 		b.Wanted = s.wanted
+		b.Warmth = s.warmth(p.mono(now))
 		b.Claims = s.served.Load() - s.servedAdj
 		b.Waits, b.WaitTime = s.waits, s.waitTime
 		b.Failures = s.failures

@@ -151,11 +151,17 @@ func TestSlowStart(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 			synctest.Wait()
 		}
+		if w := backendStats(t, p, b).Warmth; w < warmFloor || w > 0.15 {
+			t.Errorf("Warmth just back = %.2f, want about %.1f", w, warmFloor)
+		}
 		first := shareOf(t, p, b, 200) // weight about 0.1: 0.1/1.1 of the claims
 		time.Sleep(9 * time.Second)
 		middle := shareOf(t, p, b, 200) // about 0.5: a third
 		time.Sleep(15 * time.Second)
 		last := shareOf(t, p, b, 200) // full: a half
+		if w := backendStats(t, p, b).Warmth; w != 1 {
+			t.Errorf("Warmth after the slow start = %.2f, want 1", w)
+		}
 		if first > 0.15 {
 			t.Errorf("share in the first second back = %.2f, want about 0.09", first)
 		}

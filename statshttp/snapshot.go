@@ -64,6 +64,9 @@ type Backend struct {
 	Suspect bool `json:"suspect"`
 	// Wanted is the number of slots the last rebalance gave it.
 	Wanted int `json:"wanted"`
+	// Warmth is the share of its weight it has in slow start, from 0.1
+	// up; 1 outside slow start.
+	Warmth float64 `json:"warmth"`
 	// Slots counts its slots by state.
 	Slots Slots `json:"slots"`
 	// Claims counts the claims it served, Waits those of them that
@@ -121,6 +124,7 @@ func NewSnapshot(st pool.Stats, now time.Time) Snapshot {
 			Health:   b.Health.String(),
 			Suspect:  b.Suspect,
 			Wanted:   b.Wanted,
+			Warmth:   b.Warmth,
 			Slots: Slots{
 				Connecting: b.Connecting,
 				Idle:       b.Idle,
