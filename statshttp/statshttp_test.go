@@ -326,7 +326,7 @@ func TestPageInChromium(t *testing.T) {
 			t.Errorf("backend %s detail row = %q, want its last error %q", w.Backend.Addr, detail[1], w.LastError)
 		}
 	}
-	for k, v := range map[string]string{"slots": "4/4", "claimed": "1", "waiting": "0", "timeouts": "0"} {
+	for k, v := range map[string]string{"slots": "4/4", "claimed": "1", "waiting": "0", "timeouts": "0", "leaks": "0"} {
 		if !strings.Contains(dom, `<span data-k="`+k+`">`+v+`</span>`) {
 			t.Errorf("pool total %q is not %s; DOM:\n%s", k, v, dom)
 		}

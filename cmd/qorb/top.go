@@ -376,8 +376,12 @@ func (t *top) poolLines(width int) []string {
 	total := conn + idle + check + claimed + recyc + backoff
 	add(fmt.Sprintf("pool      slots %d/%d (claimed %d, idle %d, connecting %d, checking %d, recycling %d, backing off %d)",
 		total, t.cur.MaxSlots, claimed, idle, conn, check, recyc, backoff))
-	add(fmt.Sprintf("          claims/s %s  waiting %d  timeouts %d  failed claims %d  backends %d",
-		rateString(rate, known), t.cur.Waiting, t.cur.Timeouts, t.cur.Failures, len(rows)))
+	leaks := fmt.Sprint(t.cur.Leaks)
+	if t.cur.Leaks > 0 {
+		leaks = "\x1b[31m" + leaks + "\x1b[39m"
+	}
+	add(fmt.Sprintf("          claims/s %s  waiting %d  timeouts %d  failed claims %d  leaks %s  backends %d",
+		rateString(rate, known), t.cur.Waiting, t.cur.Timeouts, t.cur.Failures, leaks, len(rows)))
 	ago := func(at *time.Time) string {
 		if at == nil {
 			return "never"

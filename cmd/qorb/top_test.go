@@ -108,7 +108,7 @@ func (p fixedPool) Stats() pool.Stats { return pool.Stats(p) }
 func TestTopReadsHandler(t *testing.T) {
 	changed := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	st := pool.Stats{
-		MaxSlots: 24, Waiting: 2, Timeouts: 3, Failures: 4,
+		MaxSlots: 24, Waiting: 2, Timeouts: 3, Failures: 4, Leaks: 5,
 		ResolverError: "lookup _pg._tcp.db: timeout", BackendsChangedAt: changed,
 		ResolverErrorAt: changed.Add(2 * time.Minute), ResolverFailing: true, Stale: true, ConfirmedAt: changed.Add(time.Minute),
 		Backends: []pool.BackendStats{{
@@ -133,7 +133,7 @@ func TestTopReadsHandler(t *testing.T) {
 	tp.cur = r.st
 	screen := strings.Join(tp.lines(200), "\n")
 	for _, want := range []string{"db1 10.0.0.1:5432", "primary", "online?", "connection reset by peer",
-		"lookup _pg._tcp.db: timeout", " FAILING ", "set confirmed ", "slots 21/24", "waiting 2", "timeouts 3", "failed claims 4"} {
+		"lookup _pg._tcp.db: timeout", " FAILING ", "set confirmed ", "slots 21/24", "waiting 2", "timeouts 3", "failed claims 4", "leaks \x1b[31m5"} {
 		if !strings.Contains(screen, want) {
 			t.Errorf("top's view lacks %q:\n%s", want, screen)
 		}
