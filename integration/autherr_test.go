@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/qorb-go/qorb/internal/dbtest"
 )
 
 // wrongPassword is the password the error tests log in with; it must
@@ -66,16 +68,24 @@ func TestMySQLAccessDeniedError(t *testing.T) {
 
 	for _, hosts := range []string{"127.0.0.1:3306", "127.0.0.1:3306," + url.PathEscape(mysqlSocket(t))} {
 		t.Run(hosts, func(t *testing.T) {
-			db := openQorb(t, "mysql://"+user+":"+wrongPassword+"@"+hosts+"/test?"+failFast)
-			err := pingErr(t, db)
-			var me *mysql.MySQLError
-			if !errors.As(err, &me) || me.Number != 1045 {
-				t.Fatalf("through qorb: %v, want errors.As to find MySQL error 1045", err)
-			}
-			if !strings.Contains(hosts, ",") && !strings.HasPrefix(err.Error(), me.Error()) {
-				t.Errorf("message %q does not lead with the driver's %q", err, me)
-			}
+			throughQorb(t, "mysql://"+user+":"+wrongPassword+"@"+hosts+"/test?"+failFast,
+				!strings.Contains(hosts, ","), func(e *mysql.MySQLError) bool { return e.Number == 1045 })
 		})
+	}
+}
+
+// throughQorb checks that ping on dsn fails with an error in which
+// errors.As finds a driver error of type E that ok accepts, and, for one
+// backend, whose message leads with that error's text.
+func throughQorb[E error](t *testing.T, dsn string, one bool, ok func(E) bool) {
+	t.Helper()
+	err := pingErr(t, openQorb(t, dsn))
+	var e E
+	if !errors.As(err, &e) || !ok(e) {
+		t.Fatalf("through qorb: %v, want errors.As to find the driver's %T", err, e)
+	}
+	if one && !strings.HasPrefix(err.Error(), e.Error()) {
+		t.Errorf("message %q does not lead with the driver's %q", err, e)
 	}
 }
 
@@ -105,15 +115,39 @@ func TestPostgresLoginRefusedError(t *testing.T) {
 
 	for _, hosts := range []string{"127.0.0.1:5432", "127.0.0.1:5432," + url.PathEscape(pgSocketDir(t))} {
 		t.Run(hosts, func(t *testing.T) {
-			db := openQorb(t, "postgres://"+role+":"+wrongPassword+"@"+hosts+"/test?sslmode=disable&"+failFast)
-			err := pingErr(t, db)
-			var pe *pgconn.PgError
-			if !errors.As(err, &pe) || pe.Code != "28000" {
-				t.Fatalf("through qorb: %v, want errors.As to find SQLSTATE 28000", err)
-			}
-			if !strings.Contains(hosts, ",") && !strings.HasPrefix(err.Error(), pe.Error()) {
-				t.Errorf("message %q does not lead with the driver's %q", err, pe)
-			}
+			throughQorb(t, "postgres://"+role+":"+wrongPassword+"@"+hosts+"/test?sslmode=disable&"+failFast,
+				!strings.Contains(hosts, ","), func(e *pgconn.PgError) bool { return e.Code == "28000" })
+		})
+	}
+}
+
+// TestPostgresWrongPasswordError checks that a wrong password, refused by
+// servers that check passwords with SQLSTATE 28P01, is reachable with
+// errors.As through qorb's claim error, with one backend or two, and that
+// with one the message leads with the driver's text.
+func TestPostgresWrongPasswordError(t *testing.T) {
+	pgs := dbtest.StartPostgresWithPasswords(t, 2)
+	bare, err := sql.Open("pgx", strings.Replace(pgs[0].DSN(), "password="+dbtest.Password, "password="+wrongPassword, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	var bareErr *pgconn.PgError
+	if err := pingErr(t, bare); !errors.As(err, &bareErr) || bareErr.Code != "28P01" {
+		t.Fatalf("bare driver: %v, want SQLSTATE 28P01", err)
+	}
+	// The right password works through qorb, so the refusal is the
+	// password's.
+	var one int
+	queryOne(t, openQorb(t, fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", dbtest.User, dbtest.Password, pgs[0].Port(), dbtest.Database)), "SELECT 1", &one)
+
+	for _, hosts := range []string{
+		fmt.Sprintf("127.0.0.1:%d", pgs[0].Port()),
+		fmt.Sprintf("127.0.0.1:%d,127.0.0.1:%d", pgs[0].Port(), pgs[1].Port()),
+	} {
+		t.Run(hosts, func(t *testing.T) {
+			throughQorb(t, "postgres://"+dbtest.User+":"+wrongPassword+"@"+hosts+"/"+dbtest.Database+"?sslmode=disable&"+failFast,
+				!strings.Contains(hosts, ","), func(e *pgconn.PgError) bool { return e.Code == "28P01" })
 		})
 	}
 }

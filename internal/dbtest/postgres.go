@@ -144,6 +144,13 @@ func openPostgresAdmin(port int) (*sql.DB, error) {
 // answers. They are torn down when t's test ends.
 func StartPostgres(t testing.TB, n int) []*Postgres {
 	t.Helper()
+	return startPostgres(t, n, "")
+}
+
+// startPostgres starts n servers from the template, with hba as their
+// pg_hba.conf unless it is empty.
+func startPostgres(t testing.TB, n int, hba string) []*Postgres {
+	t.Helper()
 	tmpl, err := postgresTemplate()
 	if err != nil {
 		t.Fatal(err)
@@ -151,10 +158,29 @@ func StartPostgres(t testing.TB, n int) []*Postgres {
 	servers := make([]*Postgres, n)
 	for i := range servers {
 		servers[i] = newPostgres(t, freePort, func(_ account, _, data string) error {
-			return copyTree(tmpl, data)
+			if err := copyTree(tmpl, data); err != nil || hba == "" {
+				return err
+			}
+			return os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o644)
 		})
 	}
 	return servers
+}
+
+// passwordHBA is the pg_hba.conf of servers from
+// [StartPostgresWithPasswords]: the helpers' own user logs in without a
+// password, every other user with its password (scram-sha-256).
+const passwordHBA = `host all postgres 127.0.0.1/32 trust
+host all all 127.0.0.1/32 scram-sha-256
+`
+
+// StartPostgresWithPasswords starts n servers as [StartPostgres] does,
+// except that they check the password of every login but the helpers'
+// own, as a production server does: a wrong one fails with SQLSTATE
+// 28P01. [User] logs in with [Password].
+func StartPostgresWithPasswords(t testing.TB, n int) []*Postgres {
+	t.Helper()
+	return startPostgres(t, n, passwordHBA)
 }
 
 // DSN returns a connection string in keyword/value form for [User] on
