@@ -1,12 +1,15 @@
 package hastack
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Event is what a scenario did to the cluster and when.
@@ -27,6 +30,10 @@ type Event struct {
 	// replica (a monitor polls each directly every 50 ms): replica reads
 	// cannot be served then.
 	NoReplica time.Duration
+	// Stalled is how long, from the event on, the test process itself got
+	// no CPU (its ticker fired more than 500 ms late): the machine was too
+	// busy for any deadline to mean much then.
+	Stalled time.Duration
 }
 
 // Figures is what one system's application saw during a scenario.
@@ -38,18 +45,25 @@ type Figures struct {
 	Writes, WriteErrors int
 	// ReadErrorsReplicaUp counts the failed reads during which one
 	// node answered as a replica throughout, so one could have served
-	// them.
-	ReadErrorsReplicaUp int
+	// them, and the test process did not stall; WriteErrorsRunning the
+	// failed writes during which it did not stall.
+	ReadErrorsReplicaUp, WriteErrorsRunning int
+	// ReadErrorsTerminated counts the failed reads whose server ended the
+	// session itself (SQLSTATE 57P01, a replica that Patroni restarts
+	// with a fast shutdown); ReadErrorsReplicaUp leaves them out.
+	ReadErrorsTerminated int
 	// WrongRoleReads counts replica reads, over the whole run, that a
 	// server not in recovery (a primary) answered; WrongRoleAfter those of
 	// them begun more than knowGrace after the system's first write on the
-	// new primary, when it knew which server that is. A promoted replica
+	// new primary, when it knew which server that is (and the test process
+	// did not stall in between). A promoted replica
 	// answers as a primary before any client can know, so only the second
 	// is a fault.
 	WrongRoleReads, WrongRoleAfter int
 	// FirstWrite is the time from the event to the first write acknowledged
-	// by the new primary; FromPromotion the same from its promotion. Both
-	// are -1 when no write reached it.
+	// by the new primary, -1 when no write reached it; FromPromotion the
+	// same from its promotion, as the watcher saw it (a little late, so it
+	// may be slightly negative), meaningless when FirstWrite is -1.
 	FirstWrite, FromPromotion time.Duration
 	// WriteGap and ReadGap are the longest stretches, from the event on,
 	// without an acknowledged write or a successful read.
@@ -74,10 +88,26 @@ type Figures struct {
 // (in about one run in five).
 const knowGrace = 100 * time.Millisecond
 
+// clusterView is what the monitor saw of the cluster and of the test
+// process.
+type clusterView interface {
+	// replicaUp reports whether one node served as a replica throughout.
+	replicaUp(from, to time.Time) bool
+	// stalled reports whether the test process stalled in between.
+	stalled(from, to time.Time) bool
+}
+
+// terminatedByServer reports whether err says the server ended the session
+// (admin_shutdown, as a fast shutdown does).
+func terminatedByServer(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "57P01"
+}
+
 // compute works out the figures of one system's run from its operations,
 // the event, the ids the new primary holds, and whether a replica served
 // throughout a stretch of time.
-func compute(name string, reads, writes []Op, ev Event, onPrimary map[int64]bool, replicaUp func(from, to time.Time) bool) Figures {
+func compute(name string, reads, writes []Op, ev Event, onPrimary map[int64]bool, cl clusterView) Figures {
 	f := Figures{System: name, FirstWrite: -1, FromPromotion: -1}
 	var seen []string
 	noteErr := func(op Op) {
@@ -99,7 +129,7 @@ func compute(name string, reads, writes []Op, ev Event, onPrimary map[int64]bool
 		if r.Err == nil && !r.InRecovery {
 			f.WrongRoleReads++
 			if ev.NewPort != ev.OldPort && !first.IsZero() && r.Start.After(first) {
-				if r.Start.After(first.Add(knowGrace)) {
+				if r.Start.After(first.Add(knowGrace)) && !cl.stalled(first, r.Start) {
 					f.WrongRoleAfter++
 				}
 				if len(f.LateWrongRole) < 3 {
@@ -114,7 +144,11 @@ func compute(name string, reads, writes []Op, ev Event, onPrimary map[int64]bool
 		f.Reads++
 		if r.Err != nil {
 			f.ReadErrors++
-			if replicaUp(r.Start, r.End) {
+			terminated := terminatedByServer(r.Err)
+			if terminated {
+				f.ReadErrorsTerminated++
+			}
+			if !terminated && cl.replicaUp(r.Start, r.End) && !cl.stalled(r.Start, r.End) {
 				f.ReadErrorsReplicaUp++
 			}
 			noteErr(r)
@@ -138,6 +172,9 @@ func compute(name string, reads, writes []Op, ev Event, onPrimary map[int64]bool
 		f.Writes++
 		if w.Err != nil {
 			f.WriteErrors++
+			if !cl.stalled(w.Start, w.End) {
+				f.WriteErrorsRunning++
+			}
 			noteErr(w)
 			continue
 		}
@@ -194,14 +231,20 @@ func WriteTable(w io.Writer, ev Event, figs []Figures) error {
 	}
 	line(rule)
 	row("read errors", func(f Figures) string { return fmt.Sprintf("%d / %d", f.ReadErrors, f.Reads) })
-	if ev.NoReplica > 0 {
-		row(fmt.Sprintf("… while a replica served (none did for %s)", dur(ev.NoReplica)),
+	if ev.NoReplica > 0 || ev.Stalled > 0 {
+		row(fmt.Sprintf("… while a replica served (none did for %s; the test stalled for %s)", dur(ev.NoReplica), dur(ev.Stalled)),
 			func(f Figures) string { return fmt.Sprint(f.ReadErrorsReplicaUp) })
 	}
+	row("… the server ended the session (57P01)", func(f Figures) string { return fmt.Sprint(f.ReadErrorsTerminated) })
 	row("write errors", func(f Figures) string { return fmt.Sprintf("%d / %d", f.WriteErrors, f.Writes) })
 	if ev.NewPort != ev.OldPort {
 		row("event → first write on the new primary", func(f Figures) string { return dur(f.FirstWrite) })
-		row("promotion → first write on it", func(f Figures) string { return dur(f.FromPromotion) })
+		row("promotion → first write on it", func(f Figures) string {
+			if f.FirstWrite < 0 {
+				return "none"
+			}
+			return f.FromPromotion.Round(10 * time.Millisecond).String()
+		})
 	}
 	row("longest stretch without a write", func(f Figures) string { return dur(f.WriteGap) })
 	row("longest stretch without a read", func(f Figures) string { return dur(f.ReadGap) })

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestCompute works the figures out of a made-up run: a kill at t0, a
@@ -20,6 +22,7 @@ func TestCompute(t *testing.T) {
 		{Start: at(2050), End: at(2060), Port: 2},  // the promoted node, before the first write
 		{Start: at(2500), End: at(2510), Port: 2},  // after it: a fault
 		{Start: at(2600), End: at(2610), Port: 3, InRecovery: true},
+		{Start: at(2700), End: at(2710), Err: &pgconn.PgError{Code: "57P01"}}, // a replica restarting
 	}
 	writes := []Op{
 		{Start: at(-50), End: at(-40), Port: 1, ID: 1},
@@ -28,11 +31,11 @@ func TestCompute(t *testing.T) {
 		{Start: at(2400), End: at(2450), Port: 2, ID: 4}, // lost
 	}
 	onPrimary := map[int64]bool{1: true, 3: true}
-	replicaUp := func(from, to time.Time) bool { return from.After(at(2500)) }
-	f := compute("sys", reads, writes, ev, onPrimary, replicaUp)
+	f := compute("sys", reads, writes, ev, onPrimary, fakeView{upFrom: at(2500)})
 
-	if f.Reads != 4 || f.ReadErrors != 1 || f.ReadErrorsReplicaUp != 0 {
-		t.Errorf("reads %d, errors %d, with a replica up %d; want 4, 1, 0", f.Reads, f.ReadErrors, f.ReadErrorsReplicaUp)
+	if f.Reads != 5 || f.ReadErrors != 2 || f.ReadErrorsReplicaUp != 0 || f.ReadErrorsTerminated != 1 {
+		t.Errorf("reads %d, errors %d, with a replica up %d, ended by the server %d; want 5, 2, 0, 1",
+			f.Reads, f.ReadErrors, f.ReadErrorsReplicaUp, f.ReadErrorsTerminated)
 	}
 	if f.Writes != 3 || f.WriteErrors != 1 || f.Acked != 3 || f.Lost != 1 || f.FencedAcks != 0 {
 		t.Errorf("writes %d, errors %d, acked %d, lost %d, fenced %d; want 3, 1, 3, 1, 0",
@@ -52,12 +55,18 @@ func TestCompute(t *testing.T) {
 	if err := WriteTable(&b, ev, []Figures{f}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| kill ", "| read errors ", "| 1 / 4 ", "| 2.3s ", "| 300ms "} {
+	for _, want := range []string{"| kill ", "| read errors ", "| 2 / 5 ", "| 2.3s ", "| 300ms "} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("the table lacks %q:\n%s", want, b.String())
 		}
 	}
 }
+
+// fakeView has a replica serving from upFrom on, and no stall.
+type fakeView struct{ upFrom time.Time }
+
+func (v fakeView) replicaUp(from, _ time.Time) bool { return from.After(v.upFrom) }
+func (fakeView) stalled(_, _ time.Time) bool        { return false }
 
 // TestMonitorSpans checks what the monitor makes of its polls: node 0 a
 // replica until 300 ms, node 1 restarting from 100 to 400 ms.
@@ -86,5 +95,12 @@ func TestMonitorSpans(t *testing.T) {
 	}
 	if got := m.noReplica(t0); got != 100*time.Millisecond {
 		t.Errorf("noReplica = %v, want 100ms (from 300 to 400)", got)
+	}
+	m.stalls = []span{{at(1000), at(1800)}}
+	if !m.stalled(at(900), at(1100)) || m.stalled(at(1800), at(1900)) || m.stalled(at(0), at(1000)) {
+		t.Errorf("stalled: a stall from 1000 to 1800 ms should overlap 900-1100 only")
+	}
+	if got := m.stallTime(at(1400)); got != 400*time.Millisecond {
+		t.Errorf("stallTime(1400ms) = %v, want 400ms", got)
 	}
 }

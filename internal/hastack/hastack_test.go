@@ -44,19 +44,30 @@ func logResult(t *testing.T, res Result) {
 // are frozen. Through both, qorb (static list and SRV) loses no
 // acknowledged write, fails no replica read while a replica serves
 // (Patroni sometimes restarts the other replica as it follows the new
-// leader; a monitor polling the nodes directly sees when none serves), and
+// leader; a monitor polling the nodes directly sees when none serves; the
+// reads that restart ends with 57P01 are counted apart, see
+// Figures.ReadErrorsTerminated), and
 // sends no replica read to a primary it knows of (one begun more than
 // knowGrace after its first write on the new primary; before that, the
 // promoted replica answers the reads sent to it as a replica). After the
 // kill, its first write reaches the new primary within 2 s of the
 // promotion; through the outage, which it does not depend on, no
-// operation at all fails. The other figures, and HAProxy's, are logged.
+// operation at all fails. Each operation is bounded by 5 s here (2 s in
+// the comparison), and an error counts only if the test process itself did
+// not stall meanwhile (its ticker late by over 500 ms: other test binaries
+// took the machine's two cores). The other figures, and HAProxy's, are
+// logged.
 func TestPatroniFailover(t *testing.T) {
 	skipWithoutStack(t)
 	s := StartStack(t, nil)
+	// The comparison's load, with room for the machine to stall: other
+	// test binaries share its two cores, and a second or two without CPU
+	// would fail operations bounded by 2 s whatever the pool does.
+	load := DefaultLoad
+	load.OpTimeout = 5 * time.Second
 
 	t.Run("kill", func(t *testing.T) {
-		res := s.Kill(t, DefaultLoad)
+		res := s.Kill(t, load)
 		logResult(t, res)
 		for _, f := range res.Figures[:2] {
 			checkSafe(t, res.Event, f)
@@ -70,12 +81,12 @@ func TestPatroniFailover(t *testing.T) {
 		}
 	})
 	t.Run("outage", func(t *testing.T) {
-		res := s.Outage(t, DefaultLoad, 5*time.Second)
+		res := s.Outage(t, load, 5*time.Second)
 		logResult(t, res)
 		for _, f := range res.Figures[:2] {
 			checkSafe(t, res.Event, f)
-			if f.WriteErrors > 0 {
-				t.Errorf("%s: %d of %d writes failed, want none: %v", f.System, f.WriteErrors, f.Writes, f.FirstErrors)
+			if f.WriteErrorsRunning > 0 {
+				t.Errorf("%s: %d of %d writes failed while the test ran, want none: %v", f.System, f.WriteErrorsRunning, f.Writes, f.FirstErrors)
 			}
 		}
 	})
@@ -101,7 +112,7 @@ func checkSafe(t *testing.T, ev Event, f Figures) {
 			ev.Scenario, f.System, f.WrongRoleReads, f.WrongRoleAfter)
 	}
 	if f.ReadErrorsReplicaUp > 0 {
-		t.Errorf("%s: %s: %d of %d replica reads failed while a replica served, want none: %v",
+		t.Errorf("%s: %s: %d of %d replica reads failed while a replica served and the test ran, want none: %v",
 			ev.Scenario, f.System, f.ReadErrorsReplicaUp, f.Reads, f.FirstErrors)
 	}
 }

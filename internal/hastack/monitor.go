@@ -32,7 +32,19 @@ type monitor struct {
 	done    chan struct{}
 	wg      sync.WaitGroup
 	once    sync.Once
+	// stalls are the stretches during which this process itself got no
+	// CPU for more than stallLimit (its ticker fired that late), written
+	// by the ticking goroutine until stop returns.
+	stalls []span
 }
+
+// span is a stretch of time.
+type span struct{ from, to time.Time }
+
+// stallLimit is how late the monitor's own ticker must fire for the
+// stretch to count as a stall of the test process: the machine's other
+// work, not the code under test, held it up.
+const stallLimit = 500 * time.Millisecond
 
 // startMonitor starts polling the nodes.
 func startMonitor(t testing.TB, nodes []*dbtest.PatroniNode) *monitor {
@@ -59,7 +71,46 @@ func startMonitor(t testing.TB, nodes []*dbtest.PatroniNode) *monitor {
 			}
 		})
 	}
+	m.wg.Go(func() {
+		tick := time.NewTicker(monitorInterval)
+		defer tick.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-m.done:
+				return
+			case now := <-tick.C:
+				if now.Sub(last) > stallLimit {
+					m.stalls = append(m.stalls, span{last, now})
+				}
+				last = now
+			}
+		}
+	})
 	return m
+}
+
+// stalled reports whether the test process stalled (see stallLimit)
+// between from and to. Call it after stop.
+func (m *monitor) stalled(from, to time.Time) bool {
+	for _, st := range m.stalls {
+		if st.from.Before(to) && st.to.After(from) {
+			return true
+		}
+	}
+	return false
+}
+
+// stallTime returns how long the test process stalled after from. Call it
+// after stop.
+func (m *monitor) stallTime(from time.Time) time.Duration {
+	var total time.Duration
+	for _, st := range m.stalls {
+		if st.to.After(from) {
+			total += st.to.Sub(later(st.from, from))
+		}
+	}
+	return total
 }
 
 // stop stops polling and closes the monitor's connections. It may be

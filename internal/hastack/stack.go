@@ -177,7 +177,7 @@ func (s *Stack) run(t testing.TB, scenario string, cfg LoadConfig, failover bool
 	ev := Event{Scenario: scenario, At: time.Now(), OldPort: old.Port(), NewPort: old.Port()}
 	var watch *watcher
 	if failover {
-		watch = s.watchPromotion(old)
+		watch = s.watchPromotion(t, old)
 	}
 	event(old)
 
@@ -201,12 +201,13 @@ func (s *Stack) run(t testing.TB, scenario string, cfg LoadConfig, failover bool
 	load.Stop()
 	mon.stop()
 	ev.NoReplica = mon.noReplica(ev.At)
+	ev.Stalled = mon.stallTime(ev.At)
 
 	onPrimary := s.rowsOn(t, leader)
 	res := Result{Event: ev}
 	for i, sys := range s.Systems {
 		reads, writes := load.Ops(i)
-		res.Figures = append(res.Figures, compute(sys.Name, reads, writes, ev, onPrimary, mon.replicaUp))
+		res.Figures = append(res.Figures, compute(sys.Name, reads, writes, ev, onPrimary, mon))
 	}
 	return res
 }
@@ -248,21 +249,24 @@ type watcher struct {
 }
 
 // watchPromotion starts a watcher that polls the nodes other than old every
-// 10 ms, each with its own connection.
-func (s *Stack) watchPromotion(old *dbtest.PatroniNode) *watcher {
+// 10 ms, each on a connection of its own that it keeps.
+func (s *Stack) watchPromotion(t testing.TB, old *dbtest.PatroniNode) *watcher {
+	t.Helper()
 	w := &watcher{done: make(chan struct{}), found: make(chan struct{})}
 	var once sync.Once
 	for _, nd := range s.Cluster.Nodes {
 		if nd == old {
 			continue
 		}
+		db := openDB(t, "pgx", nd.DSN()+" connect_timeout=1")
+		db.SetMaxOpenConns(1)
 		w.wg.Go(func() {
 			tick := time.NewTicker(10 * time.Millisecond)
 			defer tick.Stop()
 			for {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				var writable bool
-				err := nd.Admin().QueryRowContext(ctx, "SELECT NOT pg_is_in_recovery()").Scan(&writable)
+				err := db.QueryRowContext(ctx, "SELECT NOT pg_is_in_recovery()").Scan(&writable)
 				cancel()
 				if err == nil && writable {
 					now := time.Now()
