@@ -113,14 +113,16 @@ func testHungReplica(t *testing.T, rc *replCluster) {
 			if errs <= 5 {
 				t.Errorf("replica read begun %v after the freeze failed: %v", r.start.Sub(pausedAt), r.err)
 			}
-		case d > patience:
+		case d > patience && r.start.Before(pausedAt.Add(cutBy+time.Second)):
+			// A read begun later was served by the other replica (see
+			// onHung): how long it took is the machine's load.
 			late++
 			if late <= 5 {
-				t.Errorf("replica read begun %v after the freeze took %v, want at most %v", r.start.Sub(pausedAt), d, patience)
+				t.Errorf("replica read begun %v after the freeze took %v on %d (frozen: %d), want at most %v", r.start.Sub(pausedAt), d, r.port, hung.Port(), patience)
 			}
 		case r.port == rc.primary().Port():
 			t.Errorf("a replica read reached the primary")
-		case r.port == hung.Port() && r.start.After(pausedAt.Add(cutBy+time.Second)) && r.end.Before(resumedAt):
+		case r.port == hung.Port() && r.start.After(pausedAt.Add(cutBy+time.Second)) && r.start.Before(resumedAt):
 			onHung++
 		}
 	}

@@ -272,3 +272,27 @@ func TestHuntIgnoresBackendsThatAreNotPrimary(t *testing.T) {
 		c.Release()
 	})
 }
+
+// A replica promoted (or a primary demoted) is judged by its new role
+// from the moment the pool learns it, not from when the control loop
+// rebuilds the picker: no replica claim gets the new primary.
+func TestRoleChangeSeenByTheNextClaim(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		replicas := func(b resolver.Backend) bool { return b.Role != resolver.RolePrimary }
+		for i := range 20 {
+			p, rc, _, bs, _ := failoverPool(t, Policy{})
+			rc.setRole(bs[1].Addr, resolver.RolePrimary)
+			p.SetRole(bs[1].Key(), resolver.RolePrimary)
+			for range 4 {
+				c, ok := p.TryClaimFiltered(t.Context(), replicas)
+				if ok && c.Backend().Addr == bs[1].Addr {
+					t.Errorf("round %d: a replica claim got %s just promoted", i, bs[1].Addr)
+				}
+				if ok {
+					c.Release()
+				}
+			}
+			p.Close()
+		}
+	})
+}

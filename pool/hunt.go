@@ -104,6 +104,7 @@ func (p *Pool[C]) huntTick(now time.Time) time.Time {
 				// to be the primary, so its failures start no hunt. A
 				// connection to it asks its role again before use.
 				s.learned.Store(uint32(resolver.RoleUnknown))
+				s.roleGen.Add(1)
 				p.pickerDirty.Store(true)
 			}
 		}

@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/qorb-go/qorb/resolver"
@@ -27,8 +28,9 @@ func (p *Pool[C]) run(ctx context.Context) {
 		if p.pol.SuspectAfter > 0 && p.pol.StallTimeout >= 0 && p.slotCount.Load() > 0 {
 			// A claim taken since says nothing to the loop: look at
 			// least this often for claims out on a silent backend
-			// (see stall.go).
-			next = earliest(next, now.Add(p.pol.SuspectAfter))
+			// (see stall.go), at a random point of the last quarter.
+			d := p.pol.SuspectAfter
+			next = earliest(next, now.Add(d-rand.N(d/4+1)))
 		}
 		if next.IsZero() || next.After(nextPeriodic) {
 			next = nextPeriodic
@@ -140,7 +142,9 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 		keep[k] = true
 		b := b
 		if s, ok := p.sets[k]; ok {
-			s.backend.Store(&b)
+			if old := s.backend.Swap(&b); old.Role != b.Role {
+				s.roleGen.Add(1)
+			}
 			s.mu.Lock()
 			if s.getHealth() == HealthRemoved {
 				// Back before its last connection closed: revive it.

@@ -35,6 +35,9 @@ type picker[C any] struct {
 type pickEntry[C any] struct {
 	set     *set[C]
 	backend resolver.Backend
+	// roleGen is the set's roleGen when backend was read: a role
+	// changed since makes accepts read the backend afresh.
+	roleGen uint32
 	// weight is the backend's weight as slow start has it (see
 	// set.warmth).
 	weight float64
@@ -76,7 +79,7 @@ const sampleRounds = 4
 func (pk *picker[C]) choose(f Filter) *set[C] {
 	es := pk.entries
 	lo := 0
-	for lo < len(es) && (es[lo].health == HealthOffline || (f != nil && !f(es[lo].backend))) {
+	for lo < len(es) && (es[lo].health == HealthOffline || !es[lo].accepts(f)) {
 		lo++
 	}
 	if lo == len(es) {
@@ -129,9 +132,24 @@ func (pk *picker[C]) choose(f Filter) *set[C] {
 	return best.set
 }
 
+// accepts reports whether filter f accepts e's backend. A backend whose
+// role changed since the snapshot was built is judged by its role now,
+// so that no claim goes to a replica just promoted (or a primary just
+// demoted) in the moment before the control loop rebuilds the picker.
+func (e *pickEntry[C]) accepts(f Filter) bool {
+	switch {
+	case f == nil:
+		return true
+	case e.set.roleGen.Load() == e.roleGen:
+		return f(e.backend)
+	default:
+		return f(e.set.backendValue())
+	}
+}
+
 // usable reports whether a claim with filter f may take an idle slot of e.
 func (e *pickEntry[C]) usable(f Filter) bool {
-	return !e.set.idle.empty() && e.health != HealthOffline && (f == nil || f(e.backend))
+	return !e.set.idle.empty() && e.health != HealthOffline && e.accepts(f)
 }
 
 // load returns e's outstanding claims per unit of weight.
@@ -208,7 +226,7 @@ const (
 func (pk *picker[C]) usable(f Filter) (online, offline bool) {
 	for i := range pk.entries {
 		e := &pk.entries[i]
-		if f != nil && !f(e.backend) {
+		if !e.accepts(f) {
 			continue
 		}
 		if e.health == HealthOffline {
@@ -278,8 +296,9 @@ func (p *Pool[C]) rebuildPicker() {
 		if h == HealthRemoved {
 			continue
 		}
+		gen := s.roleGen.Load() // before the role it counts
 		b := s.backendValue()
-		pk.entries = append(pk.entries, pickEntry[C]{set: s, backend: b, weight: s.pickWeight(b, mnow), health: h})
+		pk.entries = append(pk.entries, pickEntry[C]{set: s, backend: b, roleGen: gen, weight: s.pickWeight(b, mnow), health: h})
 	}
 	// Within a tier, each pool has its own order (see set.tie), which
 	// breaks choose's ties.

@@ -41,6 +41,9 @@ type set[C any] struct {
 	// roleAt is when the question the server last answered about its
 	// role was asked, on the coarse clock.
 	roleAt atomic.Int64
+	// roleGen counts the changes of the backend's role (see
+	// pickEntry.accepts).
+	roleGen atomic.Uint32
 
 	mu sync.Mutex // protects the fields below
 	// slots holds every slot that is not closed.
@@ -99,6 +102,7 @@ func (s *set[C]) learnRole(r resolver.Role) bool {
 	if old == r {
 		return false
 	}
+	s.roleGen.Add(1)
 	s.p.pickerDirty.Store(true)
 	if old == resolver.RolePrimary && s.backend.Load().Role == resolver.RoleUnknown {
 		s.p.lostPrimary()

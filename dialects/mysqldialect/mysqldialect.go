@@ -207,15 +207,17 @@ func (o *Opener) Connect(ctx context.Context, b resolver.Backend) (driver.Conn, 
 var _ qorb.SocketOpener = (*Opener)(nil)
 
 // ConnectSockets is Connect, calling opened, unless it is nil, with the
-// network connection the driver dials (through a [net.Dialer], bounded by
-// the DSN's timeout, as the driver's own dial).
+// network connection the driver dials (for tcp and unix, through a
+// [net.Dialer] bounded by the DSN's timeout, as the driver's own dial).
+// A network registered with [mysql.RegisterDialContext] dials through
+// the driver's registry, which qorb cannot reach: opened is not called
+// for it, so its sockets cannot be cut when the backend stalls.
 func (o *Opener) ConnectSockets(ctx context.Context, b resolver.Backend, opened func(net.Conn)) (driver.Conn, error) {
 	cfg, err := o.configFor(b)
 	if err != nil {
 		return nil, err
 	}
-	if opened != nil {
-		dial := cfg.DialFunc
+	if dial := cfg.DialFunc; opened != nil && (dial != nil || stdNetwork(cfg.Net)) {
 		if dial == nil {
 			var d net.Dialer
 			dial = d.DialContext
@@ -237,6 +239,16 @@ func (o *Opener) ConnectSockets(ctx context.Context, b resolver.Backend, opened 
 		return nil, fmt.Errorf("mysqldialect: connect to %s: %w", b, err)
 	}
 	return c, nil
+}
+
+// stdNetwork reports whether the driver dials network with a plain
+// [net.Dialer] when no dial function is set.
+func stdNetwork(network string) bool {
+	switch network {
+	case "tcp", "tcp4", "tcp6", "unix":
+		return true
+	}
+	return false
 }
 
 // configFor returns a clone of the Opener's configuration that connects to
