@@ -144,9 +144,11 @@ func NewMetrics(mp metric.MeterProvider, poolName string) (*Metrics, error) {
 	m.pending, errs[2] = m.meter.Int64ObservableUpDownCounter("db.client.connection.pending_requests",
 		metric.WithUnit("{request}"),
 		metric.WithDescription("The number of current pending requests for an open connection."))
-	m.timeouts, errs[3] = m.meter.Int64Counter("db.client.connection.timeouts",
-		metric.WithUnit("{timeout}"),
-		metric.WithDescription("The number of connection timeouts that have occurred trying to obtain a connection from the pool."))
+	counter := func(name, unit, desc string) (metric.Int64Counter, error) {
+		return m.meter.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	}
+	m.timeouts, errs[3] = counter("db.client.connection.timeouts", "{timeout}",
+		"The number of connection timeouts that have occurred trying to obtain a connection from the pool.")
 	hist := func(name, desc string) (metric.Float64Histogram, error) {
 		return m.meter.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
 			metric.WithExplicitBucketBoundaries(bucketsSeconds...))
@@ -154,12 +156,10 @@ func NewMetrics(mp metric.MeterProvider, poolName string) (*Metrics, error) {
 	m.createTime, errs[4] = hist("db.client.connection.create_time", "The time it took to create a new connection.")
 	m.waitTime, errs[5] = hist("db.client.connection.wait_time", "The time it took to obtain an open connection from the pool.")
 	m.useTime, errs[6] = hist("db.client.connection.use_time", "The time between borrowing a connection and returning it to the pool.")
-	m.leaks, errs[7] = m.meter.Int64Counter("qorb.client.connection.leaks",
-		metric.WithUnit("{claim}"),
-		metric.WithDescription("The number of claims held past the pool's leak threshold."))
-	m.lookupFails, errs[8] = m.meter.Int64Counter("qorb.resolver.failures",
-		metric.WithUnit("{lookup}"),
-		metric.WithDescription("The number of the resolver's lookups that found no usable backends."))
+	m.leaks, errs[7] = counter("qorb.client.connection.leaks", "{claim}",
+		"The number of claims held past the pool's leak threshold.")
+	m.lookupFails, errs[8] = counter("qorb.resolver.failures", "{lookup}",
+		"The number of the resolver's lookups that found no usable backends.")
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}
@@ -167,8 +167,8 @@ func NewMetrics(mp metric.MeterProvider, poolName string) (*Metrics, error) {
 }
 
 // Observe records the durations an event carries, and counts claim
-// timeouts, leaks and failed lookups. The pool calls it; it does not block and, once a backend has
-// been seen, does not allocate.
+// timeouts, leaks and failed lookups. The pool calls it; it does not
+// block and, once a backend has been seen, does not allocate.
 func (m *Metrics) Observe(e pool.Event) {
 	ctx := context.Background()
 	switch e.Kind {
