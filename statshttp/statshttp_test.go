@@ -66,7 +66,8 @@ func TestHandlerJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &raw); err != nil {
 		t.Fatalf("JSON does not decode: %v\n%s", err, body)
 	}
-	for _, k := range []string{"time", "max_slots", "waiting", "timeouts", "failures", "resolver_error", "backends_changed_at", "backends"} {
+	for _, k := range []string{"time", "max_slots", "waiting", "timeouts", "failures", "leaks", "resolver_error", "resolver_error_at",
+		"resolver_failing", "stale", "confirmed_at", "backends_changed_at", "backends"} {
 		if _, ok := raw[k]; !ok {
 			t.Errorf("JSON has no field %q:\n%s", k, body)
 		}
