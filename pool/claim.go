@@ -210,8 +210,12 @@ func (p *Pool[C]) claim(ctx context.Context, f Filter) (Claim[C], error) {
 		return Claim[C]{}, ErrClosed
 	}
 	if p.waiting.Load() == 0 {
+		observing := p.observing()
+		if observing {
+			p.tickClock(time.Now()) // events carry times: keep the clock close
+		}
 		if c, ok := p.take(p.picker.Load(), f); ok {
-			if p.observing() {
+			if observing {
 				p.claimedNow(c)
 			}
 			return c, nil

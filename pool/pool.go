@@ -438,6 +438,7 @@ func (p *Pool[C]) TryClaimFiltered(ctx context.Context, f Filter) (Claim[C], boo
 		if p.closing.Load() {
 			return Claim[C]{}, false
 		}
+		p.tickClock(time.Now())
 		c, ok := p.take(p.picker.Load(), f)
 		if !ok {
 			return Claim[C]{}, false
