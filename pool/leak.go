@@ -97,14 +97,16 @@ func (p *Pool[C]) findLeaks(now time.Time) time.Time {
 	if len(found) == 0 {
 		return next
 	}
-	p.mu.Lock()
-	p.stats.leaks += uint64(len(found))
-	p.mu.Unlock()
+	// Reported first, then counted: whoever sees the count finds the
+	// report already logged.
 	if p.observing() {
 		for _, l := range found {
 			l.ev.Stack = l.trace.stack()
 			p.emit(l.ev)
 		}
 	}
+	p.mu.Lock()
+	p.stats.leaks += uint64(len(found))
+	p.mu.Unlock()
 	return next
 }
