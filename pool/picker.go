@@ -341,14 +341,16 @@ func (s *set[C]) pickWeight(b resolver.Backend, mnow int64) float64 {
 // steady holds the backends that were online in the previous snapshot,
 // with their weight then.
 //
-// A steady backend whose weight grew (in slow start) has its served count
-// scaled up with it, so that it keeps its place rather than being owed
-// claims. A backend that joins the round robin (new to the picker, back
-// from offline or back after its removal) is brought up to the tier's
-// level, the served count per weight of the busiest steady backend, so
-// that it is owed nothing: it would otherwise take every claim until its
-// served count caught up with those of the backends that kept serving. A
-// tier without a steady backend has no level to join.
+// A steady backend whose weight changed (in slow start) has its served
+// count scaled with it, so that it keeps its place rather than being owed
+// claims or owing them. A backend that joins the round robin (new to the
+// picker, back from offline or back after its removal) is set to the
+// tier's level, the served count per weight of the busiest steady
+// backend: it is owed nothing (it would otherwise take every claim until
+// its served count caught up with those of the backends that kept
+// serving) and owes nothing (a count kept from before it went away, or
+// from a larger weight, would starve it). A tier without a steady backend
+// has no level to join.
 func level[C any](tier []pickEntry[C], steady map[*set[C]]float64) {
 	top, found := 0.0, false
 	for _, e := range tier {
@@ -356,8 +358,8 @@ func level[C any](tier []pickEntry[C], steady map[*set[C]]float64) {
 		if !ok || e.health == HealthOffline {
 			continue
 		}
-		if e.weight > was {
-			e.set.raiseServed(uint64(float64(e.set.served.Load()) * e.weight / was))
+		if e.weight != was {
+			e.set.setServed(uint64(float64(e.set.served.Load()) * e.weight / was))
 		}
 		top, found = max(top, float64(e.set.served.Load())/e.weight), true
 	}
@@ -366,7 +368,7 @@ func level[C any](tier []pickEntry[C], steady map[*set[C]]float64) {
 	}
 	for _, e := range tier {
 		if _, ok := steady[e.set]; !ok && e.health != HealthOffline {
-			e.set.raiseServed(uint64(top * e.weight))
+			e.set.setServed(uint64(top * e.weight))
 		}
 	}
 }

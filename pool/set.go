@@ -72,7 +72,7 @@ type set[C any] struct {
 	lastErr    string
 	lastErrVal error // the error lastErr is the text of
 	lastErrAt  time.Time
-	servedAdj  uint64 // what rebuildPicker added to served
+	servedAdj  uint64 // what rebuildPicker changed in served, modulo 2^64
 	failures   uint64
 	waits      uint64
 	waitTime   time.Duration
@@ -140,17 +140,14 @@ func weightOf(b resolver.Backend) uint64 {
 	return uint64(b.Weight)
 }
 
-// raiseServed raises the served count to n if it is lower, recording
-// what it added so that Stats still counts claims.
-func (s *set[C]) raiseServed(n uint64) {
+// setServed sets the served count to n, recording what it changed
+// (modulo 2^64) so that Stats still counts claims.
+func (s *set[C]) setServed(n uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
 		old := s.served.Load()
-		if old >= n {
-			return
-		}
-		if s.served.CompareAndSwap(old, n) {
+		if old == n || s.served.CompareAndSwap(old, n) {
 			s.servedAdj += n - old
 			return
 		}

@@ -234,3 +234,38 @@ func TestSteadyLoadDoesNotChurn(t *testing.T) {
 		}
 	})
 }
+
+// A backend added to a running pool starts slow too, and is not starved:
+// it takes a small share at once and its full share after SlowStart.
+func TestSlowStartAddedBackend(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fr := newFakeResolver()
+		p, err := New(fr, newFakeConnector(), Policy{Recycle: RecycleInline, SlowStart: 20 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		bs := backends(3)
+		fr.set(bs[:2]...)
+		synctest.Wait()
+		for range 3000 { // the first two serve many claims
+			release(claimFrom(t, p, t.Context()))
+		}
+		fr.set(bs...)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		added := bs[2].Addr
+		if w := backendStats(t, p, added).Warmth; w > 0.2 {
+			t.Errorf("added backend's warmth = %.2f, want slow start to have begun", w)
+		}
+		first := shareOf(t, p, added, 300) // weight about 0.1: 0.1/2.1
+		time.Sleep(25 * time.Second)
+		last := shareOf(t, p, added, 300) // a third
+		if first == 0 || first > 0.12 {
+			t.Errorf("added backend's share in its first second = %.2f, want about 0.05", first)
+		}
+		if last < 0.3 || last > 0.37 {
+			t.Errorf("added backend's share after the slow start = %.2f, want a third", last)
+		}
+	})
+}
