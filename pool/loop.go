@@ -199,17 +199,18 @@ func (p *Pool[C]) maintain(ctx context.Context, s *set[C], now time.Time, period
 	late, healthChanged := s.watchLateLocked(mnow, &a)
 	stallAt, stalled := s.watchStallLocked(mnow, &jobs, &a)
 	healthChanged = healthChanged || stalled
-	if s.warmAt != 0 {
-		// In slow start: follow its growing weight.
+	if s.warmAt != 0 && mnow >= s.warmStepAt {
+		// In slow start: follow its growing weight, a step at a time.
 		if s.warmth(mnow) >= 1 {
 			s.warmAt = 0
 		} else {
-			if step := mnow + int64(p.warmStep()); late == 0 || step < late {
-				late = step
-			}
+			s.warmStepAt = mnow + int64(p.warmStep())
 		}
 		p.pickerDirty.Store(true)
 		p.rebalance.Store(true)
+	}
+	if s.warmAt != 0 && (late == 0 || s.warmStepAt < late) {
+		late = s.warmStepAt
 	}
 	s.probeRoleLocked(&jobs, &a)
 	removed := s.getHealth() == HealthRemoved

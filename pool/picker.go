@@ -41,6 +41,9 @@ type pickEntry[C any] struct {
 	// weight is the backend's weight as slow start has it (see
 	// set.warmth).
 	weight float64
+	// offset is added to the set's served count to place it in the
+	// round robin (see level).
+	offset float64
 	health Health
 	end    int // index in picker.entries past the last entry of its tier
 	tier   int // its tier's index in picker.stocked
@@ -121,7 +124,7 @@ func (pk *picker[C]) choose(f Filter) *set[C] {
 		if e.load() > bound {
 			continue
 		}
-		served := float64(e.set.served.Load()) / e.weight
+		served := e.ratio()
 		if best == nil || served < bestServed {
 			best, bestServed = e, served
 		}
@@ -150,6 +153,12 @@ func (e *pickEntry[C]) accepts(f Filter) bool {
 // usable reports whether a claim with filter f may take an idle slot of e.
 func (e *pickEntry[C]) usable(f Filter) bool {
 	return !e.set.idle.empty() && e.health != HealthOffline && e.accepts(f)
+}
+
+// ratio returns the claims e has served per unit of weight, as the
+// round robin counts them (see level).
+func (e *pickEntry[C]) ratio() float64 {
+	return (float64(e.set.served.Load()) + e.offset) / e.weight
 }
 
 // load returns e's outstanding claims per unit of weight.
@@ -207,7 +216,7 @@ func better[C any](a, b *pickEntry[C]) *pickEntry[C] {
 	case lb > la*loadFactor+loadSlack:
 		return a
 	}
-	if float64(b.set.served.Load())/b.weight < float64(a.set.served.Load())/a.weight {
+	if b.ratio() < a.ratio() {
 		return b
 	}
 	return a
@@ -277,10 +286,10 @@ func (pk *picker[C]) anyIdle() bool {
 // rebuildPicker publishes a new snapshot of the claimable backends.
 func (p *Pool[C]) rebuildPicker() {
 	old := p.picker.Load()
-	steady := make(map[*set[C]]float64, len(old.entries))
+	steady := make(map[*set[C]]pickEntry[C], len(old.entries))
 	for _, e := range old.entries {
 		if e.health == HealthOnline {
-			steady[e.set] = e.weight
+			steady[e.set] = e
 		}
 	}
 	mnow := p.mono(time.Now())
@@ -337,38 +346,45 @@ func (s *set[C]) pickWeight(b resolver.Backend, mnow int64) float64 {
 	return float64(weightOf(b)) * s.warmth(mnow)
 }
 
-// level keeps the round robin fair as backends join it and change weight.
-// steady holds the backends that were online in the previous snapshot,
-// with their weight then.
+// level keeps the round robin fair as backends join it and change
+// weight, by setting each entry's offset. steady holds the entries of
+// the backends that were online in the previous snapshot.
 //
-// A steady backend whose weight changed (in slow start) has its served
-// count scaled with it, so that it keeps its place rather than being owed
-// claims or owing them. A backend that joins the round robin (new to the
-// picker, back from offline or back after its removal) is set to the
-// tier's level, the served count per weight of the busiest steady
-// backend: it is owed nothing (it would otherwise take every claim until
-// its served count caught up with those of the backends that kept
-// serving) and owes nothing (a count kept from before it went away, or
-// from a larger weight, would starve it). A tier without a steady backend
-// has no level to join.
-func level[C any](tier []pickEntry[C], steady map[*set[C]]float64) {
+// A steady backend keeps its place: its served count per weight (offset
+// included) is what it was, whatever its weight is now (it grows in slow
+// start), so it is neither owed claims nor owes them. A backend that
+// joins the round robin (new to the picker, back from offline or back
+// after its removal) starts at the tier's level, the served count per
+// weight of the busiest steady backend: it is owed nothing (it would
+// otherwise take every claim until its served count caught up with those
+// of the backends that kept serving) and owes nothing (a count kept from
+// before it went away would starve it). In a tier without a steady
+// backend, those joining start level with the busiest of them. The
+// offsets are floats, so that the many small
+// steps of a slow start lose nothing to rounding.
+func level[C any](tier []pickEntry[C], steady map[*set[C]]pickEntry[C]) {
 	top, found := 0.0, false
-	for _, e := range tier {
+	for i := range tier {
+		e := &tier[i]
 		was, ok := steady[e.set]
 		if !ok || e.health == HealthOffline {
 			continue
 		}
-		if e.weight != was {
-			e.set.setServed(uint64(float64(e.set.served.Load()) * e.weight / was))
-		}
-		top, found = max(top, float64(e.set.served.Load())/e.weight), true
+		served := float64(e.set.served.Load())
+		e.offset = (served+was.offset)*e.weight/was.weight - served
+		top, found = max(top, e.ratio()), true
 	}
-	if !found {
-		return
-	}
-	for _, e := range tier {
+	for i := range tier {
+		e := &tier[i]
 		if _, ok := steady[e.set]; !ok && e.health != HealthOffline {
-			e.set.setServed(uint64(top * e.weight))
+			if !found {
+				top = 0
+				for _, f := range tier {
+					top = max(top, float64(f.set.served.Load())/f.weight)
+				}
+				found = true
+			}
+			e.offset = top*e.weight - float64(e.set.served.Load())
 		}
 	}
 }

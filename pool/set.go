@@ -67,12 +67,13 @@ type set[C any] struct {
 	// warmAt is when the backend's slow start began, on the pool's
 	// clock; zero: none. warmNext: begin one when it next comes online
 	// (it was offline, or was added to a running pool).
-	warmAt     int64
-	warmNext   bool
+	warmAt   int64
+	warmNext bool
+	// warmStepAt is when slow start next moves the picker and the slots.
+	warmStepAt int64
 	lastErr    string
 	lastErrVal error // the error lastErr is the text of
 	lastErrAt  time.Time
-	servedAdj  uint64 // what rebuildPicker changed in served, modulo 2^64
 	failures   uint64
 	waits      uint64
 	waitTime   time.Duration
@@ -138,20 +139,6 @@ func weightOf(b resolver.Backend) uint64 {
 		return 1
 	}
 	return uint64(b.Weight)
-}
-
-// setServed sets the served count to n, recording what it changed
-// (modulo 2^64) so that Stats still counts claims.
-func (s *set[C]) setServed(n uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for {
-		old := s.served.Load()
-		if old == n || s.served.CompareAndSwap(old, n) {
-			s.servedAdj += n - old
-			return
-		}
-	}
 }
 
 // setWantedLocked records how many slots the rebalance wants s to have,

@@ -105,7 +105,7 @@ func (p *Pool[C]) Stats() Stats {
 		b.Health = s.getHealth()
 		b.Wanted = s.wanted
 		b.Warmth = s.warmth(p.mono(now))
-		b.Claims = s.served.Load() - s.servedAdj
+		b.Claims = s.served.Load()
 		b.Waits, b.WaitTime = s.waits, s.waitTime
 		b.Failures = s.failures
 		b.LastError, b.LastErrorAt = s.lastErr, s.lastErrAt

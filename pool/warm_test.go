@@ -1,8 +1,10 @@
 package pool
 
 import (
+	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -267,5 +269,59 @@ func TestSlowStartAddedBackend(t *testing.T) {
 		if last < 0.3 || last > 0.37 {
 			t.Errorf("added backend's share after the slow start = %.2f, want a third", last)
 		}
+	})
+}
+
+// Under concurrent load, with the picker rebuilt at every step of the
+// slow start, a returning backend's share follows its weight: the many
+// small steps must not add up to a debt (they did when served counts
+// were scaled in integers).
+func TestSlowStartUnderLoad(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bs := backends(3)
+		b := bs[1].Addr
+		p, fc := newTestPool(t, Policy{}, bs...)
+		synctest.Wait()
+		var onB, all atomic.Int64
+		ctx, stop := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() {
+				for i := 0; ctx.Err() == nil; i++ {
+					c, err := p.Claim(ctx)
+					if err != nil {
+						time.Sleep(10 * time.Millisecond)
+						continue
+					}
+					if c.Backend().Addr == b {
+						onB.Add(1)
+					}
+					all.Add(1)
+					time.Sleep(time.Duration(50+(i*37+w*11)%100) * time.Millisecond)
+					c.Release()
+					time.Sleep(time.Duration(100+(i*53+w*7)%400) * time.Millisecond)
+				}
+			})
+		}
+		time.Sleep(10 * time.Second)
+		fc.setMode(b, backendMode{connectErr: errors.New("refused"), checkErr: errors.New("dead")})
+		time.Sleep(40 * time.Second) // its idle connections fail their checks; offline
+		if h := backendStats(t, p, b).Health; h != HealthOffline {
+			t.Fatalf("%s is %v, want offline", b, h)
+		}
+		fc.setMode(b, backendMode{})
+		for backendStats(t, p, b).Health != HealthOnline {
+			time.Sleep(100 * time.Millisecond)
+		}
+		onB.Store(0)
+		all.Store(0)
+		time.Sleep(DefaultSlowStart)
+		// Its weight grows from 0.1 to 1 against two of 1: about a fifth
+		// of the claims over the slow start, a third once it is over.
+		if share := float64(onB.Load()) / float64(all.Load()); share > 0.28 {
+			t.Errorf("returning backend took %.2f of the claims during its slow start, want about 0.2", share)
+		}
+		stop()
+		wg.Wait()
 	})
 }
