@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/qorb-go/qorb/resolver"
@@ -108,4 +109,42 @@ func BenchmarkIdleSlotMemory(b *testing.B) {
 	}
 	b.ReportMetric(perSlot, "bytes/slot")
 	b.ReportMetric(0, "ns/op")
+}
+
+// TestIdleStackFollowsSlots checks that a set's idle stack grows with the
+// slots the set has, not with the caps: a pool allowed 10,000 connections
+// per backend that opens a few holds a few entries per backend, and one
+// that opens more grows to hold them.
+func TestIdleStackFollowsSlots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := newTestPool(t, Policy{MaxSlots: MaxSlotsLimit, MaxPerBackend: MaxSlotsLimit, Spares: 3}, backends(3)...)
+		synctest.Wait()
+		for _, s := range p.sets {
+			if n := s.idle.size(); n > initialStack {
+				t.Errorf("backend %s: idle stack of %d entries for %d slots, want at most %d", s.key, n, len(s.slots), initialStack)
+			}
+		}
+		var held []Claim[*fakeConn]
+		for range 100 {
+			held = append(held, claimFrom(t, p, t.Context()))
+		}
+		synctest.Wait()
+		for _, c := range held {
+			release(c)
+		}
+		synctest.Wait()
+		total := 0
+		for _, s := range p.sets {
+			s.mu.Lock()
+			slots, size := len(s.slots), s.idle.size()
+			s.mu.Unlock()
+			total += slots
+			if size < slots || size > 2*slots {
+				t.Errorf("backend %s: idle stack of %d entries for %d slots, want between %d and %d", s.key, size, slots, slots, 2*slots)
+			}
+		}
+		if total < 100 {
+			t.Errorf("%d slots after 100 claims at once, want at least 100", total)
+		}
+	})
 }
