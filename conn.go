@@ -33,6 +33,8 @@ type conn struct {
 	// claimErr is why ResetSession could not claim a connection; the
 	// operation that follows fails with it.
 	claimErr error
+	// inTx: a transaction begun on the handle has not ended.
+	inTx bool
 }
 
 // The interfaces database/sql looks for. Where the driver's connection
@@ -57,6 +59,11 @@ func (cn *conn) bind(ctx context.Context) error {
 		return err
 	}
 	cn.cl, cn.pc, cn.broken, cn.claimErr = cl, cl.Conn(), nil, nil
+	if cn.pc.mayTrim(&cn.c.stmts, cn.c.stmtKeep) {
+		// Statements were closed since: deallocate those beyond the
+		// cache, as the driver would have on sql.Stmt.Close.
+		cn.pc.trim(&cn.c.stmts, cn.c.stmtKeep)
+	}
 	return nil
 }
 
@@ -71,7 +78,7 @@ func (cn *conn) unbind() {
 	} else {
 		cn.cl.Release()
 	}
-	cn.cl, cn.pc = pool.Claim[*physConn]{}, nil
+	cn.cl, cn.pc, cn.inTx = pool.Claim[*physConn]{}, nil, false
 }
 
 // dc returns the driver's connection. When none is claimed it fails with
@@ -187,10 +194,13 @@ func (cn *conn) Prepare(query string) (driver.Stmt, error) {
 
 // PrepareContext prepares query on the claimed connection, or finds it in
 // that connection's statement cache. The statement it returns prepares
-// itself again on whichever connection runs it later.
+// itself again on whichever connection runs it later; while it is open,
+// no connection deallocates it (see stmtcache.go).
 func (cn *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	cn.c.stmts.hold(query)
 	ds, err := cn.prepared(ctx, query)
 	if err != nil {
+		cn.c.stmts.release(query)
 		return nil, err
 	}
 	return &stmt{cn: cn, query: query, numInput: ds.NumInput()}, nil
@@ -202,7 +212,7 @@ func (cn *conn) prepared(ctx context.Context, query string) (driver.Stmt, error)
 		return nil, err
 	}
 	pc := cn.pc
-	if ds, ok := pc.stmts[query]; ok {
+	if ds, ok := pc.cached(query); ok {
 		return ds, nil
 	}
 	var ds driver.Stmt
@@ -215,18 +225,23 @@ func (cn *conn) prepared(ctx context.Context, query string) (driver.Stmt, error)
 	if err != nil {
 		return nil, cn.check(err)
 	}
-	if pc.stmts == nil {
-		pc.stmts = make(map[string]driver.Stmt)
-	}
-	if len(pc.stmts) >= maxStmts {
-		for q, old := range pc.stmts { // evict one at random
-			old.Close()
-			delete(pc.stmts, q)
-			break
-		}
-	}
-	pc.stmts[query] = ds
+	pc.cache(query, ds)
+	pc.trim(&cn.c.stmts, cn.c.stmtKeep)
 	return ds, nil
+}
+
+// again reports whether an operation of query that failed with err should
+// run again: the error says a statement prepared for query must be
+// prepared again, so it did not run (see [StaleChecker]). The statement
+// is deallocated either way; the operation runs again only outside a
+// transaction, which the error has aborted (PostgreSQL) or which the
+// program must decide about.
+func (cn *conn) again(query string, err error) bool {
+	if err == nil || cn.c.stale == nil || cn.pc == nil || !cn.c.stale(err) {
+		return false
+	}
+	cn.pc.evict(query)
+	return !cn.inTx
 }
 
 func (cn *conn) Begin() (driver.Tx, error) {
@@ -236,7 +251,7 @@ func (cn *conn) Begin() (driver.Tx, error) {
 	}
 	//lint:ignore SA1019 the driver may lack BeginTx
 	tx, err := dc.Begin()
-	return tx, cn.check(err)
+	return cn.began(tx, err)
 }
 
 func (cn *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
@@ -245,15 +260,39 @@ func (cn *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, 
 		return nil, err
 	}
 	if b, ok := dc.(driver.ConnBeginTx); ok {
-		tx, err := b.BeginTx(ctx, opts)
-		return tx, cn.check(err)
+		return cn.began(b.BeginTx(ctx, opts))
 	}
 	if opts.Isolation != driver.IsolationLevel(0) || opts.ReadOnly {
 		return nil, errors.New("qorb: the driver supports only default transactions")
 	}
 	//lint:ignore SA1019 the driver lacks BeginTx
-	tx, err := dc.Begin()
-	return tx, cn.check(err)
+	return cn.began(dc.Begin())
+}
+
+// began notes a transaction begun on the handle, until it ends.
+func (cn *conn) began(tx driver.Tx, err error) (driver.Tx, error) {
+	if err != nil {
+		return nil, cn.check(err)
+	}
+	cn.inTx = true
+	return &txn{tx: tx, cn: cn}, nil
+}
+
+// txn is a transaction of a handle: the handle knows it is in one until
+// it ends.
+type txn struct {
+	tx driver.Tx
+	cn *conn
+}
+
+func (t *txn) Commit() error {
+	t.cn.inTx = false
+	return t.cn.check(t.tx.Commit())
+}
+
+func (t *txn) Rollback() error {
+	t.cn.inTx = false
+	return t.cn.check(t.tx.Rollback())
 }
 
 func (cn *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
@@ -266,6 +305,9 @@ func (cn *conn) ExecContext(ctx context.Context, query string, args []driver.Nam
 		return nil, driver.ErrSkip
 	}
 	res, err := e.ExecContext(ctx, query, args)
+	if cn.again(query, err) {
+		res, err = e.ExecContext(ctx, query, args)
+	}
 	return res, cn.check(err)
 }
 
@@ -279,6 +321,9 @@ func (cn *conn) QueryContext(ctx context.Context, query string, args []driver.Na
 		return nil, driver.ErrSkip
 	}
 	rows, err := q.QueryContext(ctx, query, args)
+	if cn.again(query, err) {
+		rows, err = q.QueryContext(ctx, query, args)
+	}
 	return rows, cn.queryErr(ctx, err)
 }
 

@@ -50,6 +50,13 @@ type Connector struct {
 	router       *router
 	closeTimeout time.Duration
 	drv          Driver // what Driver returns: it leads back to c
+	// stmts counts the statements database/sql holds open; stmtKeep is
+	// how many unused ones a connection keeps prepared.
+	stmts    stmtRefs
+	stmtKeep int
+	// stale reports whether an error says a prepared statement must be
+	// prepared again; nil when the Opener cannot tell.
+	stale func(error) bool
 
 	stopRouter sync.Once
 }
@@ -76,6 +83,15 @@ func NewConnector(cfg Config) (*Connector, error) {
 	}
 	if c.closeTimeout <= 0 {
 		c.closeTimeout = DefaultCloseTimeout
+	}
+	switch {
+	case cfg.StmtCache == 0:
+		c.stmtKeep = DefaultStmtCache
+	case cfg.StmtCache > 0:
+		c.stmtKeep = cfg.StmtCache
+	}
+	if sc, ok := cfg.Opener.(StaleChecker); ok {
+		c.stale = sc.StaleStatement
 	}
 	c.drv.c = c
 	pol := cfg.Policy
@@ -172,26 +188,18 @@ func (c *Connector) Shutdown(ctx context.Context) error {
 }
 
 // physConn is one physical connection in the pool, with the statements
-// prepared on it.
+// prepared on it (see stmtcache.go).
 type physConn struct {
 	dc    driver.Conn
 	key   resolver.Key // its backend
-	stmts map[string]driver.Stmt
+	stmts map[string]*cachedStmt
+	// uses counts the uses of its statements, for the least recently
+	// used; trimmed is stmtRefs.released when its cache was last trimmed.
+	uses, trimmed uint64
 	// socks are its sockets, nil unless the Opener is a SocketOpener;
 	// cut is set once the pool aborted it (see stall.go).
 	socks *sockets
 	cut   atomic.Bool
-}
-
-// maxStmts bounds a connection's statement cache.
-const maxStmts = 256
-
-// closeStmts closes the connection's cached statements.
-func (pc *physConn) closeStmts() {
-	for q, s := range pc.stmts {
-		s.Close()
-		delete(pc.stmts, q)
-	}
 }
 
 // openerConnector makes an Opener the pool's Connector: it opens, checks,

@@ -120,3 +120,13 @@ type Replicator interface {
 	// MySQL errors 1290, 1792 and 1836).
 	ReadOnly(err error) bool
 }
+
+// A StaleChecker is an optional interface for an [Opener]: StaleStatement
+// reports whether err says that a prepared statement must be prepared
+// again because the schema changed under it, and that it did not run
+// (PostgreSQL's "cached plan must not change result type", SQLSTATE
+// 0A000; MySQL error 1615). qorb then deallocates the statement and,
+// outside a transaction, prepares and runs it again.
+type StaleChecker interface {
+	StaleStatement(err error) bool
+}

@@ -42,6 +42,13 @@ type Settings struct {
 	// context has no deadline (pool_close_timeout). Zero means 5 s.
 	// Close never waits.
 	CloseTimeout time.Duration
+	// StmtCache is how many prepared statements that no open [sql.Stmt]
+	// uses each connection keeps prepared, the most recently used
+	// (pool_stmt_cache): a program that prepares the same text again
+	// finds it there, and those beyond are deallocated on the server.
+	// Statements an open sql.Stmt uses are always kept. Zero means 16;
+	// negative, none.
+	StmtCache int
 	// MaxLag keeps a replica out of reads while it is further behind its
 	// primary than this (pool_max_lag). Zero means no limit. It needs an
 	// Opener that is a [Replicator]. Lag is measured from the positions
@@ -98,6 +105,7 @@ var poolParams = map[string]setParam{
 	"pool_close_timeout":          duration(func(s *Settings) *time.Duration { return &s.CloseTimeout }, positive),
 	"pool_max_lag":                duration(func(s *Settings) *time.Duration { return &s.MaxLag }, zeroOff),
 	"pool_reset_session":          boolean(func(s *Settings) *bool { return &s.Reset }),
+	"pool_stmt_cache":             count(func(s *Settings) *int { return &s.StmtCache }, -1, maxStmtCache),
 	"pool_leak_threshold":         duration(func(s *Settings) *time.Duration { return &s.Policy.LeakThreshold }, positive),
 	"pool_log": func(s *Settings, v string) error {
 		switch v {
@@ -111,6 +119,9 @@ var poolParams = map[string]setParam{
 		return nil
 	},
 }
+
+// maxStmtCache bounds pool_stmt_cache.
+const maxStmtCache = 10000
 
 // maxOfflineAfter bounds pool_offline_after: past it, a dead backend
 // would never be declared offline in practice.

@@ -16,6 +16,7 @@ type stmt struct {
 	cn       *conn
 	query    string
 	numInput int
+	closed   bool
 }
 
 var (
@@ -24,9 +25,21 @@ var (
 	_ driver.StmtQueryContext = (*stmt)(nil)
 )
 
-// Close does nothing: the statement stays in the connection's cache until
-// the connection closes.
-func (s *stmt) Close() error { return nil }
+// Close lets the connections deallocate the statement, once no other open
+// statement uses its text, beyond the few each keeps cached (see
+// stmtcache.go).
+func (s *stmt) Close() error {
+	if !s.closed {
+		s.closed = true
+		s.cn.c.stmts.release(s.query)
+		if pc := s.cn.pc; pc != nil && pc.mayTrim(&s.cn.c.stmts, s.cn.c.stmtKeep) {
+			// The handle holds its connection (a sql.Conn or sql.Tx):
+			// release what is beyond the cache now.
+			pc.trim(&s.cn.c.stmts, s.cn.c.stmtKeep)
+		}
+	}
+	return nil
+}
 
 func (s *stmt) NumInput() int { return s.numInput }
 
@@ -38,7 +51,17 @@ func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
 	return s.QueryContext(context.Background(), named(args))
 }
 
+// ExecContext runs the statement, prepared again if the schema changed
+// under it (see conn.again).
 func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	res, err := s.exec(ctx, args)
+	if s.cn.again(s.query, err) {
+		res, err = s.exec(ctx, args)
+	}
+	return res, err
+}
+
+func (s *stmt) exec(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	ds, err := s.cn.prepared(ctx, s.query)
 	if err != nil {
 		return nil, err
@@ -56,7 +79,17 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 	return res, s.cn.check(err)
 }
 
+// QueryContext runs the statement, prepared again if the schema changed
+// under it before it returned rows (see conn.again).
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	rows, err := s.runQuery(ctx, args)
+	if s.cn.again(s.query, err) {
+		rows, err = s.runQuery(ctx, args)
+	}
+	return rows, err
+}
+
+func (s *stmt) runQuery(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
 	ds, err := s.cn.prepared(ctx, s.query)
 	if err != nil {
 		return nil, err

@@ -482,3 +482,19 @@ func asInt(v driver.Value) (int64, error) {
 	}
 	return 0, fmt.Errorf("want an integer, got %T", v)
 }
+
+// errNeedReprepare is ER_NEED_REPREPARE: "Prepared statement needs to be
+// re-prepared".
+const errNeedReprepare = 1615
+
+var _ qorb.StaleChecker = (*Opener)(nil)
+
+// StaleStatement reports whether err is the server's refusal to run a
+// prepared statement whose tables changed since it was prepared (error
+// 1615, which MySQL and MariaDB raise when their own re-preparation gives
+// up, before the statement runs): qorb deallocates the statement and
+// prepares it again (see [qorb.StaleChecker]).
+func (o *Opener) StaleStatement(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == errNeedReprepare
+}

@@ -388,3 +388,16 @@ func (o *Opener) Role(ctx context.Context, c driver.Conn) (resolver.Role, error)
 	}
 	return resolver.RoleUnknown, nil
 }
+
+var _ qorb.StaleChecker = (*Opener)(nil)
+
+// StaleStatement reports whether err is PostgreSQL's refusal to run a
+// prepared statement whose result type a schema change altered ("cached
+// plan must not change result type", SQLSTATE 0A000, raised before the
+// statement runs): qorb deallocates the statement and prepares it again
+// (see [qorb.StaleChecker]). SQLSTATE 0A000 alone means any unsupported
+// feature, so the message is compared too.
+func (o *Opener) StaleStatement(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "0A000" && strings.Contains(pe.Message, "cached plan must not change result type")
+}

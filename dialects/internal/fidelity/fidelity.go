@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,38 @@ type Server struct {
 	// Alive is a query, with the id as its one argument, that counts the
 	// sessions with that id (0 or 1).
 	Alive string
+	// OpenStmts counts the statements prepared on c's session, or those
+	// whose text holds marker where the server can tell.
+	OpenStmts func(ctx context.Context, c *sql.Conn, marker string) (int, error)
+	// Prepares counts the statements ever prepared on c's session whose
+	// text holds marker, or tells when one was last prepared: a change
+	// means a new prepare.
+	Prepares func(ctx context.Context, c *sql.Conn, marker string) (int, error)
+	// StaleInTx recognizes the error a statement prepared before a
+	// schema change gets in a transaction; nil if the server prepares it
+	// again itself.
+	StaleInTx func(error) bool
+	// Addr is the server's address, "host:port".
+	Addr string
+	// Open starts a connector to the server at addr through the
+	// dialect's own DSN, with qorb's parameters params ("k=v&k=v").
+	Open func(t testing.TB, addr, params string) *qorb.Connector
+}
+
+// Run runs every scenario against s, each as a subtest.
+func Run(t *testing.T, s Server) {
+	for _, sc := range []struct {
+		name string
+		run  func(*testing.T, Server)
+	}{
+		{"CloseWithConnInUse", CloseWithConnInUse},
+		{"Shutdown", Shutdown},
+		{"SessionKept", SessionKept},
+		{"StatementsReleased", StatementsReleased},
+		{"StaleStatements", StaleStatements},
+	} {
+		t.Run(sc.name, func(t *testing.T) { sc.run(t, s) })
+	}
 }
 
 // with returns the qorb DSN with extra parameters.
@@ -258,21 +291,21 @@ func Shutdown(t *testing.T, s Server) {
 	}
 }
 
-// SessionKept runs, on fresh pools that open runs with DSN parameters
-// params and a server address, what sequential code does on one backend:
+// SessionKept runs, on fresh pools started by s.Open, what sequential
+// code does on one backend:
 // a temporary table created by one db.Exec is used by the next ones, from
 // the same goroutine. database/sql reuses the connection it was given
 // back last, and so must qorb with one backend, also while its spare
 // connections finish connecting: the address is a proxy that forwards
 // every connection but the first only after a while, so they finish after
 // the first statement, as they do over TLS to a busy server.
-func SessionKept(t *testing.T, target string, open func(t testing.TB, addr, params string) *qorb.Connector) {
+func SessionKept(t *testing.T, s Server) {
 	const pools, parallel = 8, 4
 	sem := make(chan struct{}, parallel)
 	errs := make(chan error, pools)
 	for i := range pools {
-		addr := loopback.SlowProxy(t, "127.0.0.1", target, 200*time.Millisecond)
-		c := open(t, addr, "pool_spares=2")
+		addr := loopback.SlowProxy(t, "127.0.0.1", s.Addr, 200*time.Millisecond)
+		c := s.Open(t, addr, "pool_spares=2")
 		db := sql.OpenDB(c)
 		t.Cleanup(func() { db.Close() })
 		sem <- struct{}{}
@@ -320,4 +353,188 @@ func tempTableKept(ctx context.Context, c *qorb.Connector, db *sql.DB, table str
 		return fmt.Errorf("%s has %d rows, want 1", table, n)
 	}
 	return nil
+}
+
+// unique returns a name no concurrent test uses.
+func unique(prefix string) string {
+	return fmt.Sprintf("%s_%d_%d", prefix, time.Now().UnixNano()%1e9, rand.IntN(1e6))
+}
+
+// StatementsReleased prepares and closes statements on one connection:
+// the server keeps at most the cache's size of those no open sql.Stmt
+// uses (pool_stmt_cache=4), keeps every one an open sql.Stmt uses, and
+// preparing a text again soon after its close prepares nothing new.
+func StatementsReleased(t *testing.T, s Server) {
+	const keep = 4
+	db := s.open(t, true, fmt.Sprintf("pool_max_conns=1&pool_stmt_cache=%d", keep))
+	ctx := t.Context()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	marker := unique("qorb_mark")
+	text := func(i int) string { return fmt.Sprintf("SELECT %d AS %s", i, marker) }
+	count := func(what string) int {
+		t.Helper()
+		n, err := s.OpenStmts(ctx, conn, marker)
+		if err != nil {
+			t.Fatalf("counting statements %s: %v", what, err)
+		}
+		return n
+	}
+	base := count("before")
+	run := func(st *sql.Stmt, i int) {
+		t.Helper()
+		var got int
+		if err := st.QueryRowContext(ctx).Scan(&got); err != nil || got != i {
+			t.Fatalf("%s = %d, %v", text(i), got, err)
+		}
+	}
+
+	// Closed statements beyond the cache are deallocated.
+	for i := range 20 {
+		st, err := conn.PrepareContext(ctx, text(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(st, i)
+		st.Close()
+	}
+	if n := count("after 20 closed") - base; n > keep {
+		t.Errorf("%d statements prepared on the server after 20 were prepared and closed, want at most %d (pool_stmt_cache)", n, keep)
+	}
+
+	// Open statements are kept, whatever their number.
+	var open []*sql.Stmt
+	for i := range 3 * keep {
+		st, err := conn.PrepareContext(ctx, text(100+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(st, 100+i)
+		open = append(open, st)
+	}
+	for i, st := range open {
+		run(st, 100+i) // still prepared
+	}
+	if n := count("with 12 open") - base; n < 3*keep || n > 4*keep {
+		t.Errorf("%d statements prepared with %d open, want at least those and at most %d cached besides", n, 3*keep, keep)
+	}
+	for _, st := range open {
+		st.Close()
+	}
+	if n := count("after closing them") - base; n > keep {
+		t.Errorf("%d statements prepared after the open ones closed, want at most %d", n, keep)
+	}
+
+	// The last ones closed are still prepared: preparing one again
+	// prepares nothing on the server.
+	prepares := func() int {
+		t.Helper()
+		n, err := s.Prepares(ctx, conn, marker)
+		if err != nil {
+			t.Fatalf("counting prepares: %v", err)
+		}
+		return n
+	}
+	before := prepares()
+	st, err := conn.PrepareContext(ctx, text(100+3*keep-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(st, 100+3*keep-1)
+	st.Close()
+	if after := prepares(); after != before {
+		t.Errorf("preparing a statement closed just before prepared it again on the server (%d prepares, then %d)", before, after)
+	}
+}
+
+// StaleStatements changes a table's schema under statements prepared on
+// a connection: they run again, prepared afresh, outside a transaction,
+// and so does the same text run without preparing it; inside a
+// transaction the error reaches the program (the server has aborted the
+// transaction, or the program must decide), and the statement works
+// again after it.
+func StaleStatements(t *testing.T, s Server) {
+	db := s.open(t, true, "pool_max_conns=1")
+	ctx := t.Context()
+	table := unique("qorb_stale")
+	mustExec(t, db, "CREATE TABLE "+table+" (a int)")
+	t.Cleanup(func() { db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+table) })
+	mustExec(t, db, "INSERT INTO "+table+" (a) VALUES (1)")
+	q := "SELECT * FROM " + table
+	st, err := db.PrepareContext(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	columns := func(what string) func(*sql.Rows, error) int {
+		return func(rows *sql.Rows, err error) int {
+			t.Helper()
+			return countColumns(t, what, rows, err)
+		}
+	}
+	if n := columns("before the change")(st.QueryContext(ctx)); n != 1 {
+		t.Fatalf("%d columns, want 1", n)
+	}
+	mustExec(t, db, "ALTER TABLE "+table+" ADD COLUMN b int")
+	if n := columns("prepared statement after ALTER TABLE")(st.QueryContext(ctx)); n != 2 {
+		t.Errorf("%d columns after ALTER TABLE ADD COLUMN, want 2", n)
+	}
+	mustExec(t, db, "ALTER TABLE "+table+" ADD COLUMN c int")
+	if n := columns("the same text unprepared after ALTER TABLE")(db.QueryContext(ctx, q)); n != 3 {
+		t.Errorf("%d columns after a second ALTER TABLE, want 3", n)
+	}
+	if _, err := st.ExecContext(ctx); err != nil {
+		t.Errorf("Exec of the prepared statement: %v", err)
+	}
+
+	// Inside a transaction.
+	mustExec(t, db, "ALTER TABLE "+table+" DROP COLUMN c")
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := tx.StmtContext(ctx, st).QueryContext(ctx)
+	if err == nil {
+		countColumns(t, "in a transaction", rows, nil)
+	}
+	switch {
+	case s.StaleInTx != nil && !s.StaleInTx(err):
+		t.Errorf("stale statement in a transaction: %v, want the server's error", err)
+	case s.StaleInTx == nil && err != nil:
+		t.Errorf("stale statement in a transaction: %v, want the server to prepare it again itself", err)
+	}
+	tx.Rollback()
+	if n := columns("after the transaction")(st.QueryContext(ctx)); n != 2 {
+		t.Errorf("%d columns after the transaction, want 2", n)
+	}
+}
+
+func mustExec(t testing.TB, db *sql.DB, q string) {
+	t.Helper()
+	if _, err := db.ExecContext(t.Context(), q); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// countColumns reads rows to the end and returns how many columns they
+// have, failing the test for err or an error while reading.
+func countColumns(t testing.TB, what string, rows *sql.Rows, err error) int {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return len(cols)
 }
