@@ -47,9 +47,9 @@ func logResult(t *testing.T, res Result) {
 // leader; a monitor polling the nodes directly sees when none serves; the
 // reads that restart ends with 57P01 are counted apart, see
 // Figures.ReadErrorsTerminated), and
-// sends no replica read to a primary it knows of (one begun more than
-// knowGrace after its first write on the new primary; before that, the
-// promoted replica answers the reads sent to it as a replica). After the
+// sends no replica read to a primary it knows of (one begun after its
+// first write on the new primary; before that, the promoted replica
+// answers the reads sent to it as a replica). After the
 // kill, its first write reaches the new primary within 2 s of the
 // promotion; through the outage, which it does not depend on, no
 // operation at all fails. Each operation is bounded by 5 s here (2 s in
