@@ -338,7 +338,7 @@ func (cn *conn) queryErr(ctx context.Context, err error) error {
 	if err == nil || cn.broken == nil || errors.Is(err, driver.ErrBadConn) || !repeatable(ctx, cn.c.router.def) {
 		return err
 	}
-	return fmt.Errorf("%w: %v", driver.ErrBadConn, err)
+	return fmt.Errorf("%w: %w", driver.ErrBadConn, err)
 }
 
 // Ping pings through the driver, or with the dialect's health check when

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -80,8 +81,21 @@ func testHungReplica(t *testing.T, rc *replCluster) {
 		return served[hung.Port()] > 0 && served[other.Port()] > 0, fmt.Sprint(served)
 	})
 
+	// A sql.Conn pinned to the replica about to freeze: what runs on it
+	// is not repeated, so it fails, promptly and saying why.
+	pinned := pinTo(t, db, hung.Port(), rc.e.portQuery)
+	pinnedErr := make(chan error, 1)
+	var pinnedTook time.Duration
+
 	pausedAt := time.Now()
 	hung.Pause(t)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := pinned.ExecContext(ctx, "SELECT 1")
+		pinnedTook = time.Since(pausedAt)
+		pinnedErr <- err
+	}()
 	resumed := false
 	t.Cleanup(func() {
 		if !resumed {
@@ -97,6 +111,14 @@ func testHungReplica(t *testing.T, rc *replCluster) {
 		return served[hung.Port()] > 0, fmt.Sprint(served)
 	})
 	l.stop()
+	if err := <-pinnedErr; !errors.Is(err, qorb.ErrStalled) {
+		t.Errorf("statement on a sql.Conn of the frozen replica: %v, want an error wrapping qorb.ErrStalled", err)
+	} else if pinnedTook > 3500*time.Millisecond {
+		t.Errorf("statement on a sql.Conn of the frozen replica failed after %v, want within 3.5 s", pinnedTook)
+	} else {
+		t.Logf("statement on a sql.Conn of the frozen replica failed after %v: %v", pinnedTook.Round(time.Millisecond), err)
+	}
+	pinned.Close()
 
 	const cutBy = 2 * time.Second            // pool_suspect_after + pool_stall_timeout
 	const patience = 3500 * time.Millisecond // cutBy, the read again, a busy machine
@@ -136,6 +158,35 @@ func testHungReplica(t *testing.T, rc *replCluster) {
 	if onHung > 0 {
 		t.Errorf("%d replica reads begun after the frozen replica was found were served by it while frozen", onHung)
 	}
+}
+
+// pinTo returns a sql.Conn of db whose backend has port port (asked with
+// query), holding a replica-role claim until it is closed.
+func pinTo(t *testing.T, db *sql.DB, port int, query string) *sql.Conn {
+	t.Helper()
+	ctx := qorb.WithRole(t.Context(), qorb.RoleReplica)
+	var others []*sql.Conn
+	defer func() {
+		for _, c := range others {
+			c.Close()
+		}
+	}()
+	for range 20 {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p int
+		if err := c.QueryRowContext(ctx, query).Scan(&p); err != nil {
+			t.Fatal(err)
+		}
+		if p == port {
+			return c
+		}
+		others = append(others, c)
+	}
+	t.Fatalf("no connection to %d in 20 tries", port)
+	return nil
 }
 
 // testLongQuery: queries of 10 s on healthy backends, with every

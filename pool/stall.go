@@ -165,13 +165,25 @@ func (p *Pool[C]) probe(ctx context.Context, s *set[C]) {
 	cancel()
 	now := time.Now()
 	p.tickClock(now)
+	a := p.newAfter()
+	healthChanged := false
 	s.mu.Lock()
 	s.probeSince = 0
 	if err == nil {
 		s.answeredAt = p.mono(now)
+		if s.getHealth() == HealthOffline && s.setHealthLocked(HealthOnline, p.mono(now)) {
+			// Stalled with every slot claimed, it answers again: no
+			// connection attempt of its own would have told.
+			healthChanged = true
+			a.event(Event{Kind: EventBackendOnline, Backend: s.key})
+		}
 	} else {
 		s.noteErrLocked(err, now)
 	}
 	s.mu.Unlock()
+	p.finish(&a)
+	if healthChanged {
+		p.wantRebalance()
+	}
 	p.poke()
 }
