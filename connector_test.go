@@ -554,11 +554,11 @@ func TestRoles(t *testing.T) {
 		want    []string
 	}{
 		{"default any", RoleAny, nil, []string{primary, replicas[0], replicas[1], unknown}},
-		{"context primary", RoleAny, ptr(RolePrimary), []string{primary, unknown}},
+		{"context primary", RoleAny, ptr(RolePrimary), []string{primary}}, // unknown takes writes only with no primary known
 		{"context replica", RoleAny, ptr(RoleReplica), []string{replicas[0], replicas[1], unknown}},
 		{"context prefer-replica", RoleAny, ptr(RolePreferReplica), []string{replicas[0], replicas[1], unknown}},
 		{"default replica", RoleReplica, nil, []string{replicas[0], replicas[1], unknown}},
-		{"default replica, context primary", RoleReplica, ptr(RolePrimary), []string{primary, unknown}},
+		{"default replica, context primary", RoleReplica, ptr(RolePrimary), []string{primary}},
 		{"default primary, context any", RolePrimary, ptr(RoleAny), []string{primary, replicas[0], replicas[1], unknown}},
 	}
 	for _, tt := range tests {

@@ -27,8 +27,10 @@ type router struct {
 	// Replicator.
 	repl *replState
 	// The claim filters for each role, made once so claims do not
-	// allocate. A backend whose role nobody knows yet may serve any role.
-	primary, replica pool.Filter
+	// allocate. A backend whose role nobody knows (yet, or because its
+	// server cannot say) may serve any role; knownPrimary takes only
+	// backends known to be the primary, which writes prefer.
+	primary, replica, knownPrimary pool.Filter
 
 	// The lag watch, which runs only with a lag limit: wake asks it to
 	// look at the lag flags again (capacity 1), closing stop ends it, and
@@ -45,6 +47,7 @@ const maxPositionProbes = 8
 func newRouter(o Opener, def Role, maxLag time.Duration) *router {
 	r := &router{opener: o, def: def}
 	r.primary = func(b resolver.Backend) bool { return b.Role != resolver.RoleReplica }
+	r.knownPrimary = func(b resolver.Backend) bool { return b.Role == resolver.RolePrimary }
 	r.replica = func(b resolver.Backend) bool { return b.Role != resolver.RolePrimary }
 	rep, ok := o.(Replicator)
 	if !ok {
@@ -135,7 +138,7 @@ func (r *router) claim(ctx context.Context) (pool.Claim[*physConn], error) {
 	} else {
 		f := r.filter(asked)
 		if asked == RolePreferReplica && !r.pool.Usable(f) {
-			f = r.primary // no replica is online: the primary serves
+			f = r.primaryFilter() // no replica is online: the primary serves
 		}
 		cl, err = r.pool.ClaimFiltered(ctx, f)
 	}
@@ -150,11 +153,22 @@ func (r *router) claim(ctx context.Context) (pool.Claim[*physConn], error) {
 func (r *router) filter(asked Role) pool.Filter {
 	switch asked {
 	case RolePrimary:
-		return r.primary
+		return r.primaryFilter()
 	case RoleReplica, RolePreferReplica:
 		return r.replica
 	}
 	return nil
+}
+
+// primaryFilter returns the filter of primary claims: the backends known
+// to be the primary while one of them is usable, so that a server that
+// cannot say its role gets no writes beside a known primary; else every
+// backend not known to be a replica.
+func (r *router) primaryFilter() pool.Filter {
+	if r.pool.Usable(r.knownPrimary) {
+		return r.knownPrimary
+	}
+	return r.primary
 }
 
 // claimAfter claims a connection for a read that must see the writes tok
@@ -195,7 +209,7 @@ func (r *router) claimAfter(ctx context.Context, asked Role, tok Token) (pool.Cl
 		tried = append(tried, pc.key)
 	}
 	// No replica has replayed that far: the primary has.
-	return r.pool.ClaimFiltered(ctx, r.primary)
+	return r.pool.ClaimFiltered(ctx, r.primaryFilter())
 }
 
 // observe asks the server of pc its role and, for a database that

@@ -515,3 +515,31 @@ func TestRouterClaimAllocs(t *testing.T) {
 		}
 	})
 }
+
+// TestRouterUnknownRole shows that a backend whose server cannot say its
+// role takes writes only while no backend is known to be the primary,
+// and reads with the replicas.
+func TestRouterUnknownRole(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, o := newRouteCluster(t, Settings{})
+		unknown := replicaAddrs[1]
+		o.servers[unknown].set(func(s *routeServer) { s.role = resolver.RoleUnknown })
+		c.pool.SetRole(routeBackends[2].Key(), resolver.RoleUnknown)
+		synctest.Wait()
+		ctx := t.Context()
+		if got, want := servedBy(t, WithRole(ctx, RolePrimary), c, 30), set(primaryAddr); !sameSet(got, want) {
+			t.Errorf("with a known primary, primary claims served by %v, want %v", got, want)
+		}
+		if got, want := servedBy(t, WithRole(ctx, RoleReplica), c, 30), set(replicaAddrs...); !sameSet(got, want) {
+			t.Errorf("replica claims served by %v, want %v", got, want)
+		}
+		// The primary's server cannot say either now: no primary is
+		// known, and the backends of unknown role take writes.
+		o.servers[primaryAddr].set(func(s *routeServer) { s.role = resolver.RoleUnknown })
+		c.pool.SetRole(routeBackends[0].Key(), resolver.RoleUnknown)
+		synctest.Wait()
+		if got, want := servedBy(t, WithRole(ctx, RolePrimary), c, 30), set(primaryAddr, unknown); !sameSet(got, want) {
+			t.Errorf("with no known primary, primary claims served by %v, want %v", got, want)
+		}
+	})
+}
