@@ -207,3 +207,32 @@ func TestStallTimeoutOff(t *testing.T) {
 		}
 	})
 }
+
+// A stalled backend whose only connection is still claimed (the
+// application has not yet given back the aborted connection) comes back
+// online once a probe answers again.
+func TestStalledBackendBackOnlineByProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bs := backends(2)
+		// The fake's hung probe waits for ConnectTimeout, where a real
+		// server resumed would answer it.
+		p, ac, w := stallPool(t, Policy{MaxSlots: 2, MaxPerBackend: 1, Spares: -1, ConnectTimeout: 2 * time.Second}, bs...)
+		c := claimOn(t, p, bs[0].Addr, 1)[0]
+		ac.setMode(bs[0].Addr, backendMode{hang: true})
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if _, _, ok := w.when(bs[0].Addr); !ok {
+			t.Fatal("backend not stalled 3 s after it stopped answering")
+		}
+		if _, ok := ac.abortedAt(c.Conn()); !ok {
+			t.Error("the claimed connection was not aborted")
+		}
+		ac.setMode(bs[0].Addr, backendMode{})
+		time.Sleep(4 * time.Second)
+		synctest.Wait()
+		if b := backendStats(t, p, bs[0].Addr); b.Health != HealthOnline {
+			t.Errorf("4 s after it answers again, with its only connection still claimed: %v, want online", b.Health)
+		}
+		c.Discard(nil)
+	})
+}
