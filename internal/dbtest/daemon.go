@@ -1,8 +1,10 @@
 package dbtest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -126,4 +128,46 @@ func lookPrograms(names ...string) (map[string]string, error) {
 		return nil, fmt.Errorf("dbtest: %w (scripts/setup installs the Debian packages patroni, etcd-server and haproxy)", errors.Join(missing...))
 	}
 	return paths, nil
+}
+
+// startOnFreePorts starts d on n free ports, which configure puts into its
+// arguments, and waits until ready returns nil; while d exits because a
+// port was taken before it bound it, it tries again on other ports (up to
+// five times).
+func startOnFreePorts(d *daemon, n int, configure func(ports []int) error, what string, ready func() error) error {
+	var err error
+	for range 5 {
+		ports := make([]int, n)
+		for i := range ports {
+			if ports[i], err = freePort(); err != nil {
+				return err
+			}
+		}
+		if err = configure(ports); err != nil {
+			return err
+		}
+		var off int64
+		if off, err = d.start(); err != nil {
+			return err
+		}
+		if err = d.await(off, startTimeout, what, ready); err == nil {
+			return nil
+		}
+		if !logHas(d.logPath, off, "already in use") {
+			return err
+		}
+		if kerr := d.kill(); kerr != nil {
+			return errors.Join(err, kerr)
+		}
+	}
+	return err
+}
+
+// logHas reports whether the log at path holds s after offset off.
+func logHas(path string, off int64, s string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil || off > int64(len(b)) {
+		return false
+	}
+	return bytes.Contains(bytes.ToLower(b[off:]), bytes.ToLower([]byte(s)))
 }

@@ -3,7 +3,6 @@ package dbtest
 import (
 	"context"
 	"encoding/csv"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -50,21 +49,11 @@ func StartHAProxy(t testing.TB, c *PatroniCluster) *HAProxy {
 		t.Fatal(err)
 	}
 	h := &HAProxy{cluster: c}
-	var errs [3]error
-	h.primaryPort, errs[0] = freePort()
-	h.replicaPort, errs[1] = freePort()
-	h.statsPort, errs[2] = freePort()
-	if err := errors.Join(errs[:]...); err != nil {
-		t.Fatal(err)
-	}
 	dir := filepath.Join(c.dir, fmt.Sprintf("haproxy%d", serial.Add(1)))
 	if err := acct.mkdir(dir); err != nil {
 		t.Fatal(err)
 	}
 	confPath := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(confPath, []byte(h.config()), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	h.d = &daemon{
 		name: c.Scope + "-haproxy", acct: acct, dir: dir, logPath: filepath.Join(dir, "haproxy.log"),
 		path: progs["haproxy"], args: []string{"-db", "-f", confPath},
@@ -77,14 +66,14 @@ func StartHAProxy(t testing.TB, c *PatroniCluster) *HAProxy {
 			t.Error(err)
 		}
 	})
-	off, err := h.d.start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.d.await(off, startTimeout, "the stats page", func() error {
+	err = startOnFreePorts(h.d, 3, func(ports []int) error {
+		h.primaryPort, h.replicaPort, h.statsPort = ports[0], ports[1], ports[2]
+		return os.WriteFile(confPath, []byte(h.config()), 0o644)
+	}, "the stats page", func() error {
 		_, err := h.states(context.Background())
 		return err
-	}); err != nil {
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)

@@ -77,6 +77,7 @@ type PatroniNode struct {
 	patroni  *daemon
 	admin    *sql.DB
 	http     *http.Client
+	startOff int64 // size of the log before the last start
 }
 
 // StartPatroniCluster starts etcd and n Patroni nodes, waits until one is the
@@ -111,15 +112,18 @@ func StartPatroniCluster(t testing.TB, n int) *PatroniCluster {
 	}
 	// The first node bootstraps; the others join once it leads, each with a
 	// pg_basebackup of it.
-	off, err := c.Nodes[0].patroni.start()
-	if err != nil {
+	first := c.Nodes[0]
+	if err := c.startNode(first); err != nil {
 		t.Fatal(err)
 	}
-	first := c.Nodes[0]
-	if err := first.patroni.await(off, haTimeout, "the bootstrap", func() error {
-		return first.restCheck(context.Background(), "/primary")
-	}); err != nil {
-		t.Fatal(err)
+	err = poll(haTimeout, "the bootstrap of "+scope, func() (bool, error) {
+		if err := c.repairPorts(); err != nil {
+			return false, err
+		}
+		return first.restCheck(context.Background(), "/primary") == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("%v\n--- log:\n%s", err, first.LogTail())
 	}
 	setup := []string{
 		fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", User, Password),
@@ -134,7 +138,7 @@ func StartPatroniCluster(t testing.TB, n int) *PatroniCluster {
 		}
 	}
 	for _, nd := range c.Nodes[1:] {
-		if _, err := nd.patroni.start(); err != nil {
+		if err := c.startNode(nd); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -149,21 +153,7 @@ func (c *PatroniCluster) startEtcd(t testing.TB, acct account, bin string) {
 	if err := acct.mkdir(dir); err != nil {
 		t.Fatal(err)
 	}
-	client, err1 := freePort()
-	peer, err2 := freePort()
-	if err := errors.Join(err1, err2); err != nil {
-		t.Fatal(err)
-	}
-	c.etcdClient = client
-	clientURL := fmt.Sprintf("http://127.0.0.1:%d", client)
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
-	c.etcd = &daemon{
-		name: c.Scope + "-etcd", acct: acct, dir: dir, logPath: filepath.Join(dir, "etcd.log"), path: bin,
-		args: []string{"--name", "e0", "--data-dir", filepath.Join(dir, "data"),
-			"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
-			"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-			"--initial-cluster", "e0=" + peerURL, "--initial-cluster-state", "new"},
-	}
+	c.etcd = &daemon{name: c.Scope + "-etcd", acct: acct, dir: dir, logPath: filepath.Join(dir, "etcd.log"), path: bin}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("dbtest: %s log tail:\n%s", c.etcd.name, c.etcd.logTail())
@@ -172,12 +162,21 @@ func (c *PatroniCluster) startEtcd(t testing.TB, acct account, bin string) {
 			t.Error(err)
 		}
 	})
-	off, err := c.etcd.start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = c.etcd.await(off, startTimeout, "etcd to be healthy", func() error {
-		body, err := c.get(context.Background(), clientURL+"/health")
+	err := startOnFreePorts(c.etcd, 2, func(ports []int) error {
+		// A run that failed to bind may have made a member of its ports.
+		if err := os.RemoveAll(filepath.Join(dir, "data")); err != nil {
+			return err
+		}
+		c.etcdClient = ports[0]
+		clientURL := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+		peerURL := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+		c.etcd.args = []string{"--name", "e0", "--data-dir", filepath.Join(dir, "data"),
+			"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
+			"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
+			"--initial-cluster", "e0=" + peerURL, "--initial-cluster-state", "new"}
+		return nil
+	}, "etcd to be healthy", func() error {
+		body, err := c.get(context.Background(), fmt.Sprintf("http://127.0.0.1:%d/health", c.etcdClient))
 		if err == nil && !strings.Contains(string(body), `"true"`) {
 			err = fmt.Errorf("health: %s", body)
 		}
@@ -193,37 +192,21 @@ func (c *PatroniCluster) startEtcd(t testing.TB, acct account, bin string) {
 func (c *PatroniCluster) newNode(t testing.TB, acct account, bin string, i int) *PatroniNode {
 	t.Helper()
 	nd := &PatroniNode{name: fmt.Sprintf("n%d", i), dir: filepath.Join(c.dir, fmt.Sprintf("n%d", i)), http: c.http}
-	var err1, err2 error
-	nd.port, err1 = freePort()
-	nd.restPort, err2 = freePort()
-	if err := errors.Join(err1, err2); err != nil {
-		t.Fatal(err)
-	}
 	if err := acct.mkdir(nd.dir); err != nil {
 		t.Fatal(err)
 	}
-	conf, err := json.MarshalIndent(c.patroniConfig(nd), "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// JSON is YAML.
 	confPath := filepath.Join(nd.dir, "patroni.yml")
-	if err := os.WriteFile(confPath, conf, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(confPath, int(acct.uid), int(acct.gid)); err != nil {
-		t.Fatal(err)
-	}
-	nd.admin, err = openPostgresAdmin(nd.port)
-	if err != nil {
-		t.Fatal(err)
-	}
 	nd.patroni = &daemon{
 		name: c.Scope + "-" + nd.name, acct: acct, dir: nd.dir, logPath: filepath.Join(nd.dir, "patroni.log"),
 		path: bin, args: []string{confPath},
 	}
+	if err := c.configure(nd); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
-		nd.admin.Close()
+		if nd.admin != nil {
+			nd.admin.Close()
+		}
 		if t.Failed() {
 			t.Logf("dbtest: %s (PostgreSQL %d, REST %d) log tail:\n%s", nd.patroni.name, nd.port, nd.restPort, nd.patroni.logTail())
 		}
@@ -235,6 +218,65 @@ func (c *PatroniCluster) newNode(t testing.TB, acct account, bin string, i int) 
 		}
 	})
 	return nd
+}
+
+// configure picks free ports for node nd, writes its Patroni configuration
+// and opens its admin pool.
+func (c *PatroniCluster) configure(nd *PatroniNode) error {
+	var err1, err2 error
+	nd.port, err1 = freePort()
+	nd.restPort, err2 = freePort()
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	conf, err := json.MarshalIndent(c.patroniConfig(nd), "", "  ")
+	if err != nil {
+		return err
+	}
+	// JSON is YAML.
+	confPath := nd.patroni.args[0]
+	if err := os.WriteFile(confPath, conf, 0o600); err != nil {
+		return err
+	}
+	acct := nd.patroni.acct
+	if err := os.Chown(confPath, int(acct.uid), int(acct.gid)); err != nil {
+		return err
+	}
+	if nd.admin != nil {
+		nd.admin.Close()
+	}
+	nd.admin, err = openPostgresAdmin(nd.port)
+	return err
+}
+
+// startNode starts node nd's Patroni.
+func (c *PatroniCluster) startNode(nd *PatroniNode) error {
+	off, err := nd.patroni.start()
+	nd.startOff = off
+	return err
+}
+
+// repairPorts restarts, on new ports, every node whose Patroni or
+// PostgreSQL found a port it was given taken since it started: another
+// process may take a free port before the daemon binds it. WaitHealthy
+// calls it from the test's goroutine; once every node runs, no port
+// changes.
+func (c *PatroniCluster) repairPorts() error {
+	for _, nd := range c.Nodes {
+		if !logHas(nd.patroni.logPath, nd.startOff, "already in use") {
+			continue
+		}
+		if err := errors.Join(nd.patroni.kill(), killUnder(nd.dir)); err != nil {
+			return err
+		}
+		if err := c.configure(nd); err != nil {
+			return err
+		}
+		if err := c.startNode(nd); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // patroniConfig returns node nd's Patroni configuration.
@@ -411,6 +453,9 @@ func (c *PatroniCluster) WaitHealthy(t testing.TB) *PatroniNode {
 	var state string
 	var leader *PatroniNode
 	err := poll(haTimeout, c.Scope+" to be healthy", func() (bool, error) {
+		if err := c.repairPorts(); err != nil {
+			return false, err
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		var ok bool
