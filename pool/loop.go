@@ -91,6 +91,9 @@ func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.T
 	if p.pol.LeakThreshold > 0 {
 		next = earliest(next, p.findLeaks(now))
 	}
+	if p.needRoom.Swap(false) {
+		p.makeRoom()
+	}
 	if p.pickerDirty.Swap(false) {
 		p.rebuildPicker()
 		p.failHopeless()

@@ -21,10 +21,13 @@ import (
 // have a maximum lifetime and idle time.
 type Policy struct {
 	// MaxSlots caps the slots (open or opening connections) across all
-	// backends. It is never exceeded, but for the probe connection of a
-	// backend suspected of stalling whose every connection is claimed (at
-	// most one per backend, closed as soon as it answers; see
-	// StallTimeout). Default 16.
+	// backends. It is never exceeded, connections being closed included,
+	// but for one case: the probe connection of a backend suspected of
+	// stalling (see StallTimeout) takes room under it, an idle connection
+	// being closed to make some, unless no connection in the pool is idle
+	// and none can be; then it goes one over per backend, until the probe
+	// answers. A probe may also take its backend one over MaxPerBackend
+	// when every connection to it is claimed. Default 16.
 	MaxSlots int
 	// MaxPerBackend caps the slots of one backend. Default 16.
 	MaxPerBackend int

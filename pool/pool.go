@@ -75,9 +75,12 @@ type Pool[C any] struct {
 	// closingN counts connections waiting to be closed: they still hold
 	// room under MaxSlots until they are.
 	closingN atomic.Int64
-	// probing counts the probe connections open or opening, which the
-	// caps do not count (see stall.go).
+	// probing counts the probe connections open or opening (see
+	// stall.go): they take room under MaxSlots as slots do.
 	probing atomic.Int64
+	// needRoom asks the control loop to close an idle connection so that
+	// a probe connection fits under the caps (see makeRoom).
+	needRoom atomic.Bool
 	// clock is a coarse reading of the time, in nanoseconds since epoch,
 	// moved forward by the control loop (at least every
 	// RebalanceInterval) and by background work. Claims and releases read

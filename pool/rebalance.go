@@ -26,7 +26,8 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 	for i, s := range sets {
 		infos[i] = s.info(mnow, periodic)
 	}
-	pl := plan(infos, p.pol, int(p.waiting.Load()), int(p.closingN.Load()), periodic)
+	// Probe connections (see stall.go) take room as closing ones do.
+	pl := plan(infos, p.pol, int(p.waiting.Load()), int(p.closingN.Load()+p.probing.Load()), periodic)
 
 	a := p.newAfter()
 	room := pl.room

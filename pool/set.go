@@ -55,7 +55,10 @@ type set[C any] struct {
 	// probeSince is when the pending probe connection began, zero if
 	// none, and probedAt when the last probe began (see stall.go).
 	probeSince, probedAt int64
-	wanted               int
+	// probeReserved: the room of the next probe connection is counted in
+	// p.probing, waiting for MaxSlots to have it (see startProbeLocked).
+	probeReserved bool
+	wanted        int
 	// peaks holds peak as it was at the end of each of the last
 	// recentRebalances periodic rebalances, latest first.
 	peaks [recentRebalances]int32

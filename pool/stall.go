@@ -15,7 +15,10 @@ import (
 // has answered for as long (no connection attempt, health check or
 // recycle succeeded, and no claim came back), the pool probes it: it
 // health-checks an idle connection, or, when none is idle, opens a probe
-// connection of its own beyond the caps, which it closes at once. If the
+// connection of its own, which it closes at once. The probe connection
+// takes room under MaxSlots (an idle connection to another backend is
+// closed to make it); only when no connection at all is idle does it go
+// one over, since none could be closed for it. If the
 // probe, or any connection attempt, check or recycle begun since the
 // backend last answered, goes StallTimeout without an answer while claims
 // are out, the backend is stalled: it is declared offline and suspected,
@@ -138,8 +141,8 @@ func (s *set[C]) stallLocked(a *after[C]) (healthChanged bool) {
 // startProbeLocked probes s's backend: it health-checks an idle
 // connection, if there is one, or opens a probe connection.
 func (s *set[C]) startProbeLocked(mnow int64, jobs *[]job[C], a *after[C]) {
-	s.probedAt = mnow
 	if sl := s.idle.pop(); sl != nil {
+		s.probedAt = mnow
 		if sl.unwanted.Load() {
 			s.closeSlotLocked(sl, StateIdle, a)
 		} else {
@@ -147,15 +150,82 @@ func (s *set[C]) startProbeLocked(mnow int64, jobs *[]job[C], a *after[C]) {
 			return
 		}
 	}
-	s.probeSince = mnow
+	if !s.probeReserved {
+		// Take the probe's room now, before it is there: rebalances
+		// count it as taken and do not grow into room freed for it.
+		s.p.probing.Add(1)
+		s.probeReserved = true
+	}
+	if !s.probeRoomLocked() && s.p.picker.Load().anyIdle() {
+		// MaxSlots leaves no room for a probe connection: make some by
+		// closing an idle connection, and probe once it is closed. With
+		// no connection idle anywhere, none can be closed: the probe then
+		// goes one over MaxSlots, for as long as it takes.
+		s.p.needRoom.Store(true)
+		return
+	}
+	s.probeReserved = false // the probe holds the room until it ends
+	s.probedAt, s.probeSince = mnow, mnow
 	*jobs = append(*jobs, job[C]{set: s, probe: true})
+}
+
+// probeRoomLocked reports whether a probe connection to s fits under
+// MaxSlots, connections opening and closing included. It may take s one
+// over MaxPerBackend, when every connection s may have is claimed: that
+// backend is the one whose server is in doubt.
+func (s *set[C]) probeRoomLocked() bool {
+	p := s.p
+	return p.slotCount.Load()+p.closingN.Load()+p.probing.Load() <= int64(p.pol.MaxSlots)
+}
+
+// makeRoom closes the least lately claimed idle connection of the
+// backend with the most idle ones, so that a probe connection fits under
+// MaxSlots.
+func (p *Pool[C]) makeRoom() {
+	p.mu.Lock()
+	sets := p.setList()
+	p.mu.Unlock()
+	var best *set[C]
+	bestIdle := 0
+	for _, s := range sets {
+		s.mu.Lock()
+		n := countByState(s.slots)[StateIdle]
+		s.mu.Unlock()
+		if n > bestIdle {
+			best, bestIdle = s, n
+		}
+	}
+	if best == nil {
+		return
+	}
+	a := p.newAfter()
+	best.mu.Lock()
+	idle := best.drainIdleLocked()
+	var victim *slot[C]
+	for _, sl := range idle {
+		if victim == nil || sl.claimedAt.Load() < victim.claimedAt.Load() {
+			victim = sl
+		}
+	}
+	kept := idle[:0]
+	for _, sl := range idle {
+		if sl != victim {
+			kept = append(kept, sl)
+		}
+	}
+	if victim != nil {
+		victim.unwanted.Store(true)
+		best.closeSlotLocked(victim, StateIdle, &a)
+	}
+	best.restoreIdle(kept)
+	best.mu.Unlock()
+	p.finish(&a)
 }
 
 // probe opens a connection to s's backend, checks it and closes it: the
 // probe of a backend with claims out and no idle connection.
 func (p *Pool[C]) probe(ctx context.Context, s *set[C]) {
 	cctx, cancel := context.WithTimeout(ctx, p.pol.ConnectTimeout)
-	p.probing.Add(1)
 	conn, err := p.conn.Connect(cctx, s.backendValue())
 	if err == nil {
 		err = p.conn.IsValid(cctx, conn)
