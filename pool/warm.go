@@ -1,6 +1,9 @@
 package pool
 
-import "time"
+import (
+	"math/rand/v2"
+	"time"
+)
 
 // This file holds what keeps a fleet of pools gentle with a backend that
 // is not known to be healthy: the connect-rate limit (Policy.ConnectRate)
@@ -54,7 +57,14 @@ func (s *set[C]) mayConnectLocked(mnow int64) (ok bool, next int64) {
 	}
 	pol := &s.p.pol
 	rate := max(pol.ConnectRate*float64(max(s.share, 1)), 1/pol.ProbeBackoffMax.Seconds())
-	return s.bucket.take(mnow, rate, pol.ConnectBurst)
+	ok, next = s.bucket.take(mnow, rate, pol.ConnectBurst)
+	if !ok {
+		// A turn comes at a random time within half the token's period, so
+		// that pools that lost a backend together do not retry it in
+		// step.
+		next += rand.Int64N(int64(float64(time.Second)/rate/2) + 1)
+	}
+	return ok, next
 }
 
 // warmFloor is the share of its weight a backend starts slow start with.
