@@ -187,6 +187,10 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 			}
 			held = append(held, cn)
 		}
+		// Let background work settle: a stall probe, after the claims
+		// held a second with nothing else answering, checks the idle
+		// connection and gives it back.
+		synctest.Wait()
 		ms = collect(t, reader)
 		if got := sum(t, ms, "db.client.connection.count", poolName, idle); got != 1 {
 			t.Errorf("count{idle} = %d, want 1", got)
