@@ -384,9 +384,17 @@ func (s *Resolver) apply(st *runState, res lookupResult, err error, rc resolver.
 	}
 	st.published = true
 	st.last = set
+	if len(set) == 0 && res.empty != nil {
+		// An empty set: say why first, so that a claim that finds no
+		// backends already has the reason.
+		rc.Report(res.empty)
+		rc.Update(nil)
+		s.emit(Event{Kind: EventUpdate, Name: s.name, Server: res.server, Records: res.records, Err: res.empty, Next: next})
+		return next
+	}
 	rc.Update(append([]resolver.Backend(nil), set...))
 	s.emit(Event{Kind: EventUpdate, Name: s.name, Server: res.server, Records: res.records, Err: res.empty, Next: next})
-	rc.Report(cmp.Or(res.empty, res.partial))
+	rc.Report(res.partial)
 	return next
 }
 
