@@ -136,9 +136,13 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 	mnow := p.mono(now)
 	p.mu.Lock()
 	// A backend added to a running pool begins a slow start once it is
-	// online; those of the pool's first update do not.
-	running := p.applied
-	p.applied = true
+	// online; those the resolver reports in the pool's first moments (its
+	// first update, and the next ones within startGrace, as when a joined
+	// resolver's second name answers) do not.
+	if !p.applied {
+		p.applied, p.appliedAt = true, mnow
+	}
+	running := mnow-p.appliedAt > int64(startGrace)
 	keep := make(map[resolver.Key]bool, len(bs))
 	for _, b := range bs {
 		k := b.Key()
@@ -189,6 +193,10 @@ func (p *Pool[C]) apply(bs []resolver.Backend, now time.Time) {
 	}
 	p.finish(&a)
 }
+
+// startGrace is how long after its first backend set a pool takes the
+// backends the resolver reports as part of its start (see apply).
+const startGrace = 5 * time.Second
 
 // maintain counts late background work against s's backend (see
 // watchLateLocked), starts the background work of s's slots that is due,

@@ -123,6 +123,7 @@ type Pool[C any] struct {
 	pendingAt  time.Time
 	updates    int
 	applied    bool      // apply has run
+	appliedAt  int64     // when apply first ran, on the pool's clock
 	changedAt  time.Time // when apply last added or removed a backend
 	// What the resolver said of its lookups (see report).
 	resolverErr   string    // its last error, kept after it recovers

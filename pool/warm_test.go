@@ -253,6 +253,9 @@ func TestSlowStartAddedBackend(t *testing.T) {
 		for range 3000 { // the first two serve many claims
 			release(claimFrom(t, p, t.Context()))
 		}
+		// Within startGrace of its first set, a pool takes new backends
+		// as part of its start, without slow start.
+		time.Sleep(startGrace + time.Second)
 		fr.set(bs...)
 		time.Sleep(time.Second)
 		synctest.Wait()
