@@ -132,6 +132,10 @@ func (s *set[C]) setHealthLocked(h Health, mnow int64) bool {
 	case HealthOnline:
 		if s.warmNext {
 			s.warmAt, s.warmNext = max(mnow, 1), false
+			// Its next connection waits for a token, drawn at random
+			// (see mayConnectLocked): pools that saw it come back
+			// together do not open their next connections together.
+			s.bucket = connectBucket{at: mnow, primed: true}
 		}
 	}
 	return true
