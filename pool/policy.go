@@ -24,9 +24,8 @@ type Policy struct {
 	// backends. It is never exceeded, connections being closed included,
 	// but for one case: the probe connection of a backend suspected of
 	// stalling (see StallTimeout) takes room under it, an idle connection
-	// being closed to make some, unless no connection in the pool is idle
-	// and none can be; then it goes one over per backend, until the probe
-	// answers. A probe may also take its backend one over MaxPerBackend
+	// or a slot backing off being closed to make some; only when there is
+	// neither does it go one over per backend, until the probe answers. A probe may also take its backend one over MaxPerBackend
 	// when every connection to it is claimed. Default 16.
 	MaxSlots int
 	// MaxPerBackend caps the slots of one backend. Default 16.

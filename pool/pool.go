@@ -81,6 +81,9 @@ type Pool[C any] struct {
 	// needRoom asks the control loop to close an idle connection so that
 	// a probe connection fits under the caps (see makeRoom).
 	needRoom atomic.Bool
+	// noRoom: makeRoom found nothing to close; the next probe may go
+	// over MaxSlots.
+	noRoom atomic.Bool
 	// clock is a coarse reading of the time, in nanoseconds since epoch,
 	// moved forward by the control loop (at least every
 	// RebalanceInterval) and by background work. Claims and releases read

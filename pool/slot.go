@@ -320,6 +320,11 @@ func (s *set[C]) connectedLocked(sl *slot[C], conn C, role resolver.Role, err er
 		} else {
 			sl.setState(StateBackingOff)
 			sl.retryAt = p.mono(now.Add(p.backoff(sl.attempts, s.getHealth() == HealthOffline)))
+			if s.limitedLocked(sl.retryAt) {
+				// Attempts that failed together (timed out together, say)
+				// must not all retry together, in this pool or the fleet.
+				sl.retryAt += s.paceJitter()
+			}
 			a.moved(sl, StateConnecting, StateBackingOff)
 		}
 		return healthChanged

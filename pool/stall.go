@@ -156,11 +156,11 @@ func (s *set[C]) startProbeLocked(mnow int64, jobs *[]job[C], a *after[C]) {
 		s.p.probing.Add(1)
 		s.probeReserved = true
 	}
-	if !s.probeRoomLocked() && s.p.picker.Load().anyIdle() {
+	if !s.probeRoomLocked() && !s.p.noRoom.Swap(false) {
 		// MaxSlots leaves no room for a probe connection: make some by
-		// closing an idle connection, and probe once it is closed. With
-		// no connection idle anywhere, none can be closed: the probe then
-		// goes one over MaxSlots, for as long as it takes.
+		// closing an idle connection or a slot backing off, and probe
+		// once it is closed. When there is none to close (see makeRoom),
+		// the probe goes one over MaxSlots, for as long as it takes.
 		s.p.needRoom.Store(true)
 		return
 	}
@@ -179,9 +179,49 @@ func (s *set[C]) probeRoomLocked() bool {
 }
 
 // makeRoom closes the least lately claimed idle connection of the
-// backend with the most idle ones, so that a probe connection fits under
-// MaxSlots.
+// backend with the most idle ones, or else a slot backing off, so that a
+// probe connection fits under MaxSlots. When there is neither, it says so
+// in noRoom, and the probe goes ahead.
 func (p *Pool[C]) makeRoom() {
+	if !p.closeIdleForRoom() && !p.closeBackingOffForRoom() {
+		p.noRoom.Store(true)
+		p.poke()
+	}
+}
+
+// closeBackingOffForRoom closes a slot backing off, if any, and reports
+// whether it did.
+func (p *Pool[C]) closeBackingOffForRoom() bool {
+	p.mu.Lock()
+	sets := p.setList()
+	p.mu.Unlock()
+	for _, s := range sets {
+		a := p.newAfter()
+		s.mu.Lock()
+		var victim *slot[C]
+		for _, sl := range s.slots {
+			if sl.getState() == StateBackingOff && !sl.busy && !sl.unwanted.Load() {
+				victim = sl
+				break
+			}
+		}
+		if victim != nil {
+			victim.unwanted.Store(true)
+			s.closeSlotLocked(victim, StateBackingOff, &a)
+		}
+		s.mu.Unlock()
+		p.finish(&a)
+		if victim != nil {
+			p.poke()
+			return true
+		}
+	}
+	return false
+}
+
+// closeIdleForRoom closes the least lately claimed idle connection of
+// the backend with the most idle ones, and reports whether it did.
+func (p *Pool[C]) closeIdleForRoom() bool {
 	p.mu.Lock()
 	sets := p.setList()
 	p.mu.Unlock()
@@ -196,7 +236,7 @@ func (p *Pool[C]) makeRoom() {
 		}
 	}
 	if best == nil {
-		return
+		return false
 	}
 	a := p.newAfter()
 	best.mu.Lock()
@@ -220,6 +260,7 @@ func (p *Pool[C]) makeRoom() {
 	best.restoreIdle(kept)
 	best.mu.Unlock()
 	p.finish(&a)
+	return victim != nil
 }
 
 // probe opens a connection to s's backend, checks it and closes it: the

@@ -55,16 +55,27 @@ func (s *set[C]) mayConnectLocked(mnow int64) (ok bool, next int64) {
 	if !s.limitedLocked(mnow) {
 		return true, 0
 	}
-	pol := &s.p.pol
-	rate := max(pol.ConnectRate*float64(max(s.share, 1)), 1/pol.ProbeBackoffMax.Seconds())
-	ok, next = s.bucket.take(mnow, rate, pol.ConnectBurst)
+	ok, next = s.bucket.take(mnow, s.connectRate(), s.p.pol.ConnectBurst)
 	if !ok {
 		// A turn comes at a random time within half the token's period, so
 		// that pools that lost a backend together do not retry it in
 		// step.
-		next += rand.Int64N(int64(float64(time.Second)/rate/2) + 1)
+		next += s.paceJitter()
 	}
 	return ok, next
+}
+
+// connectRate is the pace of connection attempts to s while it is
+// limited, in attempts per second: ConnectRate times its share of the
+// pool's slots, but at least one per ProbeBackoffMax.
+func (s *set[C]) connectRate() float64 {
+	pol := &s.p.pol
+	return max(pol.ConnectRate*float64(max(s.share, 1)), 1/pol.ProbeBackoffMax.Seconds())
+}
+
+// paceJitter draws a delay within half the period of s's connect rate.
+func (s *set[C]) paceJitter() int64 {
+	return rand.Int64N(int64(float64(time.Second)/s.connectRate()/2) + 1)
 }
 
 // warmFloor is the share of its weight a backend starts slow start with.
