@@ -276,9 +276,17 @@ func (p Policy) withDefaults() (Policy, error) {
 	if p.Recycle == RecycleDefault {
 		p.Recycle = RecycleBackground
 	}
+	if err := p.check(); err != nil {
+		return Policy{}, err
+	}
+	return p, nil
+}
 
-	bad := func(field string, v any, why string) (Policy, error) {
-		return Policy{}, fmt.Errorf("%w: %s = %v: %s", ErrBadPolicy, field, v, why)
+// check returns an error naming the first field of p, its defaults
+// filled in, that cannot be used.
+func (p Policy) check() error {
+	bad := func(field string, v any, why string) error {
+		return fmt.Errorf("%w: %s = %v: %s", ErrBadPolicy, field, v, why)
 	}
 	switch {
 	case p.MaxSlots < 0:
@@ -320,5 +328,5 @@ func (p Policy) withDefaults() (Policy, error) {
 	case p.Recycle > RecycleInline:
 		return bad("Recycle", p.Recycle, "unknown mode")
 	}
-	return p, nil
+	return nil
 }
