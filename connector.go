@@ -29,6 +29,11 @@ type Config struct {
 	// Settings are the pool policy and the rest of what qorb's DSN
 	// parameters can say.
 	Settings
+	// Credentials, when not nil, is called before each new connection for
+	// the user and password to log in with, in place of the DSN's (see
+	// [CredentialsFunc]). It needs an Opener that is a
+	// [CredentialsOpener], as the dialect packages' are.
+	Credentials CredentialsFunc
 }
 
 // Connector is a [driver.Connector] over a pool of connections to the
@@ -76,6 +81,14 @@ func NewConnector(cfg Config) (*Connector, error) {
 	if cfg.Opener == nil || cfg.Resolver == nil {
 		return nil, errors.New("qorb: NewConnector needs an Opener and a Resolver")
 	}
+	oc := openerConnector{o: cfg.Opener, reset: cfg.Reset}
+	if cfg.Credentials != nil {
+		co, ok := cfg.Opener.(CredentialsOpener)
+		if !ok {
+			return nil, fmt.Errorf("qorb: NewConnector: Credentials needs an Opener that is a CredentialsOpener, not %T", cfg.Opener)
+		}
+		oc.cd = credentialed{cfg.Credentials, co}
+	}
 	c := &Connector{
 		opener:       cfg.Opener,
 		router:       newRouter(cfg.Opener, cfg.DefaultRole, cfg.MaxLag),
@@ -111,7 +124,8 @@ func NewConnector(cfg Config) (*Connector, error) {
 		// A leak is logged, to slog.Default() when no logger is given.
 		pol.Observer = pool.Observers(pol.Observer, leakLog(pool.LogEvents(slog.New(defaultHandler{}))))
 	}
-	p, err := pool.New[*physConn](cfg.Resolver, openerConnector{cfg.Opener, c.router, cfg.Reset}, pol)
+	oc.r = c.router
+	p, err := pool.New[*physConn](cfg.Resolver, oc, pol)
 	if err != nil {
 		return nil, err
 	}
@@ -208,10 +222,14 @@ type physConn struct {
 type openerConnector struct {
 	o     Opener
 	r     *router
-	reset bool // pool_reset_session
+	reset bool         // pool_reset_session
+	cd    credentialed // with Config.Credentials
 }
 
 func (oc openerConnector) Connect(ctx context.Context, be resolver.Backend) (*physConn, error) {
+	if oc.cd.creds != nil {
+		return oc.cd.connect(ctx, be)
+	}
 	return connect(ctx, oc.o, be)
 }
 

@@ -348,6 +348,7 @@ type fakeConn struct {
 	recycles atomic.Int64 // calls of Opener.Recycle
 
 	mu     sync.Mutex
+	as     Credentials        // what ConnectAs was given
 	count  map[string]int     // see calls
 	txOpts []driver.TxOptions // what each BeginTx was given
 }

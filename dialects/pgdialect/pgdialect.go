@@ -183,9 +183,30 @@ var _ qorb.SocketOpener = (*Opener)(nil)
 // network connection pgx dials while connecting (one per host it tries),
 // through its own dialer (which honours connect_timeout).
 func (o *Opener) ConnectSockets(ctx context.Context, b resolver.Backend, opened func(net.Conn)) (driver.Conn, error) {
+	return o.connect(ctx, b, nil, opened)
+}
+
+var _ qorb.CredentialsOpener = (*Opener)(nil)
+
+// ConnectAs is ConnectSockets, logging in with cr's password and, unless
+// it is empty, cr's user, in place of the DSN's (see
+// [qorb.Config.Credentials]).
+func (o *Opener) ConnectAs(ctx context.Context, b resolver.Backend, cr qorb.Credentials, opened func(net.Conn)) (driver.Conn, error) {
+	return o.connect(ctx, b, &cr, opened)
+}
+
+// connect opens a connection to b, with cr's user and password when cr is
+// not nil, calling opened, unless it is nil, with each socket dialed.
+func (o *Opener) connect(ctx context.Context, b resolver.Backend, cr *qorb.Credentials, opened func(net.Conn)) (driver.Conn, error) {
 	cfg, err := o.configFor(b)
 	if err != nil {
 		return nil, err
+	}
+	if cr != nil {
+		if cr.User != "" {
+			cfg.User = cr.User
+		}
+		cfg.Password = cr.Password
 	}
 	if dial := cfg.DialFunc; opened != nil && dial != nil {
 		cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
