@@ -114,3 +114,16 @@ func (cd credentialed) connect(ctx context.Context, b resolver.Backend) (*physCo
 	}
 	return &physConn{dc: dc, key: b.Key(), socks: s}, nil
 }
+
+// Recycle replaces, gradually, the connections open or being opened now,
+// as HikariCP's softEvictConnections does: after a password change, so
+// that no session keeps the old login until its lifetime ends
+// (pool_max_conn_lifetime). It returns at once, with how many it marked.
+// The pool keeps using them meanwhile: an idle one is replaced in the
+// background, one in use once it is released, each backend at the
+// connect-rate limit (pool_connect_rate times its share of
+// pool_max_conns, pool_connect_burst at once), so that the pool turns
+// over in about 1/pool_connect_rate seconds (20 s by default); with the
+// limit off (pool_connect_rate=-1), each as soon as it is idle or
+// released. Stats().Backends[i].Outdated counts those not replaced yet.
+func (c *Connector) Recycle() int { return c.pool.Recycle() }

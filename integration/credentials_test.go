@@ -42,7 +42,7 @@ const dsnPassword = "not-the-password"
 // concurrent queries while the password of its login changes twice.
 const (
 	credWorkers = 16
-	credPolicy  = "pool_max_conns=8&pool_connect_rate=4&pool_connect_burst=2&pool_claim_timeout=20s&pool_backoff_min=20ms&pool_backoff_max=200ms"
+	credPolicy  = "pool_max_conns=8&pool_connect_rate=0.5&pool_connect_burst=1&pool_claim_timeout=20s&pool_backoff_min=20ms&pool_backoff_max=200ms"
 )
 
 // postgresCreds starts a PostgreSQL server that checks passwords and
@@ -200,8 +200,8 @@ func (l *credLoadRun) end() {
 // under a load of 16 goroutines, on PostgreSQL (a server that checks
 // passwords with scram-sha-256) and on MariaDB. The DSN's password is
 // wrong: every connection logs in with what the provider returns. After
-// the change the pool's connections are replaced as their lifetime ends
-// by connections that logged in with the new password (the server
+// the change the sessions open are kept, until Connector.Recycle replaces
+// them with sessions that logged in with the new password (the server
 // accepted them after the old one stopped working); no query fails. Then the provider fails: the
 // failure shows, with the backend's name and without the password, in
 // Stats and in the error of a query that finds no connection.
@@ -221,7 +221,7 @@ func TestCredentialsRotation(t *testing.T) {
 			store := &secretStore{user: user}
 			store.put(first)
 
-			cfg, err := qorb.ParseDSN(srv.dsn + "&pool_max_conn_lifetime=3s")
+			cfg, err := qorb.ParseDSN(srv.dsn)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -243,20 +243,27 @@ func TestCredentialsRotation(t *testing.T) {
 			})
 
 			// The secret changes in the store, then on the server, as a
-			// rotation does; the pool's connections expire within their
-			// lifetime and the new ones log in with the new password.
-			rotate := func(pw string) string {
-				store.put(pw)
-				srv.alter(t, pw)
-				return srv.mark(t)
-			}
+			// rotation does. The sessions open keep going.
 			second := fmt.Sprintf("Pw2-%x", rand.Uint64())
-			mark := rotate(second)
+			store.put(second)
+			srv.alter(t, second)
+			mark := srv.mark(t)
+			before := load.ok.Load()
+			waitFor(t, 30*time.Second, "queries after the change", func() bool { return load.ok.Load() > before+100 })
+			if all, after := srv.sessions(t, mark); all == 0 || after != 0 {
+				t.Errorf("after the change, before Recycle: %d sessions, %d new; want the old ones kept", all, after)
+			}
+
+			// Recycle replaces them, at pool_connect_rate, with sessions
+			// that log in with the new password.
+			start, calls := time.Now(), store.calls.Load()
+			marked := c.Recycle()
 			waitFor(t, 60*time.Second, "every session logged in after the change", func() bool {
 				all, after := srv.sessions(t, mark)
-				return all > 0 && all == after
+				return all > 0 && all == after && outdated(c) == 0
 			})
-			t.Logf("lifetime: %d queries, %d provider calls", load.ok.Load(), store.calls.Load())
+			t.Logf("Recycle: %d connections replaced in %v, %d provider calls; %d queries in all",
+				marked, time.Since(start).Round(time.Millisecond), store.calls.Load()-calls, load.ok.Load())
 			if n := load.failed.Load(); n != 0 {
 				t.Errorf("%d queries failed across the change; first: %v", n, load.errs)
 			}
@@ -268,11 +275,12 @@ func TestCredentialsRotation(t *testing.T) {
 				t.Errorf("login with the new password: %v", err)
 			}
 
-			// The provider fails: the pool's connections expire and the
-			// new ones cannot be made.
+			// The provider fails: Recycle closes the pool's connections
+			// and new ones cannot be made.
 			load.end()
 			cause := errors.New("secret store: access denied")
 			store.fail.Store(&cause)
+			c.Recycle()
 			var qerr error
 			waitFor(t, 60*time.Second, "a query failing for want of credentials", func() bool {
 				ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
@@ -323,4 +331,13 @@ func loginWith(srv credServer, user, pw string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return db.PingContext(ctx)
+}
+
+// outdated returns how many of c's connections Recycle has yet to replace.
+func outdated(c *qorb.Connector) int {
+	n := 0
+	for _, b := range c.Stats().Backends {
+		n += b.Outdated
+	}
+	return n
 }

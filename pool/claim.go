@@ -71,7 +71,7 @@ func (c Claim[C]) end(err error) {
 		s.doneAt.Store(now) // the backend answered (see stall.go)
 	}
 	if err == nil && p.pol.Recycle == RecycleInline && !p.closing.Load() && !sl.unwanted.Load() &&
-		!s.suspect.Load() && !s.probeRole.Load() && s.getHealth() != HealthRemoved && (sl.expiresAt == 0 || now < sl.expiresAt) {
+		!s.suspect.Load() && !s.probeRole.Load() && s.getHealth() != HealthRemoved && (sl.expiresAt == 0 || now < sl.expiresAt) && !p.staleSlot(sl) {
 		// The fast path: no lock but the queue's, and only when claims
 		// are queued.
 		to := p.handOff(sl, now, false)

@@ -272,7 +272,7 @@ func (p *Pool[C]) maintainIdleLocked(s *set[C], mnow int64, drain bool, jobs *[]
 		if sl.getState() != StateIdle {
 			continue
 		}
-		if checkDue(sl) || expired(sl) {
+		if checkDue(sl) || expired(sl) || p.staleSlot(sl) {
 			drain = true
 			break
 		}
@@ -288,7 +288,7 @@ func (p *Pool[C]) maintainIdleLocked(s *set[C], mnow int64, drain bool, jobs *[]
 		switch {
 		case sl.unwanted.Load() || removed:
 			s.closeSlotLocked(sl, StateIdle, a)
-		case expired(sl) || idleTooLong:
+		case expired(sl) || idleTooLong || s.replaceStaleLocked(sl, mnow, &next):
 			*jobs = append(*jobs, s.startConnectLocked(sl, StateIdle, a))
 		case checkDue(sl):
 			*jobs = append(*jobs, s.startCheckLocked(sl, a))
@@ -340,7 +340,11 @@ func (p *Pool[C]) connect(ctx context.Context, sl *slot[C]) {
 	s := sl.set
 	cctx, cancel := context.WithTimeout(ctx, p.pol.ConnectTimeout)
 	start := time.Now()
+	gen := p.recycleGen.Load() // before Connect asks for credentials
 	conn, err := p.conn.Connect(cctx, s.backendValue())
+	if err == nil {
+		sl.connGen.Store(gen)
+	}
 	var role resolver.Role
 	if err == nil && p.role != nil {
 		if role, err = p.role.Role(cctx, conn); err != nil {

@@ -69,6 +69,8 @@ type Pool[C any] struct {
 	waiting atomic.Int64 // queued claims
 	closing atomic.Bool
 	slotIDs atomic.Uint64
+	// recycleGen counts the calls of Recycle (see recycle.go).
+	recycleGen atomic.Uint64
 	// slotCount counts the slots that are not closed, so claims can tell
 	// without a lock whether the pool may still grow.
 	slotCount atomic.Int64

@@ -67,6 +67,9 @@ type set[C any] struct {
 	// connect-rate limit.
 	share  int
 	bucket connectBucket
+	// recycleBucket paces the replacement of the connections Recycle
+	// marked (see recycle.go).
+	recycleBucket connectBucket
 	// warmAt is when the backend's slow start began, on the pool's
 	// clock; zero: none. warmNext: begin one when it next comes online
 	// (it was offline, or was added to a running pool).

@@ -55,6 +55,9 @@ type slot[C any] struct {
 	// unwanted: close the slot instead of reusing it. Set under set.mu,
 	// read by whoever owns the slot.
 	unwanted atomic.Bool
+	// connGen is Pool.recycleGen as it was when the connection attempt
+	// of its connection began (see recycle.go).
+	connGen atomic.Uint64
 
 	// Owner's fields.
 	conn C
@@ -422,7 +425,8 @@ func (s *set[C]) recycledLocked(sl *slot[C], err error, now time.Time, took time
 // releasedLocked ends the claim on sl when the release's fast path (a
 // hand-off, see Claim.end) does not apply: the slot closes if it is gone,
 // reconnects after err (suspecting the backend if the claimer found the
-// connection broken) or when its lifetime is over, or waits for its
+// connection broken), when its lifetime is over, or when Recycle marked it
+// and its turn has come, or waits for its
 // background recycle.
 func (s *set[C]) releasedLocked(sl *slot[C], err error, broken bool, now int64, a *after[C]) {
 	switch {
@@ -435,6 +439,8 @@ func (s *set[C]) releasedLocked(sl *slot[C], err error, broken bool, now int64, 
 			s.suspectLocked(a)
 		}
 	case sl.expiresAt != 0 && now >= sl.expiresAt:
+		s.replaceLocked(sl, StateClaimed, a)
+	case s.replaceStaleLocked(sl, now, nil):
 		s.replaceLocked(sl, StateClaimed, a)
 	case sl.recheck:
 		// The backend fell under suspicion while this connection was

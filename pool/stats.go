@@ -69,6 +69,9 @@ type BackendStats struct {
 	Failures uint64
 	// OldestClaim is how long its longest-held claim has been out.
 	OldestClaim time.Duration
+	// Outdated counts its connections that [Pool.Recycle] marked and
+	// that are not replaced yet.
+	Outdated int
 	// LastError is its last failure, and LastErrorAt when it happened.
 	LastError   string
 	LastErrorAt time.Time
@@ -113,6 +116,9 @@ func (p *Pool[C]) Stats() Stats {
 		b.Connecting, b.Idle, b.Checking = n[StateConnecting], n[StateIdle], n[StateChecking]
 		b.Claimed, b.Recycling, b.BackingOff = n[StateClaimed], n[StateRecycling], n[StateBackingOff]
 		for _, sl := range s.slots {
+			if sl.hasConn && p.staleSlot(sl) {
+				b.Outdated++
+			}
 			if sl.getState() == StateClaimed {
 				b.OldestClaim = max(b.OldestClaim, time.Duration(p.mono(now)-sl.claimedAt.Load()))
 			}
