@@ -290,20 +290,3 @@ func ConnectorOf(db *sql.DB) (*Connector, error) {
 	}
 	return nil, fmt.Errorf("qorb: ConnectorOf needs a database opened with qorb, not one of driver %T", db.Driver())
 }
-
-// withConn runs f with a qorb connection of db, claimed for ctx; what
-// names the caller in the error for a database not opened with qorb.
-func withConn(ctx context.Context, db *sql.DB, what string, f func(*conn) error) error {
-	c, err := db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return c.Raw(func(dc any) error {
-		cn, ok := dc.(*conn)
-		if !ok {
-			return fmt.Errorf("qorb: %s needs a database opened with qorb, not %T", what, dc)
-		}
-		return f(cn)
-	})
-}

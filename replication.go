@@ -21,21 +21,11 @@ var ErrNoReplication = errors.New("qorb: the dialect cannot read replication pos
 // call it after a write commits, and pass the token to later reads with
 // [WithWriteToken]. db must be a qorb database.
 func WriteToken(ctx context.Context, db *sql.DB) (Token, error) {
-	var tok Token
-	err := withConn(WithRole(ctx, RolePrimary), db, "WriteToken", func(cn *conn) error {
-		rep, ok := cn.c.opener.(Replicator)
-		if !ok {
-			return ErrNoReplication
-		}
-		d, err := cn.dc()
-		if err != nil {
-			return err
-		}
-		pos, err := rep.Position(ctx, d)
-		tok = Token(pos)
-		return err
-	})
-	return tok, err
+	c, err := ConnectorOf(db)
+	if err != nil {
+		return "", err
+	}
+	return c.WriteToken(ctx)
 }
 
 type tokenKey struct{}

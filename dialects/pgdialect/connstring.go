@@ -33,11 +33,30 @@ import (
 // Errors wrap [qorb.ErrBadDSN] and never show a password. The caller
 // closes the connector, or the *sql.DB given it.
 func NewConnector(dsn string) (*qorb.Connector, error) {
-	n, err := parseNative(dsn)
+	cfg, err := ParseConnString(dsn)
 	if err != nil {
 		return nil, err
 	}
-	return qorb.NewStaticConnector(n.opener, n.backends, n.settings)
+	return qorb.NewConnector(cfg)
+}
+
+// ParseConnString turns a pgx connection string into the [qorb.Config]
+// it stands for, as [NewConnector] reads it, without starting anything:
+// an [*Opener], a static resolver of the hosts it lists, and qorb's
+// settings. Errors wrap [qorb.ErrBadDSN] and never show a password.
+func ParseConnString(dsn string) (qorb.Config, error) {
+	n, err := parseNative(dsn)
+	if err != nil {
+		return qorb.Config{}, err
+	}
+	if err := n.settings.ForHosts(); err != nil {
+		return qorb.Config{}, err
+	}
+	r, err := resolver.NewStatic(n.backends...)
+	if err != nil {
+		return qorb.Config{}, fmt.Errorf("%w: %v", qorb.ErrBadDSN, err)
+	}
+	return qorb.Config{Opener: n.opener, Resolver: r, Settings: n.settings}, nil
 }
 
 // native is a pgx connection string taken apart.

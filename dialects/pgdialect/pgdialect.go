@@ -35,7 +35,7 @@ var (
 	// failed one that was never rolled back.
 	ErrInTransaction = errors.New("pgdialect: connection is inside a transaction")
 	// ErrForeignConn: the connection was not opened by an Opener of this
-	// package.
+	// package, nor does it wrap one that was.
 	ErrForeignConn = errors.New("pgdialect: not a pgx connection")
 )
 
@@ -289,13 +289,17 @@ func splitAddr(addr string) (string, uint16, error) {
 	return host, uint16(port), nil
 }
 
-// conn returns the pgx connection under c, a connection Connect opened.
+// conn returns the pgx connection under c: a connection Connect opened,
+// or one that wraps it and reaches it as [stdlib.Conn.Conn] does (the
+// native pgx pool's connections).
 func conn(c driver.Conn) (*pgx.Conn, error) {
-	sc, ok := c.(*stdlib.Conn)
-	if !ok {
-		return nil, fmt.Errorf("%w: %T", ErrForeignConn, c)
+	if sc, ok := c.(*stdlib.Conn); ok {
+		return sc.Conn(), nil
 	}
-	return sc.Conn(), nil
+	if w, ok := c.(interface{ Conn() *pgx.Conn }); ok {
+		return w.Conn(), nil
+	}
+	return nil, fmt.Errorf("%w: %T", ErrForeignConn, c)
 }
 
 // Ping checks c with a round trip to the server (an empty query).
