@@ -1,0 +1,706 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/qorb-go/qorb"
+	"github.com/qorb-go/qorb/dialects/pgdialect/qorbpgx"
+	"github.com/qorb-go/qorb/internal/dbtest"
+	"github.com/qorb-go/qorb/pool"
+	"github.com/qorb-go/qorb/resolver"
+)
+
+// The native pgx face (qorbpgx) in the driver's scenarios: the same
+// clusters, DSNs and expectations as through database/sql.
+
+const pgPortQuery = "SELECT inet_server_port()"
+
+func postgresEngine(t *testing.T) engine {
+	t.Helper()
+	for _, e := range engines {
+		if e.name == "postgres" {
+			return e
+		}
+	}
+	t.Fatal("no postgres engine")
+	return engine{}
+}
+
+// openPgx starts a native pool for dsn, closed when the test ends.
+func openPgx(t testing.TB, dsn string) *qorbpgx.Pool {
+	t.Helper()
+	p, err := qorbpgx.New(t.Context(), dsn)
+	if err != nil {
+		t.Fatalf("qorbpgx.New: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// pgxPort returns the port of the backend that served a query through p.
+func pgxPort(ctx context.Context, p *qorbpgx.Pool) (int, error) {
+	var port int
+	err := p.QueryRow(ctx, pgPortQuery).Scan(&port)
+	return port, err
+}
+
+// pgxReadPorts runs n port queries with ctx from workers goroutines and
+// counts the backends that served them; a failed query fails the test.
+func pgxReadPorts(ctx context.Context, t testing.TB, p *qorbpgx.Pool, n, workers int) map[int]int {
+	t.Helper()
+	var mu sync.Mutex
+	counts := map[int]int{}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			m := n / workers
+			if w < n%workers {
+				m++
+			}
+			for range m {
+				qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				port, err := pgxPort(qctx, p)
+				cancel()
+				if err != nil {
+					t.Errorf("%s: %v", pgPortQuery, err)
+					return
+				}
+				mu.Lock()
+				counts[port]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return counts
+}
+
+// TestPgxSpread: over 3,000 queries each backend serves within 10% of a
+// third, one goroutine after another and 64 at once.
+func TestPgxSpread(t *testing.T) {
+	c := startCluster(t, postgresEngine(t), 3)
+	p := openPgx(t, c.dsn(url.Values{"pool_max_conns": {"192"}, "pool_max_conns_per_backend": {"64"}, "pool_spares": {"64"}}))
+	check := func(what string, counts map[int]int, total int) {
+		t.Helper()
+		t.Logf("%s: %v", what, counts)
+		for _, s := range c.servers {
+			if n := counts[s.Port()]; n < total/3*9/10 || n > total/3*11/10 {
+				t.Errorf("%s: backend %d served %d of %d queries, want %d±10%%", what, s.Port(), n, total, total/3)
+			}
+		}
+	}
+	check("sequential", pgxReadPorts(t.Context(), t, p, 3000, 1), 3000)
+	pgxReadPorts(t.Context(), t, p, 1280, 64) // warm the pool for 64 goroutines
+	check("64 goroutines", pgxReadPorts(t.Context(), t, p, 9600, 64), 9600)
+}
+
+// TestPgxBackendKilledUnderLoad kills one backend's server under a
+// 64-goroutine read load: reads keep flowing on the others within a
+// second, the only errors are reads in flight on the dead backend, and it
+// serves again once it is back.
+func TestPgxBackendKilledUnderLoad(t *testing.T) {
+	c := startCluster(t, postgresEngine(t), 3)
+	p := openPgx(t, c.dsn(nil))
+	victim := c.servers[1]
+	for _, s := range c.servers {
+		waitFor(t, 10*time.Second, "every backend serves", func() bool {
+			port, err := pgxPort(t.Context(), p)
+			return err == nil && port == s.Port()
+		})
+	}
+	stop := make(chan struct{})
+	var (
+		mu      sync.Mutex
+		results []result
+		wg      sync.WaitGroup
+	)
+	for range 64 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				port, err := pgxPort(ctx, p)
+				cancel()
+				mu.Lock()
+				results = append(results, result{at: time.Now(), port: port, err: err})
+				mu.Unlock()
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond) // the load runs
+	killedAt := time.Now()
+	victim.Kill(t)
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+
+	var errs, lateErrs, after int
+	for _, r := range results {
+		switch {
+		case r.err != nil:
+			errs++
+			if r.at.After(killedAt.Add(time.Second)) {
+				lateErrs++
+				t.Logf("error %v after the kill: %v", r.at.Sub(killedAt), r.err)
+			}
+		case r.at.After(killedAt.Add(time.Second)):
+			after++
+			if r.port == victim.Port() {
+				t.Errorf("a query reached the killed backend %v after the kill", r.at.Sub(killedAt))
+			}
+		}
+	}
+	t.Logf("%d queries, %d more than a second after the kill, %d errors", len(results), after, errs)
+	if lateErrs > 0 {
+		t.Errorf("%d errors more than a second after the kill, want none", lateErrs)
+	}
+	if errs > 12 {
+		t.Errorf("%d errors, more than the killed backend's 12 connections could have had in flight", errs)
+	}
+	if after == 0 {
+		t.Error("no query succeeded more than a second after the kill")
+	}
+	victim.Start(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, b := range p.Stats().Backends {
+				t.Logf("%s: %v suspect %v idle %d claimed %d connecting %d backoff %d last error %s", b.Backend.Addr, b.Health, b.Suspect, b.Idle, b.Claimed, b.Connecting, b.BackingOff, b.LastError)
+			}
+		}
+	})
+	// The pool reconnects after a jittered backoff, slower on a loaded
+	// machine: allow it twice the driver test's patience.
+	waitFor(t, 20*time.Second, "the restarted backend serves again", func() bool {
+		for range 30 {
+			if port, err := pgxPort(t.Context(), p); err == nil && port == victim.Port() {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestPgxHungBackendAvoided stops one backend's server (SIGSTOP): the
+// health check finds it, queries stop going there, and it serves again
+// once it resumes.
+func TestPgxHungBackendAvoided(t *testing.T) {
+	c := startCluster(t, postgresEngine(t), 3)
+	p := openPgx(t, c.dsn(nil))
+	hung := c.servers[2]
+	reaches := func(port int) {
+		t.Helper()
+		waitFor(t, 10*time.Second, fmt.Sprintf("backend %d serves", port), func() bool {
+			got, err := pgxPort(t.Context(), p)
+			return err == nil && got == port
+		})
+	}
+	reaches(hung.Port())
+	hung.Pause(t)
+	waitFor(t, 10*time.Second, "the pool stops holding connections to the hung backend", func() bool {
+		for _, b := range p.Stats().Backends {
+			if b.Backend.Addr == fmt.Sprintf("127.0.0.1:%d", hung.Port()) {
+				return b.Idle == 0 && b.Health != pool.HealthOnline
+			}
+		}
+		return false
+	})
+	for range 300 {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		port, err := pgxPort(ctx, p)
+		cancel()
+		if err != nil {
+			t.Fatalf("query after the hung backend was found: %v", err)
+		}
+		if port == hung.Port() {
+			t.Fatal("a query reached the hung backend after it was found")
+		}
+	}
+	hung.Resume(t)
+	reaches(hung.Port())
+}
+
+// TestPgxCloseLeavesNothing: once Close returns, after queries,
+// transactions, batches and acquired connections, no session of ours is
+// left on any server (soon) and no goroutine of ours is left.
+func TestPgxCloseLeavesNothing(t *testing.T) {
+	c := startCluster(t, postgresEngine(t), 3)
+	base := runtime.NumGoroutine()
+	p, err := qorbpgx.New(t.Context(), c.dsn(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range 30 {
+				if _, err := pgxPort(ctx, p); err != nil {
+					t.Error(err)
+					return
+				}
+				err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+					_, err := tx.Exec(ctx, "SELECT 1")
+					return err
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				b := &pgx.Batch{}
+				b.Queue("SELECT 1")
+				if err := p.SendBatch(ctx, b).Close(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	held, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := 0
+	for _, s := range c.servers {
+		open += s.Sessions(t, dbtest.User)
+	}
+	if open == 0 {
+		t.Fatal("no sessions open before Close: the test would prove nothing")
+	}
+	closed := make(chan struct{})
+	go func() {
+		p.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a connection was acquired")
+	case <-time.After(100 * time.Millisecond):
+	}
+	held.Release()
+	<-closed
+	if _, err := pgxPort(ctx, p); !errors.Is(err, pool.ErrClosed) {
+		t.Errorf("query after Close: %v, want pool.ErrClosed", err)
+	}
+	for _, s := range c.servers {
+		waitFor(t, 5*time.Second, fmt.Sprintf("backend %d has no sessions left", s.Port()), func() bool {
+			return s.Sessions(t, dbtest.User) == 0
+		})
+	}
+	if n := settledGoroutines(base, 5*time.Second); n > base {
+		t.Errorf("%d goroutines after Close, %d before New", n, base)
+	}
+}
+
+// openPgxRepl starts a native pool over rc's servers and waits until it
+// knows every backend's role.
+func openPgxRepl(t *testing.T, rc *replCluster, policy, extra url.Values) *qorbpgx.Pool {
+	t.Helper()
+	want := map[int]resolver.Role{rc.primary().Port(): resolver.RolePrimary}
+	ps := []int{rc.primary().Port()}
+	for _, r := range rc.replicas() {
+		want[r.Port()] = resolver.RoleReplica
+		ps = append(ps, r.Port())
+	}
+	p := openPgx(t, rc.dsnWith(ps, policy, extra))
+	waitRoles(t, p.Connector(), 10*time.Second, want)
+	return p
+}
+
+// pgxWrite inserts a new row through p and returns its id and the port of
+// the server that wrote it.
+func pgxWrite(ctx context.Context, rc *replCluster, p *qorbpgx.Pool) (id int64, port int, err error) {
+	id = rc.nextID()
+	err = p.QueryRow(ctx, rc.insertQuery, id, rowValue(id)).Scan(&port)
+	return id, port, err
+}
+
+// TestPgxReplication runs the routing scenarios on a PostgreSQL primary
+// with two standbys through the native face; failover comes last.
+func TestPgxReplication(t *testing.T) {
+	rc := startReplCluster(t, postgresEngine(t))
+	t.Run("Routing", func(t *testing.T) { testPgxRouting(t, rc) })
+	t.Run("LagLimit", func(t *testing.T) { testPgxLagLimit(t, rc) })
+	t.Run("ReadYourWrites", func(t *testing.T) { testPgxReadYourWrites(t, rc) })
+	t.Run("HungReplica", func(t *testing.T) { testPgxHungReplica(t, rc) })
+	t.Run("Failover", func(t *testing.T) { testPgxFailover(t, rc) })
+}
+
+// testPgxRouting: replica reads spread over the replicas and never reach
+// the primary; writes by the default role (read-write), with RolePrimary
+// and in transactions all reach the primary; an acquired connection and
+// a transaction keep their backend.
+func testPgxRouting(t *testing.T, rc *replCluster) {
+	p := openPgxRepl(t, rc, testPolicy, url.Values{"target_session_attrs": {"read-write"}})
+	primary, replicas := rc.primary().Port(), ports(rc.replicas()...)
+	replicaCtx := qorb.WithRole(t.Context(), qorb.RoleReplica)
+	checkServed(t, "1000 replica reads, one at a time", pgxReadPorts(replicaCtx, t, p, 1000, 1), replicas, true)
+	checkServed(t, "1000 replica reads from 8 goroutines", pgxReadPorts(replicaCtx, t, p, 1000, 8), replicas, true)
+	checkServed(t, "200 prefer-replica reads",
+		pgxReadPorts(qorb.WithRole(t.Context(), qorb.RolePreferReplica), t, p, 200, 1), replicas, false)
+	checkServed(t, "200 reads by the default role", pgxReadPorts(t.Context(), t, p, 200, 4), []int{primary}, false)
+
+	counts := map[int]int{}
+	for i := range 100 {
+		_, port, err := pgxWrite(t.Context(), rc, p)
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		counts[port]++
+		tx, err := p.Begin(qorb.WithRole(t.Context(), qorb.RolePrimary))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := rc.nextID()
+		if _, err := tx.Exec(t.Context(), rc.insertQuery, id, rowValue(id)); err != nil {
+			t.Fatalf("write %d in a transaction: %v", i, err)
+		}
+		if err := tx.QueryRow(t.Context(), pgPortQuery).Scan(&port); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		counts[port]++
+	}
+	checkServed(t, "200 writes", counts, []int{primary}, false)
+
+	c, err := p.Acquire(replicaCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Release()
+	first := 0
+	for i := range 50 {
+		var port int
+		if err := c.QueryRow(t.Context(), pgPortQuery).Scan(&port); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = port
+		} else if port != first {
+			t.Fatalf("query %d on an acquired connection ran on %d, the first on %d", i, port, first)
+		}
+	}
+	if c.Backend().Role != resolver.RoleReplica {
+		t.Errorf("a connection acquired for a replica read is to a %v", c.Backend().Role)
+	}
+}
+
+// testPgxLagLimit: with pool_max_lag=1s, a replica whose replay is paused
+// while the primary takes writes gets no replica read once it lags past
+// the limit, and serves again once it resumes.
+func testPgxLagLimit(t *testing.T, rc *replCluster) {
+	const maxLag = time.Second
+	p := openPgxRepl(t, rc, testPolicy, url.Values{"pool_max_lag": {maxLag.String()}})
+	replicaCtx := qorb.WithRole(t.Context(), qorb.RoleReplica)
+	lagging, other := rc.replicas()[1], rc.replicas()[0]
+	stopWriting := rc.keepWriting(t)
+	checkServed(t, "200 replica reads while no replica lags", pgxReadPorts(replicaCtx, t, p, 200, 1), ports(other, lagging), false)
+
+	resume := pause(t, lagging)
+	eventually(t, maxLag+20*healthInterval, fmt.Sprintf("replica reads stop reaching paused replica %d", lagging.Port()),
+		func() (bool, string) {
+			counts := pgxReadPorts(replicaCtx, t, p, 20, 1)
+			return counts[lagging.Port()] == 0, fmt.Sprintf("20 reads served by %v", counts)
+		})
+	checkServed(t, "300 replica reads from 4 goroutines while one replica lags",
+		pgxReadPorts(replicaCtx, t, p, 300, 4), ports(other), false)
+	resume()
+	eventually(t, 20*healthInterval, fmt.Sprintf("replica reads reach resumed replica %d again", lagging.Port()),
+		func() (bool, string) {
+			counts := pgxReadPorts(replicaCtx, t, p, 20, 1)
+			return counts[lagging.Port()] > 0, fmt.Sprintf("20 reads served by %v", counts)
+		})
+	stopWriting()
+}
+
+// testPgxReadYourWrites: a row written on the primary and read back with
+// the Pool's write token and the replica role is always seen, also with
+// one replica paused, which the token steers the reads around.
+func testPgxReadYourWrites(t *testing.T, rc *replCluster) {
+	p := openPgxRepl(t, rc, testPolicy, nil)
+	primary := rc.primary().Port()
+	iterations := func(what string, n, avoid int) {
+		t.Helper()
+		counts := map[int]int{}
+		for i := range n {
+			id, _, err := pgxWrite(qorb.WithRole(t.Context(), qorb.RolePrimary), rc, p)
+			if err != nil {
+				t.Fatalf("%s: write %d: %v", what, i, err)
+			}
+			tok, err := p.WriteToken(t.Context())
+			if err != nil {
+				t.Fatalf("%s: WriteToken: %v", what, err)
+			}
+			ctx, cancel := context.WithTimeout(qorb.WithWriteToken(qorb.WithRole(t.Context(), qorb.RoleReplica), tok), 5*time.Second)
+			var port int
+			var v *string
+			err = p.QueryRow(ctx, rc.readQuery, id).Scan(&port, &v)
+			cancel()
+			switch {
+			case err != nil:
+				t.Fatalf("%s: read %d with token %q: %v", what, i, tok, err)
+			case v == nil || *v != rowValue(id):
+				t.Errorf("%s: read %d with token %q on backend %d did not see row %d", what, i, tok, port, id)
+			case port == avoid:
+				t.Errorf("%s: read %d with token %q reached paused replica %d", what, i, tok, port)
+			}
+			counts[port]++
+		}
+		t.Logf("%s: %d reads served by %v (primary %d)", what, n, counts, primary)
+		if counts[primary] > n*3/4 {
+			t.Errorf("%s: the primary served %d of %d reads, want the replicas to serve a good share", what, counts[primary], n)
+		}
+	}
+	iterations("both replicas replaying", 100, 0)
+	paused := rc.replicas()[1]
+	resume := pause(t, paused)
+	iterations(fmt.Sprintf("replica %d paused", paused.Port()), 100, paused.Port())
+	resume()
+}
+
+// testPgxHungReplica freezes a replica (SIGSTOP) under 32 goroutines of
+// replica reads with qorb's default settings: the reads in flight on it
+// are cut once it stops answering its probes and run again on the other
+// replica, so none fails; a statement on a connection acquired there
+// fails promptly with qorb.ErrStalled; the replica serves again once it
+// resumes.
+func testPgxHungReplica(t *testing.T, rc *replCluster) {
+	p := openPgxRepl(t, rc, nil, nil)
+	hung, other := rc.replicas()[1], rc.replicas()[0]
+	replicaCtx := qorb.WithRole(context.Background(), qorb.RoleReplica)
+	stop := make(chan struct{})
+	var (
+		mu    sync.Mutex
+		reads []timed
+		wg    sync.WaitGroup
+	)
+	for range 32 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				ctx, cancel := context.WithTimeout(replicaCtx, 10*time.Second)
+				port, err := pgxPort(ctx, p)
+				cancel()
+				mu.Lock()
+				reads = append(reads, timed{start, time.Now(), port, err})
+				mu.Unlock()
+			}
+		})
+	}
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopLoad)
+	served := func(from time.Time) map[int]int {
+		mu.Lock()
+		defer mu.Unlock()
+		out := map[int]int{}
+		for _, r := range reads {
+			if r.err == nil && !r.start.Before(from) {
+				out[r.port]++
+			}
+		}
+		return out
+	}
+	start := time.Now()
+	eventually(t, 10*time.Second, "the load reaches both replicas", func() (bool, string) {
+		s := served(start)
+		return s[hung.Port()] > 0 && s[other.Port()] > 0, fmt.Sprint(s)
+	})
+	var pinned *qorbpgx.Conn
+	eventually(t, 10*time.Second, "a connection acquired on the replica about to freeze", func() (bool, string) {
+		c, err := p.Acquire(replicaCtx)
+		if err != nil {
+			return false, err.Error()
+		}
+		if c.Backend().Addr == fmt.Sprintf("127.0.0.1:%d", hung.Port()) {
+			pinned = c
+			return true, ""
+		}
+		c.Release()
+		return false, c.Backend().Addr
+	})
+
+	pausedAt := time.Now()
+	hung.Pause(t)
+	resumed := false
+	t.Cleanup(func() {
+		if !resumed {
+			hung.Resume(t)
+		}
+	})
+	pinnedErr := make(chan error, 1)
+	var pinnedTook time.Duration
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := pinned.Exec(ctx, "SELECT 1")
+		pinnedTook = time.Since(pausedAt)
+		pinned.Release()
+		pinnedErr <- err
+	}()
+	time.Sleep(5 * time.Second) // the load runs on against the frozen replica
+	resumedAt := time.Now()
+	hung.Resume(t)
+	resumed = true
+	eventually(t, 20*time.Second, fmt.Sprintf("reads reach resumed replica %d again", hung.Port()), func() (bool, string) {
+		s := served(resumedAt)
+		return s[hung.Port()] > 0, fmt.Sprint(s)
+	})
+	stopLoad()
+	if err := <-pinnedErr; !errors.Is(err, qorb.ErrStalled) {
+		t.Errorf("statement on a connection acquired on the frozen replica: %v, want an error wrapping qorb.ErrStalled", err)
+	} else if pinnedTook > 3500*time.Millisecond {
+		t.Errorf("statement on the frozen replica failed after %v, want within 3.5 s", pinnedTook)
+	} else {
+		t.Logf("statement on the frozen replica failed after %v: %v", pinnedTook.Round(time.Millisecond), err)
+	}
+
+	const cutBy = 2 * time.Second            // pool_suspect_after + pool_stall_timeout
+	const patience = 3500 * time.Millisecond // cutBy, the read again, a busy machine
+	var errs, late, onHung int
+	for _, r := range reads {
+		d := r.end.Sub(r.start)
+		switch {
+		case r.err != nil:
+			errs++
+			if errs <= 5 {
+				t.Errorf("replica read begun %v after the freeze failed: %v", r.start.Sub(pausedAt), r.err)
+			}
+		case d > patience && r.start.Before(pausedAt.Add(cutBy+time.Second)):
+			late++
+			if late <= 5 {
+				t.Errorf("replica read begun %v after the freeze took %v on %d", r.start.Sub(pausedAt), d, r.port)
+			}
+		case r.port == rc.primary().Port():
+			t.Errorf("a replica read reached the primary")
+		case r.port == hung.Port() && r.start.After(pausedAt.Add(cutBy+time.Second)) && r.start.Before(resumedAt):
+			onHung++
+		}
+	}
+	t.Logf("%d replica reads", len(reads))
+	if errs > 0 || late > 0 || onHung > 0 {
+		t.Errorf("%d replica reads failed, %d took longer than %v, %d were served by the frozen replica; want none", errs, late, patience, onHung)
+	}
+}
+
+// testPgxFailover stops the primary and promotes the first replica while
+// 16 goroutines read with the replica role and 4 write by the default
+// role (read-write), with qorb's default settings: no replica read fails
+// or reaches the old primary, writes reach the new primary within 2 s of
+// its promotion, and none begun later fails.
+func testPgxFailover(t *testing.T, rc *replCluster) {
+	p := openPgxRepl(t, rc, nil, url.Values{"target_session_attrs": {"read-write"}})
+	oldPrimary, to := rc.primary().Port(), rc.replicas()[0]
+	watcher := rc.direct(t, to)
+	stop := make(chan struct{})
+	stopped := func() bool {
+		select {
+		case <-stop:
+			return true
+		default:
+			return false
+		}
+	}
+	var (
+		mu            sync.Mutex
+		reads, writes []timed
+		wg            sync.WaitGroup
+	)
+	for range 16 {
+		wg.Go(func() {
+			for !stopped() {
+				start := time.Now()
+				ctx, cancel := context.WithTimeout(qorb.WithRole(context.Background(), qorb.RoleReplica), 5*time.Second)
+				port, err := pgxPort(ctx, p)
+				cancel()
+				mu.Lock()
+				reads = append(reads, timed{start, time.Now(), port, err})
+				mu.Unlock()
+			}
+		})
+	}
+	wroteToNew := make(chan struct{})
+	var once sync.Once
+	for range 4 {
+		wg.Go(func() {
+			for !stopped() {
+				start := time.Now()
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				_, port, err := pgxWrite(ctx, rc, p)
+				cancel()
+				mu.Lock()
+				writes = append(writes, timed{start, time.Now(), port, err})
+				mu.Unlock()
+				if err == nil && port == to.Port() {
+					once.Do(func() { close(wroteToNew) })
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopLoad)
+	time.Sleep(500 * time.Millisecond) // the load runs
+	failoverAt := time.Now()
+	rc.failover(t, to)
+	var promotedAt time.Time
+	eventually(t, 10*time.Second, "the new primary takes writes", func() (bool, string) {
+		var promoted bool
+		err := watcher.QueryRowContext(t.Context(), rc.promotedQuery).Scan(&promoted)
+		promotedAt = time.Now()
+		return err == nil && promoted, fmt.Sprint(err)
+	})
+	select {
+	case <-wroteToNew:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no write reached the new primary %d within 10 s of the failover", to.Port())
+	}
+	firstAt := time.Now()
+	time.Sleep(time.Second) // the load runs on
+	stopLoad()
+	t.Logf("failover began; promoted after %v; first write there within %v of the promotion",
+		promotedAt.Sub(failoverAt).Round(time.Millisecond), firstAt.Sub(promotedAt).Round(time.Millisecond))
+	if d := firstAt.Sub(promotedAt); d > 2*time.Second+200*time.Millisecond {
+		t.Errorf("writes reached the new primary %v after its promotion, want within 2 s", d)
+	}
+	for _, w := range writes {
+		switch {
+		case w.err != nil && w.start.After(firstAt):
+			t.Errorf("write begun %v after one reached the new primary failed: %v", w.start.Sub(firstAt), w.err)
+		case w.err == nil && w.port == oldPrimary && w.end.After(promotedAt):
+			t.Errorf("a write was acknowledged by the old primary after the promotion")
+		}
+	}
+	errs := 0
+	for _, r := range reads {
+		switch {
+		case r.err != nil:
+			errs++
+			if errs <= 5 {
+				t.Errorf("replica read %v after the failover began failed: %v", r.end.Sub(failoverAt), r.err)
+			}
+		case r.port == oldPrimary:
+			t.Errorf("a replica read reached the old primary")
+		}
+	}
+	t.Logf("%d replica reads, %d writes", len(reads), len(writes))
+}
