@@ -429,12 +429,13 @@ func testPgxLagLimit(t *testing.T, rc *replCluster) {
 }
 
 // testPgxReadYourWrites: a row written on the primary and read back with
-// the Pool's write token and the replica role is always seen, also with
-// one replica paused, which the token steers the reads around.
+// the Pool's write token and the replica role is always seen, and mostly
+// on the replicas; with one replica paused, the token steers the reads
+// around it.
 func testPgxReadYourWrites(t *testing.T, rc *replCluster) {
 	p := openPgxRepl(t, rc, testPolicy, nil)
 	primary := rc.primary().Port()
-	iterations := func(what string, n, avoid int) {
+	iterations := func(what string, n, avoid int, share bool) {
 		t.Helper()
 		counts := map[int]int{}
 		for i := range n {
@@ -462,14 +463,18 @@ func testPgxReadYourWrites(t *testing.T, rc *replCluster) {
 			counts[port]++
 		}
 		t.Logf("%s: %d reads served by %v (primary %d)", what, n, counts, primary)
-		if counts[primary] > n*3/4 {
+		// With both replicas replaying, they must serve a good share: a
+		// token that never let a replica serve fails here. With one
+		// paused, the other may lag the writes on a loaded machine, and
+		// the primary then rightly serves most reads.
+		if share && counts[primary] > n*3/4 {
 			t.Errorf("%s: the primary served %d of %d reads, want the replicas to serve a good share", what, counts[primary], n)
 		}
 	}
-	iterations("both replicas replaying", 100, 0)
+	iterations("both replicas replaying", 100, 0, true)
 	paused := rc.replicas()[1]
 	resume := pause(t, paused)
-	iterations(fmt.Sprintf("replica %d paused", paused.Port()), 100, paused.Port())
+	iterations(fmt.Sprintf("replica %d paused", paused.Port()), 100, paused.Port(), false)
 	resume()
 }
 
