@@ -31,6 +31,8 @@ var (
 	_ qorb.Opener       = (*opener)(nil)
 	_ qorb.SocketOpener = (*opener)(nil)
 	_ qorb.Replicator   = (*opener)(nil)
+	// Every way the pool may open a connection must make a pconn.
+	_ qorb.CredentialsOpener = (*opener)(nil)
 )
 
 func (o *opener) Connect(ctx context.Context, b resolver.Backend) (driver.Conn, error) {
@@ -41,6 +43,19 @@ func (o *opener) Connect(ctx context.Context, b resolver.Backend) (driver.Conn, 
 // AfterConnect on it; a connection AfterConnect fails is closed.
 func (o *opener) ConnectSockets(ctx context.Context, b resolver.Backend, opened func(net.Conn)) (driver.Conn, error) {
 	dc, err := o.Opener.ConnectSockets(ctx, b, opened)
+	return o.opened(ctx, b, dc, err)
+}
+
+// ConnectAs is ConnectSockets with the credentials of
+// [qorb.Config.Credentials].
+func (o *opener) ConnectAs(ctx context.Context, b resolver.Backend, cr qorb.Credentials, opened func(net.Conn)) (driver.Conn, error) {
+	dc, err := o.Opener.ConnectAs(ctx, b, cr, opened)
+	return o.opened(ctx, b, dc, err)
+}
+
+// opened makes dc, just opened to b by the dialect unless err says it
+// failed, a connection of the Pool, and runs AfterConnect on it.
+func (o *opener) opened(ctx context.Context, b resolver.Backend, dc driver.Conn, err error) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/qorb-go/qorb"
 	"github.com/qorb-go/qorb/dialects/pgdialect/qorbpgx"
+	"github.com/qorb-go/qorb/resolver"
 )
 
 // The machine's own PostgreSQL server (scripts/setup starts it).
@@ -348,5 +349,25 @@ func TestParseConfig(t *testing.T) {
 		} else if msg := err.Error(); strings.Contains(msg, "secret") {
 			t.Errorf("ParseConfig(%q) error shows the password: %s", s, msg)
 		}
+	}
+}
+
+// TestCredentials: connections opened with qorb.Config.Credentials are
+// the Pool's too, and log in as the function says.
+func TestCredentials(t *testing.T) {
+	needServer(t)
+	cfg := parse(t, "postgres://nobody@"+serverAddr+"/test?sslmode=disable&pool_max_conns=2")
+	var calls atomic.Int32
+	cfg.Credentials = func(context.Context, resolver.Backend) (qorb.Credentials, error) {
+		calls.Add(1)
+		return qorb.Credentials{User: "postgres"}, nil
+	}
+	p := newPool(t, cfg)
+	var user string
+	if err := p.QueryRow(t.Context(), "SELECT current_user").Scan(&user); err != nil || user != "postgres" {
+		t.Fatalf("current_user = %q, %v; want postgres", user, err)
+	}
+	if calls.Load() == 0 {
+		t.Error("the credentials function was not called")
 	}
 }
