@@ -80,8 +80,8 @@ func run(ctx context.Context, p *qorbpgx.Pool, table string, out io.Writer) (err
 		return err
 	}
 	batch := &pgx.Batch{}
-	batch.Queue("INSERT INTO "+table+" VALUES (4, 'batched')")
-	batch.Queue("UPDATE "+table+" SET note = note || '!' WHERE id = 4")
+	batch.Queue("INSERT INTO " + table + " VALUES (4, 'batched')")
+	batch.Queue("UPDATE " + table + " SET note = note || '!' WHERE id = 4")
 	if err := p.SendBatch(ctx, batch).Close(); err != nil {
 		return err
 	}
