@@ -62,6 +62,10 @@ type Connector struct {
 	// stale reports whether an error says a prepared statement must be
 	// prepared again; nil when the Opener cannot tell.
 	stale func(error) bool
+	// derive fills in the policy fields NewConnector derives from the
+	// other settings (see Settings.Policy), for NewConnector and
+	// SetPolicy alike.
+	derive func(pool.Policy) pool.Policy
 
 	stopRouter sync.Once
 }
@@ -107,16 +111,19 @@ func NewConnector(cfg Config) (*Connector, error) {
 		c.stale = sc.StaleStatement
 	}
 	c.drv.c = c
-	pol := cfg.Policy
-	if pol.HealthInterval == 0 && c.router.limitsLag() {
-		// Lag is measured at health checks: check twice per allowed lag.
-		pol.HealthInterval = max(cfg.MaxLag/2, minLagInterval)
+	c.derive = func(pol pool.Policy) pool.Policy {
+		if pol.HealthInterval == 0 && c.router.limitsLag() {
+			// Lag is measured at health checks: check twice per allowed lag.
+			pol.HealthInterval = max(cfg.MaxLag/2, minLagInterval)
+		}
+		// Without a full reset, recycling only looks at in-memory session
+		// state, so by default it runs on the releasing goroutine.
+		if pol.Recycle == pool.RecycleDefault && !cfg.Reset {
+			pol.Recycle = pool.RecycleInline
+		}
+		return pol
 	}
-	// Without a full reset, recycling only looks at in-memory session
-	// state, so by default it runs on the releasing goroutine.
-	if pol.Recycle == pool.RecycleDefault && !cfg.Reset {
-		pol.Recycle = pool.RecycleInline
-	}
+	pol := c.derive(cfg.Policy)
 	switch {
 	case cfg.Logger != nil:
 		pol.Observer = pool.Observers(pol.Observer, pool.LogEvents(cfg.Logger))
@@ -168,6 +175,31 @@ func (c *Connector) Driver() driver.Driver { return &c.drv }
 
 // Stats returns a snapshot of the connector's pool.
 func (c *Connector) Stats() pool.Stats { return c.pool.Stats() }
+
+// Policy returns the pool policy the connector runs with: its defaults
+// filled in, with the fields NewConnector derives (see
+// [Settings.Policy]) and the Observer it logs through.
+func (c *Connector) Policy() pool.Policy { return c.pool.Policy() }
+
+// SetPolicy changes the pool policy of the running connector, as
+// [pool.Pool.SetPolicy] describes: the pool grows at once when a cap goes
+// up; when one goes down, idle connections beyond it close at once and
+// connections in use close as they are released; timeouts and intervals
+// apply from now on. pol is taken as [NewConnector] takes
+// Settings.Policy, deriving the same fields when they are left zero, and
+// a policy NewConnector would refuse is refused with the same error (the
+// connector keeping its policy). It is the counterpart of HikariCP's
+// setMaximumPoolSize, setMinimumIdle and setConnectionTimeout, and of
+// database/sql's SetMaxOpenConns (which must stay unlimited on a
+// database qorb serves: the pool's caps take its place). The observer and logger stay those NewConnector was
+// given. To change a few fields:
+//
+//	pol := c.Policy()
+//	pol.MaxSlots = 64
+//	err := c.SetPolicy(pol)
+func (c *Connector) SetPolicy(pol pool.Policy) error {
+	return c.pool.SetPolicy(c.derive(pol))
+}
 
 // Close stops the connector as [sql.DB.Close] expects: it returns at
 // once. Operations that start later fail with an error wrapping

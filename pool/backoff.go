@@ -12,10 +12,10 @@ import (
 // lifetimeFrom draws a connection's expiry on the pool's clock:
 // MaxLifetime less up to a tenth. Zero means never.
 func (p *Pool[C]) lifetimeFrom(now time.Time) int64 {
-	if p.pol.MaxLifetime < 0 {
+	d := p.policy().MaxLifetime
+	if d < 0 {
 		return 0
 	}
-	d := p.pol.MaxLifetime
 	d -= time.Duration(rand.Int64N(int64(d)/10 + 1))
 	return p.mono(now.Add(d))
 }
@@ -23,10 +23,10 @@ func (p *Pool[C]) lifetimeFrom(now time.Time) int64 {
 // nextCheckFrom draws the next periodic health check: the interval plus up
 // to a tenth, so checks of connections opened together spread out.
 func (p *Pool[C]) nextCheckFrom(now time.Time) int64 {
-	if p.pol.HealthInterval < 0 {
+	d := p.policy().HealthInterval
+	if d < 0 {
 		return 0
 	}
-	d := p.pol.HealthInterval
 	d += time.Duration(rand.Int64N(int64(d)/10 + 1))
 	return p.mono(now.Add(d))
 }
@@ -37,11 +37,12 @@ func (p *Pool[C]) nextCheckFrom(now time.Time) int64 {
 // probes it), drawn at random from the upper half of that value on every
 // attempt.
 func (p *Pool[C]) backoff(failures int, probing bool) time.Duration {
-	top := p.pol.BackoffMax
+	pol := p.policy()
+	top := pol.BackoffMax
 	if probing {
-		top = min(top, p.pol.ProbeBackoffMax)
+		top = min(top, pol.ProbeBackoffMax)
 	}
-	d := p.pol.BackoffMin
+	d := pol.BackoffMin
 	for i := 1; i < failures && d < top; i++ {
 		d *= 2
 	}

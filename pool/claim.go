@@ -55,7 +55,8 @@ func (c Claim[C]) end(err error) {
 	s := sl.set
 	p := s.p
 	broken := err != nil
-	if !broken && p.pol.Recycle == RecycleInline {
+	inline := p.policy().Recycle == RecycleInline // read once: SetPolicy may change it
+	if !broken && inline {
 		if rerr := p.conn.OnRecycle(context.Background(), c.conn); rerr != nil {
 			err = fmt.Errorf("recycle: %w", rerr)
 		}
@@ -70,7 +71,7 @@ func (c Claim[C]) end(err error) {
 	if err == nil && s.doneAt.Load() < now {
 		s.doneAt.Store(now) // the backend answered (see stall.go)
 	}
-	if err == nil && p.pol.Recycle == RecycleInline && !p.closing.Load() && !sl.unwanted.Load() &&
+	if err == nil && inline && !p.closing.Load() && !sl.unwanted.Load() &&
 		!s.suspect.Load() && !s.probeRole.Load() && s.getHealth() != HealthRemoved && (sl.expiresAt == 0 || now < sl.expiresAt) && !p.staleSlot(sl) {
 		// The fast path: no lock but the queue's, and only when claims
 		// are queued.
@@ -167,7 +168,7 @@ func (p *Pool[C]) ClaimFiltered(ctx context.Context, f Filter) (Claim[C], error)
 	if err == nil && p.acq != nil {
 		c, err = p.acquire(ctx, f, c)
 	}
-	if err == nil && p.pol.LeakThreshold > 0 {
+	if err == nil && p.policy().LeakThreshold > 0 {
 		p.traceClaim(c, 0)
 	}
 	return c, err
@@ -259,7 +260,8 @@ type waitResult[C any] struct {
 type waiter[C any] struct {
 	filter     Filter
 	ch         chan waitResult[C] // capacity 1
-	deadline   int64              // on the pool's clock
+	start      int64              // when it queued, on the pool's clock
+	deadline   int64              // start + ClaimTimeout
 	next, prev *waiter[C]
 	queued     bool
 }
@@ -372,7 +374,7 @@ func (p *Pool[C]) enqueue(f Filter, start int64) (*waiter[C], error) {
 		p.wmu.Unlock()
 		return nil, ErrClosed
 	}
-	if p.waiters.n >= p.pol.MaxWaiters {
+	if p.waiters.n >= p.policy().MaxWaiters {
 		p.wmu.Unlock()
 		return nil, p.claimError(ErrTooManyWaiters, nil, 0, f)
 	}
@@ -384,7 +386,7 @@ func (p *Pool[C]) enqueue(f Filter, start int64) (*waiter[C], error) {
 		w = &waiter[C]{ch: make(chan waitResult[C], 1)}
 	}
 	w.filter = f
-	w.deadline = start + int64(p.pol.ClaimTimeout)
+	w.start, w.deadline = start, start+int64(p.policy().ClaimTimeout)
 	first := p.waiters.n == 0
 	p.waiters.push(w)
 	p.waiting.Add(1)
@@ -400,7 +402,8 @@ func (p *Pool[C]) enqueue(f Filter, start int64) (*waiter[C], error) {
 
 // expireWaiters fails the queued claims whose claim timeout has passed
 // and returns when the next one's does (zero: none queued). All claims
-// get the same timeout, so the queue is in deadline order.
+// get the same timeout (SetPolicy gives the queued ones a new one too), so
+// the queue is in deadline order.
 func (p *Pool[C]) expireWaiters(now int64) (next int64) {
 	var expired []*waiter[C]
 	p.wmu.Lock()
@@ -415,7 +418,7 @@ func (p *Pool[C]) expireWaiters(now int64) (next int64) {
 	p.wmu.Unlock()
 	for _, w := range expired {
 		p.countTimeout()
-		waited := time.Duration(now - w.deadline + int64(p.pol.ClaimTimeout))
+		waited := time.Duration(now - w.start)
 		w.ch <- waitResult[C]{err: p.claimError(ErrClaimTimeout, nil, waited, w.filter)}
 	}
 	return next

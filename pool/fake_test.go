@@ -58,7 +58,11 @@ type fakeConnector struct {
 	// uncounted, if set, says how many of the open connections the caps
 	// do not count: the pool's probe connections.
 	uncounted atomic.Pointer[func() int]
-	errs      []error
+	// limit, when positive, is a cap no connection attempt may take the
+	// open connections past, less uncounted: the test moves it with the
+	// pool's caps.
+	limit atomic.Int64
+	errs  []error
 
 	nextID   atomic.Int64
 	connects atomic.Int64
@@ -101,6 +105,9 @@ func (f *fakeConnector) Connect(ctx context.Context, b resolver.Backend) (*fakeC
 	}
 	f.maxOpen = max(f.maxOpen, n)
 	f.mu.Unlock()
+	if limit := f.limit.Load(); limit > 0 && int64(n) > limit {
+		f.fail(fmt.Errorf("connection %d opened with %d open, cap %d", c.id, n, limit))
+	}
 	return c, nil
 }
 

@@ -30,7 +30,7 @@ import (
 // lostPrimary starts a hunt, unless one is under way or the pool cannot
 // ask roles. It may be called under any lock.
 func (p *Pool[C]) lostPrimary() {
-	if p.role == nil || p.pol.PrimaryProbeInterval < 0 || p.hunting.Load() {
+	if p.role == nil || p.policy().PrimaryProbeInterval < 0 || p.hunting.Load() {
 		return
 	}
 	p.huntSince.Store(p.clock.Load())
@@ -120,7 +120,10 @@ func (p *Pool[C]) huntTick(now time.Time) time.Time {
 		p.mu.Unlock()
 		// The next round in the upper half of the interval, at random,
 		// so that pools that lost the same primary do not ask together.
-		iv := int64(p.pol.PrimaryProbeInterval)
+		iv := int64(p.policy().PrimaryProbeInterval)
+		if iv < 0 { // turned off by SetPolicy during the hunt
+			iv = int64(DefaultPrimaryProbe)
+		}
 		h.next = mnow + iv/2 + rand.Int64N(iv/2+1)
 	}
 	return p.at(h.next)

@@ -67,7 +67,7 @@ type leak struct {
 // threshold from now, so that a claim is reported within 1¼ thresholds of
 // being made, or sooner, when an unreported claim reaches the threshold.
 func (p *Pool[C]) findLeaks(now time.Time) time.Time {
-	limit := p.pol.LeakThreshold
+	limit := p.policy().LeakThreshold
 	at := p.mono(now)
 	next := now.Add(limit / 4)
 	p.mu.Lock()

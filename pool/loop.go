@@ -16,20 +16,28 @@ func (p *Pool[C]) run(ctx context.Context) {
 	defer p.wg.Done()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	nextPeriodic := time.Now().Add(p.pol.RebalanceInterval)
+	interval := p.policy().RebalanceInterval
+	nextPeriodic := time.Now().Add(interval)
 	for {
 		now := time.Now()
 		p.tickClock(now)
+		pol := p.policy()
+		if pol.RebalanceInterval != interval {
+			// SetPolicy changed it: the next periodic rebalance is
+			// due no later than the new interval from now.
+			interval = pol.RebalanceInterval
+			nextPeriodic = earliest(nextPeriodic, now.Add(interval))
+		}
 		periodic := !now.Before(nextPeriodic)
 		if periodic {
-			nextPeriodic = now.Add(p.pol.RebalanceInterval)
+			nextPeriodic = now.Add(interval)
 		}
 		next := p.tick(ctx, now, periodic)
-		if p.pol.SuspectAfter > 0 && p.pol.StallTimeout >= 0 && p.slotCount.Load() > 0 {
+		if pol.SuspectAfter > 0 && pol.StallTimeout >= 0 && p.slotCount.Load() > 0 {
 			// A claim taken since says nothing to the loop: look at
 			// least this often for claims out on a silent backend
 			// (see stall.go), at a random point of the last quarter.
-			d := p.pol.SuspectAfter
+			d := pol.SuspectAfter
 			next = earliest(next, now.Add(d-rand.N(d/4+1)))
 		}
 		if next.IsZero() || next.After(nextPeriodic) {
@@ -88,7 +96,7 @@ func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.T
 	for _, s := range sets {
 		next = earliest(next, p.maintain(ctx, s, now, periodic))
 	}
-	if p.pol.LeakThreshold > 0 {
+	if p.policy().LeakThreshold > 0 {
 		next = earliest(next, p.findLeaks(now))
 	}
 	if p.needRoom.Swap(false) {
@@ -284,7 +292,8 @@ func (p *Pool[C]) maintainIdleLocked(s *set[C], mnow int64, drain bool, jobs *[]
 	removed := s.getHealth() == HealthRemoved
 	var kept []*slot[C]
 	for _, sl := range s.drainIdleLocked() {
-		idleTooLong := p.pol.MaxIdleTime > 0 && mnow >= sl.idleSince+int64(p.pol.MaxIdleTime)
+		maxIdle := p.policy().MaxIdleTime
+		idleTooLong := maxIdle > 0 && mnow >= sl.idleSince+int64(maxIdle)
 		switch {
 		case sl.unwanted.Load() || removed:
 			s.closeSlotLocked(sl, StateIdle, a)
@@ -338,7 +347,7 @@ func (p *Pool[C]) maintainOthersLocked(s *set[C], mnow int64, jobs *[]job[C], a 
 // connect opens a connection for sl, which is connecting and busy.
 func (p *Pool[C]) connect(ctx context.Context, sl *slot[C]) {
 	s := sl.set
-	cctx, cancel := context.WithTimeout(ctx, p.pol.ConnectTimeout)
+	cctx, cancel := context.WithTimeout(ctx, p.policy().ConnectTimeout)
 	start := time.Now()
 	gen := p.recycleGen.Load() // before Connect asks for credentials
 	conn, err := p.conn.Connect(cctx, s.backendValue())
@@ -362,7 +371,7 @@ func (p *Pool[C]) connect(ctx context.Context, sl *slot[C]) {
 // check runs the health check on sl's connection; sl is checking and
 // busy.
 func (p *Pool[C]) check(ctx context.Context, sl *slot[C]) {
-	cctx, cancel := context.WithTimeout(ctx, p.pol.HealthTimeout)
+	cctx, cancel := context.WithTimeout(ctx, p.policy().HealthTimeout)
 	start := time.Now()
 	err := p.conn.IsValid(cctx, sl.conn) // the busy goroutine owns the slot
 	var role resolver.Role
@@ -381,7 +390,7 @@ func (p *Pool[C]) check(ctx context.Context, sl *slot[C]) {
 // recycle runs the recycle hook on sl's connection; sl is recycling and
 // busy.
 func (p *Pool[C]) recycle(ctx context.Context, sl *slot[C]) {
-	cctx, cancel := context.WithTimeout(ctx, p.pol.HealthTimeout)
+	cctx, cancel := context.WithTimeout(ctx, p.policy().HealthTimeout)
 	start := time.Now()
 	err := p.conn.OnRecycle(cctx, sl.conn) // the busy goroutine owns the slot
 	cancel()

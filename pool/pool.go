@@ -62,8 +62,11 @@ type Pool[C any] struct {
 	acq   Acquirer[C]     // nil unless conn implements it
 	role  RoleReporter[C] // nil unless conn implements it
 	abort Aborter[C]      // nil unless conn implements it
-	pol   Policy
-	obs   Observer
+	// pol is the policy, its defaults filled in. It is replaced whole by
+	// SetPolicy and never changed in place, so a reader that loads it once
+	// sees one consistent policy (see policy).
+	pol atomic.Pointer[Policy]
+	obs Observer
 
 	picker  atomic.Pointer[picker[C]]
 	waiting atomic.Int64 // queued claims
@@ -94,6 +97,11 @@ type Pool[C any] struct {
 	epoch time.Time
 	// rebalance asks the control loop to recompute slot counts.
 	rebalance atomic.Bool
+	// capsCut: SetPolicy lowered MaxSlots or MaxPerBackend, so the next
+	// rebalance closes the surplus at once rather than gently.
+	capsCut atomic.Bool
+	// setMu serializes SetPolicy calls.
+	setMu sync.Mutex
 	// pickerDirty asks the control loop to rebuild the picker.
 	pickerDirty atomic.Bool
 	// hunting: the primary was lost, and the pool asks every backend's
@@ -161,13 +169,13 @@ func New[C any](r resolver.Resolver, c Connector[C], pol Policy) (*Pool[C], erro
 	}
 	p := &Pool[C]{
 		conn:     c,
-		pol:      pol,
 		obs:      pol.Observer,
 		wake:     make(chan struct{}, 1),
 		returned: make(chan struct{}, 1),
 		sets:     make(map[resolver.Key]*set[C]),
 		epoch:    time.Now(),
 	}
+	p.pol.Store(&pol)
 	p.acq, _ = c.(Acquirer[C])
 	p.role, _ = c.(RoleReporter[C])
 	p.abort, _ = c.(Aborter[C])
@@ -185,6 +193,11 @@ func New[C any](r resolver.Resolver, c Connector[C], pol Policy) (*Pool[C], erro
 	}()
 	return p, nil
 }
+
+// policy returns the policy in force: one atomic load, which the claim
+// path may afford. Code that reads several fields for one decision loads
+// it once.
+func (p *Pool[C]) policy() *Policy { return p.pol.Load() }
 
 // receiver is the [resolver.Receiver] a pool gives its resolver.
 type receiver[C any] struct{ p *Pool[C] }
@@ -247,7 +260,7 @@ func (p *Pool[C]) update(bs []resolver.Backend) {
 		p.resolverErr = problem.Error()
 	}
 	if !p.hasPending {
-		p.pendingAt = now.Add(p.pol.RebalanceDelay)
+		p.pendingAt = now.Add(p.policy().RebalanceDelay)
 		if p.updates == 0 {
 			p.pendingAt = now
 		}
@@ -307,7 +320,7 @@ func (p *Pool[C]) poke() {
 
 // wantRebalance asks the control loop to recompute slot counts soon.
 func (p *Pool[C]) wantRebalance() {
-	if p.slotCount.Load()+p.closingN.Load() >= int64(p.pol.MaxSlots) && p.pickerHealthy() {
+	if p.slotCount.Load()+p.closingN.Load() >= int64(p.policy().MaxSlots) && p.pickerHealthy() {
 		return // nothing to grow into
 	}
 	if !p.rebalance.Load() && p.rebalance.CompareAndSwap(false, true) {
@@ -456,7 +469,7 @@ func (p *Pool[C]) TryClaimFiltered(ctx context.Context, f Filter) (Claim[C], boo
 			p.claimedNow(c)
 		}
 		if p.acq == nil || p.acquireHook(ctx, c) == nil {
-			if p.pol.LeakThreshold > 0 {
+			if p.policy().LeakThreshold > 0 {
 				p.traceClaim(c, 0)
 			}
 			return c, true

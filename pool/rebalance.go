@@ -15,8 +15,10 @@ import (
 // the periodic rebalance, and then only idle ones not claimed for a whole
 // RebalanceInterval; or when their room is needed elsewhere. So the pool shrinks slowly after a burst, and a steady load
 // opens no connections. Claimed slots are never taken away: a surplus
-// claimed slot closes when it comes back.
+// claimed slot closes when it comes back. After SetPolicy lowered a cap,
+// the surplus closes at once, idle slots first (see shrinkLocked).
 func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bool) {
+	capsCut := p.capsCut.Swap(false)
 	mnow := p.mono(now)
 	p.mu.Lock()
 	sets := p.setList()
@@ -27,7 +29,8 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 		infos[i] = s.info(mnow, periodic)
 	}
 	// Probe connections (see stall.go) take room as closing ones do.
-	pl := plan(infos, p.pol, int(p.waiting.Load()), int(p.closingN.Load()+p.probing.Load()), periodic)
+	pol := p.policy()
+	pl := plan(infos, *pol, int(p.waiting.Load()), int(p.closingN.Load()+p.probing.Load()), periodic)
 
 	a := p.newAfter()
 	room := pl.room
@@ -38,16 +41,16 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 			continue
 		}
 		failed := in.health == HealthOffline || in.health == HealthRemoved
-		if failed || pl.shrink || periodic {
+		if failed || pl.shrink || periodic || capsCut {
 			s.mu.Lock()
-			room += s.shrinkLocked(excess, !failed && !pl.shrink, mnow, &a)
+			room += s.shrinkLocked(excess, !failed && !pl.shrink && !capsCut, mnow, &a)
 			s.mu.Unlock()
 		}
 	}
 	var jobs []job[C]
 	for i, s := range sets {
 		in := infos[i]
-		add := min(pl.wanted[i]-in.live, room, p.pol.MaxPerBackend-in.existing)
+		add := min(pl.wanted[i]-in.live, room, pol.MaxPerBackend-in.existing)
 		if add <= 0 {
 			continue
 		}
@@ -240,7 +243,7 @@ func (s *set[C]) shrinkLocked(excess int, gently bool, mnow int64, a *after[C]) 
 	// theirs.
 	byAge := slices.Clone(idle)
 	slices.SortStableFunc(byAge, func(x, y *slot[C]) int { return cmp.Compare(x.claimedAt.Load(), y.claimedAt.Load()) })
-	settled := mnow - int64(s.p.pol.RebalanceInterval)
+	settled := mnow - int64(s.p.policy().RebalanceInterval)
 	mark := func(sl *slot[C]) {
 		sl.unwanted.Store(true)
 		excess--

@@ -45,10 +45,10 @@ func (p *Pool[C]) staleSlot(sl *slot[C]) bool {
 // recycleTurnLocked reports whether a stale connection of s may be
 // replaced at mnow, taking its turn; if not, it returns when one may.
 func (s *set[C]) recycleTurnLocked(mnow int64) (ok bool, next int64) {
-	if s.p.pol.ConnectRate <= 0 {
+	if s.p.policy().ConnectRate <= 0 {
 		return true, 0
 	}
-	return s.recycleBucket.take(mnow, s.connectRate(), s.p.pol.ConnectBurst)
+	return s.recycleBucket.take(mnow, s.connectRate(), s.p.policy().ConnectBurst)
 }
 
 // replaceStaleLocked reports whether sl, which the caller owns, holds a

@@ -87,7 +87,8 @@ type set[C any] struct {
 
 func newSet[C any](p *Pool[C], b resolver.Backend) *set[C] {
 	s := &set[C]{p: p, key: b.Key(), tie: rand.Uint64()}
-	s.idle.init(min(p.pol.MaxPerBackend, p.pol.MaxSlots))
+	pol := p.policy()
+	s.idle.init(min(pol.MaxPerBackend, pol.MaxSlots))
 	s.backend.Store(&b)
 	return s
 }

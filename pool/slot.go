@@ -308,7 +308,7 @@ func (s *set[C]) connectedLocked(sl *slot[C], conn C, role resolver.Role, err er
 		// one, under the connect-rate limit, if the backend is suspect: a
 		// connection to it broke or failed its check, and the limit would
 		// make the next failures take seconds.
-		failed := s.failStreak >= p.pol.OfflineAfter || (s.suspect.Load() && p.pol.ConnectRate > 0)
+		failed := s.failStreak >= p.policy().OfflineAfter || (s.suspect.Load() && p.policy().ConnectRate > 0)
 		if h := s.getHealth(); h != HealthOffline && h != HealthRemoved &&
 			failed && countByState(s.slots).connected() == 0 {
 			healthChanged = s.setHealthLocked(HealthOffline, p.mono(now))
@@ -568,7 +568,7 @@ func (s *set[C]) busyLocked(sl *slot[C]) {
 // returns when the earliest pending one will be late (zero: none), and
 // whether the backend's health changed.
 func (s *set[C]) watchLateLocked(mnow int64, a *after[C]) (next int64, healthChanged bool) {
-	limit := int64(s.p.pol.SuspectAfter)
+	limit := int64(s.p.policy().SuspectAfter)
 	if limit < 0 {
 		return 0, false
 	}
@@ -598,7 +598,7 @@ func (s *set[C]) watchLateLocked(mnow int64, a *after[C]) (next int64, healthCha
 		s.suspectLocked(a)
 		idle = 0 // now waiting for checks, which start at once
 	}
-	if s.getHealth() == HealthOnline && late >= s.p.pol.OfflineAfter && early == 0 && idle == 0 {
+	if s.getHealth() == HealthOnline && late >= s.p.policy().OfflineAfter && early == 0 && idle == 0 {
 		healthChanged = s.setHealthLocked(HealthOffline, mnow)
 		s.noteErrLocked(errNoAnswer, s.p.at(mnow))
 		a.event(Event{Kind: EventBackendOffline, Backend: s.key, Err: errNoAnswer})

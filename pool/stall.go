@@ -55,7 +55,7 @@ func (s *set[C]) answeredLocked() int64 {
 // backend's health changed.
 func (s *set[C]) watchStallLocked(mnow int64, jobs *[]job[C], a *after[C]) (next int64, healthChanged bool) {
 	p := s.p
-	suspectAfter, stallAfter := int64(p.pol.SuspectAfter), int64(p.pol.StallTimeout)
+	suspectAfter, stallAfter := int64(p.policy().SuspectAfter), int64(p.policy().StallTimeout)
 	if suspectAfter < 0 || stallAfter < 0 || s.inUse.Load() == 0 {
 		return 0, false
 	}
@@ -175,7 +175,7 @@ func (s *set[C]) startProbeLocked(mnow int64, jobs *[]job[C], a *after[C]) {
 // backend is the one whose server is in doubt.
 func (s *set[C]) probeRoomLocked() bool {
 	p := s.p
-	return p.slotCount.Load()+p.closingN.Load()+p.probing.Load() <= int64(p.pol.MaxSlots)
+	return p.slotCount.Load()+p.closingN.Load()+p.probing.Load() <= int64(p.policy().MaxSlots)
 }
 
 // makeRoom closes the least lately claimed idle connection of the
@@ -266,7 +266,7 @@ func (p *Pool[C]) closeIdleForRoom() bool {
 // probe opens a connection to s's backend, checks it and closes it: the
 // probe of a backend with claims out and no idle connection.
 func (p *Pool[C]) probe(ctx context.Context, s *set[C]) {
-	cctx, cancel := context.WithTimeout(ctx, p.pol.ConnectTimeout)
+	cctx, cancel := context.WithTimeout(ctx, p.policy().ConnectTimeout)
 	conn, err := p.conn.Connect(cctx, s.backendValue())
 	if err == nil {
 		err = p.conn.IsValid(cctx, conn)

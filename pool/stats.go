@@ -88,7 +88,7 @@ func (p *Pool[C]) Stats() Stats {
 	p.mu.Lock()
 	sets := p.setList()
 	st := Stats{
-		MaxSlots:          p.pol.MaxSlots,
+		MaxSlots:          p.policy().MaxSlots,
 		Timeouts:          p.stats.timeouts,
 		Failures:          p.stats.failures,
 		Leaks:             p.stats.leaks,

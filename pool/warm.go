@@ -39,7 +39,7 @@ func (b *connectBucket) take(mnow int64, rate float64, burst int) (ok bool, next
 // the connect-rate limit: the backend is offline, under suspicion, or
 // warming up or waits to warm up once it is online.
 func (s *set[C]) limitedLocked(mnow int64) bool {
-	if s.p.pol.ConnectRate <= 0 {
+	if s.p.policy().ConnectRate <= 0 {
 		return false
 	}
 	return s.getHealth() == HealthOffline || s.suspect.Load() || s.warmNext || s.warmth(mnow) < 1
@@ -55,7 +55,7 @@ func (s *set[C]) mayConnectLocked(mnow int64) (ok bool, next int64) {
 	if !s.limitedLocked(mnow) {
 		return true, 0
 	}
-	ok, next = s.bucket.take(mnow, s.connectRate(), s.p.pol.ConnectBurst)
+	ok, next = s.bucket.take(mnow, s.connectRate(), s.p.policy().ConnectBurst)
 	if !ok {
 		// A turn comes at a random time within half the token's period, so
 		// that pools that lost a backend together do not retry it in
@@ -69,7 +69,7 @@ func (s *set[C]) mayConnectLocked(mnow int64) (ok bool, next int64) {
 // limited, in attempts per second: ConnectRate times its share of the
 // pool's slots, but at least one per ProbeBackoffMax.
 func (s *set[C]) connectRate() float64 {
-	pol := &s.p.pol
+	pol := s.p.policy()
 	return max(pol.ConnectRate*float64(max(s.share, 1)), 1/pol.ProbeBackoffMax.Seconds())
 }
 
@@ -84,7 +84,7 @@ const warmFloor = 0.1
 // warmth returns the share of its weight s has at mnow: 1, or during slow
 // start the time since it began over SlowStart, from warmFloor up.
 func (s *set[C]) warmth(mnow int64) float64 {
-	d := s.p.pol.SlowStart
+	d := s.p.policy().SlowStart
 	if d <= 0 || s.warmAt == 0 {
 		return 1
 	}
@@ -98,5 +98,5 @@ func (s *set[C]) warmth(mnow int64) float64 {
 // warmStep is how often a pool with a backend in slow start rebuilds its
 // picker and rebalances its slots, to follow the backend's growing weight.
 func (p *Pool[C]) warmStep() time.Duration {
-	return max(p.pol.SlowStart/20, 100*time.Millisecond)
+	return max(p.policy().SlowStart/20, 100*time.Millisecond)
 }
