@@ -201,6 +201,71 @@ func (c *Connector) SetPolicy(pol pool.Policy) error {
 	return c.pool.SetPolicy(c.derive(pol))
 }
 
+// Pause holds new operations: each waits for a connection, bounded by its
+// context and the claim timeout (pool_claim_timeout), while the
+// operations already holding one finish. Pause returns once none holds
+// one, or, when ctx ends first, with an error wrapping ctx's error; the
+// connector stays paused either way until Resume. A [sql.Conn] or
+// [sql.Tx] holds its connection until it is closed. It is PgBouncer's
+// PAUSE and HikariCP's suspendPool: a planned switchover between Pause
+// and Resume shows the application latency instead of errors. See
+// [pool.Pool.Pause].
+func (c *Connector) Pause(ctx context.Context) error { return c.pool.Pause(ctx) }
+
+// Resume ends a Pause: the waiting operations get their connections,
+// oldest first. It is PgBouncer's RESUME and HikariCP's resumePool.
+func (c *Connector) Resume() { c.pool.Resume() }
+
+// Drain takes a backend out of service: new operations go to the other
+// backends, its idle connections close at once and those in use as they
+// are released. It returns once it has no connection left, or, when ctx
+// ends first, with an error wrapping ctx's error; the backend stays
+// drained either way, until Undrain, also if the resolver drops it and
+// lists it again. backend is its address ("host:port", as in Stats and
+// on the stats page) or its key ("name@host:port"); every backend it
+// names is drained. It is HikariCP's softEvictConnections for one
+// backend; see [pool.Pool.Drain].
+func (c *Connector) Drain(ctx context.Context, backend string) error {
+	keys, err := c.backendKeys(backend)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, k := range keys {
+		errs = append(errs, c.pool.Drain(ctx, k))
+	}
+	return errors.Join(errs...)
+}
+
+// Undrain puts a backend Drain took out of service back; it starts again
+// in slow start (pool_slow_start). backend is as for Drain.
+func (c *Connector) Undrain(backend string) error {
+	keys, err := c.backendKeys(backend)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, k := range keys {
+		errs = append(errs, c.pool.Undrain(k))
+	}
+	return errors.Join(errs...)
+}
+
+// backendKeys returns the keys of the pool's backends whose address or
+// key is name, or an error wrapping [pool.ErrUnknownBackend].
+func (c *Connector) backendKeys(name string) ([]resolver.Key, error) {
+	var keys []resolver.Key
+	for _, b := range c.pool.Stats().Backends {
+		if k := b.Backend.Key(); b.Backend.Addr == name || k.String() == name {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("qorb: %w: %q", pool.ErrUnknownBackend, name)
+	}
+	return keys, nil
+}
+
 // Close stops the connector as [sql.DB.Close] expects: it returns at
 // once. Operations that start later fail with an error wrapping
 // [pool.ErrClosed]; the resolver and the pool stop, idle connections

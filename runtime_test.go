@@ -1,6 +1,7 @@
 package qorb
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"testing/synctest"
@@ -42,6 +43,62 @@ func TestSetPolicyDerivesAsNewConnector(t *testing.T) {
 		}
 		if got := c.Policy().MaxSlots; got != 8 {
 			t.Errorf("MaxSlots = %d after refused changes, want 8", got)
+		}
+	})
+}
+
+// TestDrainAndPause shows Connector.Drain, Undrain, Pause and Resume
+// through database/sql.
+func TestDrainAndPause(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		o := &fakeOpener{}
+		bs := backends(2)
+		c := newConnector(t, o, pool.Policy{MaxSlots: 4, Spares: 2}, bs...)
+		db := openDB(t, c)
+		ctx := t.Context()
+		queryBackend(t, ctx, db)
+		if err := c.Drain(ctx, bs[0].Addr); err != nil {
+			t.Fatalf("Drain: %v", err)
+		}
+		for range 10 {
+			if got := backendOf(queryBackend(t, ctx, db)); got != bs[1].Addr {
+				t.Errorf("operation served by %s, the drained backend", got)
+			}
+		}
+		for _, b := range c.Stats().Backends {
+			if b.Drained != (b.Backend.Addr == bs[0].Addr) || (b.Drained && b.Slots() != 0) {
+				t.Errorf("backend %s: Drained %v with %d slots", b.Backend.Addr, b.Drained, b.Slots())
+			}
+		}
+		if err := c.Drain(ctx, "127.0.0.1:1"); !errors.Is(err, pool.ErrUnknownBackend) {
+			t.Errorf("Drain of an unknown backend: %v, want pool.ErrUnknownBackend", err)
+		}
+		if err := c.Undrain(bs[0].Addr); err != nil {
+			t.Fatalf("Undrain: %v", err)
+		}
+
+		if err := c.Pause(ctx); err != nil {
+			t.Fatalf("Pause: %v", err)
+		}
+		qctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, err := db.ExecContext(qctx, "UPDATE t")
+		cancel()
+		if !errors.Is(err, pool.ErrClaimTimeout) {
+			t.Errorf("operation on a paused connector past its context: %v, want pool.ErrClaimTimeout", err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := db.ExecContext(ctx, "UPDATE t")
+			done <- err
+		}()
+		time.Sleep(time.Second)
+		if !c.Stats().Paused {
+			t.Error("Stats().Paused is false while paused")
+		}
+		c.Resume()
+		if err := <-done; err != nil {
+			t.Errorf("operation held by Pause: %v after Resume", err)
 		}
 	})
 }

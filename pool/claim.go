@@ -68,6 +68,7 @@ func (c Claim[C]) end(err error) {
 	}
 	held := time.Duration(now - sl.claimedAt.Load())
 	s.inUse.Add(-1)
+	p.changed()
 	if err == nil && s.doneAt.Load() < now {
 		s.doneAt.Store(now) // the backend answered (see stall.go)
 	}
@@ -113,7 +114,7 @@ func (p *Pool[C]) release(sl *slot[C], err error, broken bool, held time.Duratio
 // was (see set.pushIdleInOrder).
 func (p *Pool[C]) handOff(sl *slot[C], now int64, inOrder bool) State {
 	s := sl.set
-	if p.waiting.Load() > 0 {
+	if p.waiting.Load() > 0 && !sl.unwanted.Load() {
 		p.wmu.Lock()
 		if w := p.firstWaiterLocked(s.backendValue()); w != nil {
 			p.waiters.remove(w)
@@ -134,6 +135,12 @@ func (p *Pool[C]) handOff(sl *slot[C], now int64, inOrder bool) State {
 		s.closeIdleLate()
 		return StateIdle
 	}
+	if sl.unwanted.Load() {
+		// Drain or a lowered cap marked it on its way to the stack, and
+		// may have drained the stack before the push.
+		s.closeUnwantedIdle()
+		return StateIdle
+	}
 	if p.waiting.Load() > 0 {
 		// A claim queued while the slot was on its way to the stack.
 		p.dispatch()
@@ -142,8 +149,11 @@ func (p *Pool[C]) handOff(sl *slot[C], now int64, inOrder bool) State {
 }
 
 // firstWaiterLocked returns the oldest queued claim that may use backend
-// b, or nil; p.wmu must be held.
+// b, or nil (always, while the pool is paused); p.wmu must be held.
 func (p *Pool[C]) firstWaiterLocked(b resolver.Backend) *waiter[C] {
+	if p.paused.Load() {
+		return nil
+	}
 	for w := p.waiters.head; w != nil; w = w.next {
 		if w.filter == nil || w.filter(b) {
 			return w
@@ -216,6 +226,12 @@ func (p *Pool[C]) claim(ctx context.Context, f Filter) (Claim[C], error) {
 			p.tickClock(time.Now()) // events carry times: keep the clock close
 		}
 		if c, ok := p.take(p.picker.Load(), f); ok {
+			if p.paused.Load() {
+				// Paused since the check of the queue: Pause may have
+				// counted the claims out without this one.
+				p.putBack(c)
+				return p.wait(ctx, f)
+			}
 			if observing {
 				p.claimedNow(c)
 			}
@@ -306,7 +322,7 @@ func (q *waitQueue[C]) remove(w *waiter[C]) {
 func (p *Pool[C]) wait(ctx context.Context, f Filter) (Claim[C], error) {
 	start := p.clockNow()
 	pk := p.picker.Load()
-	if sentinel := pk.hopeless(f); sentinel != nil {
+	if sentinel := pk.hopeless(f); sentinel != nil && !p.paused.Load() {
 		return Claim[C]{}, p.claimError(sentinel, nil, 0, f)
 	}
 	if err := ctx.Err(); err != nil {
@@ -451,8 +467,12 @@ func (p *Pool[C]) dispatch() {
 	p.wmu.Unlock()
 }
 
-// dispatchLocked is dispatch with p.wmu held.
+// dispatchLocked is dispatch with p.wmu held. It hands out nothing while
+// the pool is paused.
 func (p *Pool[C]) dispatchLocked() {
+	if p.paused.Load() {
+		return
+	}
 	pk := p.picker.Load()
 	for w := p.waiters.head; w != nil; {
 		next := w.next
@@ -467,10 +487,12 @@ func (p *Pool[C]) dispatchLocked() {
 	}
 }
 
-// failHopeless fails the queued claims that no backend can serve any more.
+// failHopeless fails the queued claims that no backend can serve any more,
+// unless the pool is paused: a switchover under way may take every
+// backend down for a while, and Resume looks again.
 func (p *Pool[C]) failHopeless() {
 	pk := p.picker.Load()
-	if !pk.reported || p.waiting.Load() == 0 {
+	if !pk.reported || p.waiting.Load() == 0 || p.paused.Load() {
 		return
 	}
 	type failed struct {

@@ -27,6 +27,10 @@ var (
 	ErrClosed = errors.New("pool: closed")
 )
 
+// ErrUnknownBackend is wrapped by the error of [Pool.Drain] and
+// [Pool.Undrain] for a backend the pool does not have.
+var ErrUnknownBackend = errors.New("pool: no such backend")
+
 // errNoAnswer is why a backend whose connection attempts and checks went
 // unanswered was declared offline (see Policy.SuspectAfter).
 var errNoAnswer = errors.New("pool: backend answers no connection attempt or check")

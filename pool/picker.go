@@ -30,6 +30,9 @@ type picker[C any] struct {
 	verdict error
 	// offline: some backend is offline.
 	offline bool
+	// drained: some backend is drained (left out of entries); claims
+	// that nothing else can serve wait for it to come back.
+	drained bool
 }
 
 type pickEntry[C any] struct {
@@ -257,7 +260,7 @@ func (pk *picker[C]) hopeless(f Filter) error {
 		return nil // the resolver has not spoken yet
 	}
 	online, offline := pk.usable(f)
-	if online {
+	if online || pk.drained {
 		return nil
 	}
 	if f != nil {
@@ -303,6 +306,10 @@ func (p *Pool[C]) rebuildPicker() {
 	for _, s := range sets {
 		h := s.getHealth()
 		if h == HealthRemoved {
+			continue
+		}
+		if s.drained.Load() {
+			pk.drained = true
 			continue
 		}
 		gen := s.roleGen.Load() // before the role it counts

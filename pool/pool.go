@@ -102,6 +102,14 @@ type Pool[C any] struct {
 	capsCut atomic.Bool
 	// setMu serializes SetPolicy calls.
 	setMu sync.Mutex
+	// paused: Pause holds new claims in the queue (see runtime.go).
+	paused atomic.Bool
+	// watchers counts the callers of Pause and Drain waiting for claims
+	// to end or connections to close; while there are some, quiet is
+	// closed, and forgotten, whenever one does (see changed).
+	watchers atomic.Int32
+	quietMu  sync.Mutex
+	quiet    chan struct{}
 	// pickerDirty asks the control loop to rebuild the picker.
 	pickerDirty atomic.Bool
 	// hunting: the primary was lost, and the pool asks every backend's
@@ -145,8 +153,11 @@ type Pool[C any] struct {
 	lookupErr     error     // the last lookup's error; nil once one succeeds
 	known         int       // backends in the resolver's last set
 	loopDone      bool
-	closeQ        []C
-	stats         poolCounters
+	closeQ        []doomed[C]
+	// drained holds the backends Drain took out of service, kept by key
+	// so that one the resolver drops and reports again stays drained.
+	drained map[resolver.Key]bool
+	stats   poolCounters
 
 	closeOnce sync.Once
 }
@@ -173,6 +184,7 @@ func New[C any](r resolver.Resolver, c Connector[C], pol Policy) (*Pool[C], erro
 		wake:     make(chan struct{}, 1),
 		returned: make(chan struct{}, 1),
 		sets:     make(map[resolver.Key]*set[C]),
+		drained:  make(map[resolver.Key]bool),
 		epoch:    time.Now(),
 	}
 	p.pol.Store(&pol)
@@ -463,6 +475,10 @@ func (p *Pool[C]) TryClaimFiltered(ctx context.Context, f Filter) (Claim[C], boo
 		p.tickClock(time.Now())
 		c, ok := p.take(p.picker.Load(), f)
 		if !ok {
+			return Claim[C]{}, false
+		}
+		if p.paused.Load() {
+			p.putBack(c)
 			return Claim[C]{}, false
 		}
 		if p.observing() {

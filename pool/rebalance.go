@@ -30,7 +30,11 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 	}
 	// Probe connections (see stall.go) take room as closing ones do.
 	pol := p.policy()
-	pl := plan(infos, *pol, int(p.waiting.Load()), int(p.closingN.Load()+p.probing.Load()), periodic)
+	waiting := int(p.waiting.Load())
+	if p.paused.Load() {
+		waiting = 0 // claims held by Pause do not grow the pool
+	}
+	pl := plan(infos, *pol, waiting, int(p.closingN.Load()+p.probing.Load()), periodic)
 
 	a := p.newAfter()
 	room := pl.room
@@ -40,7 +44,7 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 		if excess <= 0 {
 			continue
 		}
-		failed := in.health == HealthOffline || in.health == HealthRemoved
+		failed := in.health == HealthOffline || in.health == HealthRemoved || in.drained
 		if failed || pl.shrink || periodic || capsCut {
 			s.mu.Lock()
 			room += s.shrinkLocked(excess, !failed && !pl.shrink && !capsCut, mnow, &a)
@@ -57,7 +61,7 @@ func (p *Pool[C]) rebalanceSlots(ctx context.Context, now time.Time, periodic bo
 		room -= add
 		s.mu.Lock()
 		for range add {
-			if s.getHealth() == HealthRemoved {
+			if s.getHealth() == HealthRemoved || s.drained.Load() {
 				break
 			}
 			sl, connect := s.newSlotLocked(mnow, &a)
@@ -89,7 +93,9 @@ const recentRebalances = 3
 // setInfo is what plan needs to know of one backend.
 type setInfo struct {
 	health Health
-	prio   uint16
+	// drained: Drain took it out of service; it gets no slots.
+	drained bool
+	prio    uint16
 	// weight is the backend's weight, scaled by weightScale, and warm
 	// that weight as slow start has it now (see set.warmth).
 	weight, warm uint64
@@ -114,6 +120,7 @@ func (s *set[C]) info(mnow int64, periodic bool) setInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	in.health = s.getHealth()
+	in.drained = s.drained.Load()
 	in.warm = max(uint64(float64(w)*s.warmth(mnow)), 1)
 	for _, sl := range s.slots {
 		in.existing++
@@ -169,7 +176,7 @@ func plan(infos []setInfo, pol Policy, waiting, closing int, periodic bool) slot
 		demand += in.recent
 		pending += in.pending
 		existing += in.existing
-		if in.health == HealthUnknown || in.health == HealthOnline {
+		if (in.health == HealthUnknown || in.health == HealthOnline) && !in.drained {
 			if !haveActive || in.prio < activePrio {
 				activePrio, haveActive = in.prio, true
 			}
@@ -182,6 +189,7 @@ func plan(infos []setInfo, pol Policy, waiting, closing int, periodic bool) slot
 	var active []int
 	for i, in := range infos {
 		switch {
+		case in.drained:
 		case in.health == HealthOffline:
 			if budget > 0 {
 				wanted[i], full[i] = 1, 1

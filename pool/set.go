@@ -30,6 +30,10 @@ type set[C any] struct {
 	peak    atomic.Int32
 	served  atomic.Uint64 // claims served, for spreading sequential claims
 	suspect atomic.Bool   // a connection failed; prefer other backends
+	// drained: Drain took the backend out of service; written under mu.
+	drained atomic.Bool
+	// closing counts its connections being closed (see doomed).
+	closing atomic.Int32
 	// doneAt is when a claim last came back without an error, on the
 	// coarse clock: the backend answered then (see stall.go).
 	doneAt  atomic.Int64
@@ -87,6 +91,7 @@ type set[C any] struct {
 
 func newSet[C any](p *Pool[C], b resolver.Backend) *set[C] {
 	s := &set[C]{p: p, key: b.Key(), tie: rand.Uint64()}
+	s.drained.Store(p.drained[s.key]) // p.mu is held
 	pol := p.policy()
 	s.idle.init(min(pol.MaxPerBackend, pol.MaxSlots))
 	s.backend.Store(&b)

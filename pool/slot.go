@@ -116,9 +116,16 @@ type after[C any] struct {
 	// do I/O (a goroutine of the pool, or Close), instead of handing them
 	// to the control loop.
 	inline bool
-	events []Event // nil unless observing
-	closes []C     // connections to close, each counted in closingN
-	aborts []C     // claimed connections to abort (see Aborter)
+	events []Event     // nil unless observing
+	closes []doomed[C] // connections to close, each counted in closingN
+	aborts []C         // claimed connections to abort (see Aborter)
+}
+
+// doomed is a connection taken from its slot to be closed, with its set,
+// which counts it in closing until it is.
+type doomed[C any] struct {
+	conn C
+	set  *set[C]
 }
 
 // newAfter returns an after that records events if anyone observes them.
@@ -159,7 +166,7 @@ func (p *Pool[C]) finish(a *after[C]) {
 
 // queueCloses hands conns to the control loop, which closes them on a
 // goroutine of its own, or closes them at once when the loop has stopped.
-func (p *Pool[C]) queueCloses(conns []C) {
+func (p *Pool[C]) queueCloses(conns []doomed[C]) {
 	p.mu.Lock()
 	if !p.loopDone {
 		p.closeQ = append(p.closeQ, conns...)
@@ -174,17 +181,21 @@ func (p *Pool[C]) queueCloses(conns []C) {
 // closeConns closes conns, taken from their slots by closeSlotLocked,
 // concurrently when there are several, and frees their room under
 // MaxSlots once they are closed.
-func (p *Pool[C]) closeConns(conns []C) {
+func (p *Pool[C]) closeConns(conns []doomed[C]) {
 	if len(conns) == 1 {
-		p.conn.Close(conns[0])
+		p.conn.Close(conns[0].conn)
 	} else {
 		var wg sync.WaitGroup
-		for _, conn := range conns {
-			wg.Go(func() { p.conn.Close(conn) })
+		for _, d := range conns {
+			wg.Go(func() { p.conn.Close(d.conn) })
 		}
 		wg.Wait()
 	}
+	for _, d := range conns {
+		d.set.closing.Add(-1)
+	}
 	p.closingN.Add(-int64(len(conns)))
+	p.changed()
 	if p.closing.Load() {
 		// Shutdown may be waiting for the last connections to close.
 		select {
@@ -267,9 +278,10 @@ func (s *set[C]) newSlotLocked(mnow int64, a *after[C]) (sl *slot[C], connect bo
 // closed, since it still takes room under MaxSlots.
 func (s *set[C]) closeSlotLocked(sl *slot[C], from State, a *after[C]) {
 	if sl.hasConn {
-		a.closes = append(a.closes, sl.conn)
+		a.closes = append(a.closes, doomed[C]{sl.conn, s})
 		var zero C
 		sl.conn, sl.hasConn = zero, false
+		s.closing.Add(1)
 		s.p.closingN.Add(1)
 	}
 	s.removeSlotLocked(sl)
@@ -288,6 +300,7 @@ func (s *set[C]) removeSlotLocked(sl *slot[C]) {
 			s.slots[len(s.slots)-1] = nil
 			s.slots = s.slots[:len(s.slots)-1]
 			s.p.slotCount.Add(-1)
+			s.p.changed()
 			return
 		}
 	}

@@ -14,6 +14,8 @@ type Stats struct {
 	Backends []BackendStats
 	// Waiting is the number of claims queued now.
 	Waiting int
+	// Paused: Pause holds new claims in the queue until Resume.
+	Paused bool
 	// MaxSlots is the policy's cap on slots.
 	MaxSlots int
 	// Timeouts counts claims that timed out or whose context ended while
@@ -49,6 +51,10 @@ type Stats struct {
 type BackendStats struct {
 	Backend resolver.Backend
 	Health  Health
+	// Drained: Drain took it out of service: it gets no new claims and
+	// no new connections, and its last ones close as they come back,
+	// until Undrain.
+	Drained bool
 	// Suspect: a connection to it failed recently, or a connection
 	// attempt or check to it went unanswered past Policy.SuspectAfter;
 	// claims prefer others.
@@ -101,11 +107,13 @@ func (p *Pool[C]) Stats() Stats {
 	}
 	p.mu.Unlock()
 	st.Waiting = int(p.waiting.Load())
+	st.Paused = p.paused.Load()
 	sortSets(sets)
 	for _, s := range sets {
 		b := BackendStats{Backend: s.backendValue(), Suspect: s.suspect.Load()}
 		s.mu.Lock()
 		b.Health = s.getHealth()
+		b.Drained = s.drained.Load()
 		b.Wanted = s.wanted
 		b.Warmth = s.warmth(p.mono(now))
 		b.Claims = s.served.Load()

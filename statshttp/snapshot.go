@@ -18,6 +18,9 @@ type Snapshot struct {
 	MaxSlots int `json:"max_slots"`
 	// Waiting counts the claims queued now.
 	Waiting int `json:"waiting"`
+	// Paused says the pool holds new claims in the queue (Pause) until
+	// it is resumed.
+	Paused bool `json:"paused"`
 	// Timeouts counts the claims that timed out or whose context ended
 	// while queued.
 	Timeouts uint64 `json:"timeouts"`
@@ -62,6 +65,9 @@ type Backend struct {
 	Health string `json:"health"`
 	// Suspect says a connection to the backend failed recently.
 	Suspect bool `json:"suspect"`
+	// Drained says it was taken out of service (Drain): no new claims or
+	// connections, its last connections closing as they come back.
+	Drained bool `json:"drained"`
 	// Wanted is the number of slots the last rebalance gave it.
 	Wanted int `json:"wanted"`
 	// Warmth is the share of its weight it has in slow start, from 0.1
@@ -103,6 +109,7 @@ func NewSnapshot(st pool.Stats, now time.Time) Snapshot {
 		Time:              now.UTC(),
 		MaxSlots:          st.MaxSlots,
 		Waiting:           st.Waiting,
+		Paused:            st.Paused,
 		Timeouts:          st.Timeouts,
 		Failures:          st.Failures,
 		Leaks:             st.Leaks,
@@ -123,6 +130,7 @@ func NewSnapshot(st pool.Stats, now time.Time) Snapshot {
 			Role:     b.Backend.Role.String(),
 			Health:   b.Health.String(),
 			Suspect:  b.Suspect,
+			Drained:  b.Drained,
 			Wanted:   b.Wanted,
 			Warmth:   b.Warmth,
 			Slots: Slots{

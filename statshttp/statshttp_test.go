@@ -66,13 +66,13 @@ func TestHandlerJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &raw); err != nil {
 		t.Fatalf("JSON does not decode: %v\n%s", err, body)
 	}
-	for _, k := range []string{"time", "max_slots", "waiting", "timeouts", "failures", "leaks", "resolver_error", "resolver_error_at",
+	for _, k := range []string{"time", "max_slots", "waiting", "paused", "timeouts", "failures", "leaks", "resolver_error", "resolver_error_at",
 		"resolver_failing", "stale", "confirmed_at", "backends_changed_at", "backends"} {
 		if _, ok := raw[k]; !ok {
 			t.Errorf("JSON has no field %q:\n%s", k, body)
 		}
 	}
-	backendKeys := []string{"host", "addr", "priority", "weight", "role", "health", "suspect", "wanted", "warmth", "slots",
+	backendKeys := []string{"host", "addr", "priority", "weight", "role", "health", "suspect", "drained", "wanted", "warmth", "slots",
 		"claims", "waits", "wait_seconds", "failures", "oldest_claim_seconds", "last_error", "last_error_at"}
 	for i, b := range raw["backends"].([]any) {
 		m := b.(map[string]any)
@@ -112,6 +112,9 @@ func TestHandlerJSON(t *testing.T) {
 		w := want.Backends[i]
 		if g.Host != w.Backend.Host || g.Addr != w.Backend.Addr || g.Priority != w.Backend.Priority || g.Weight != w.Backend.Weight {
 			t.Errorf("backends[%d] = %s %s %d %d, want %+v", i, g.Host, g.Addr, g.Priority, g.Weight, w.Backend)
+		}
+		if g.Drained != w.Drained {
+			t.Errorf("backends[%d].drained = %v, want %v", i, g.Drained, w.Drained)
 		}
 		if g.Role != w.Backend.Role.String() || g.Health != w.Health.String() || g.Suspect != w.Suspect || g.Wanted != w.Wanted {
 			t.Errorf("backends[%d] role, health, suspect, wanted = %s %s %v %d; want %s %s %v %d",

@@ -38,11 +38,13 @@ const topUsage = `usage: qorb top [-interval D] URL
 
 Shows live, full screen, the stats a statshttp.Handler serves at URL (for
 example http://127.0.0.1:6060/debug/qorb): per backend its address, role,
-health ("?" marks a suspect one), slots by state, claims per second, the
+health ("?" marks a suspect one, "drained" one taken out of service),
+slots by state, claims per second, the
 mean claim wait and the failures over the last interval, its oldest
 claim, sparklines of claims/s, wait and failures over the last two
 minutes, and its last error; the pool's totals; when the resolver last
-changed the backend set, and its last error.
+changed the backend set, and its last error; PAUSED when the pool holds
+new claims.
 
 The table fits the terminal: a narrow one drops the less telling columns
 first (sparklines, slot states), never the address, health, claims/s or
@@ -374,8 +376,12 @@ func (t *top) poolLines(width int) []string {
 		}
 	}
 	total := conn + idle + check + claimed + recyc + backoff
-	add(fmt.Sprintf("pool      slots %d/%d (claimed %d, idle %d, connecting %d, checking %d, recycling %d, backing off %d)",
-		total, t.cur.MaxSlots, claimed, idle, conn, check, recyc, backoff))
+	paused := ""
+	if t.cur.Paused {
+		paused = "  \x1b[33mPAUSED\x1b[39m: new claims wait"
+	}
+	add(fmt.Sprintf("pool      slots %d/%d (claimed %d, idle %d, connecting %d, checking %d, recycling %d, backing off %d)%s",
+		total, t.cur.MaxSlots, claimed, idle, conn, check, recyc, backoff, paused))
 	leaks := fmt.Sprint(t.cur.Leaks)
 	if t.cur.Leaks > 0 {
 		leaks = "\x1b[31m" + leaks + "\x1b[39m"

@@ -108,7 +108,7 @@ func (p fixedPool) Stats() pool.Stats { return pool.Stats(p) }
 func TestTopReadsHandler(t *testing.T) {
 	changed := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	st := pool.Stats{
-		MaxSlots: 24, Waiting: 2, Timeouts: 3, Failures: 4, Leaks: 5,
+		MaxSlots: 24, Waiting: 2, Paused: true, Timeouts: 3, Failures: 4, Leaks: 5,
 		ResolverError: "lookup _pg._tcp.db: timeout", BackendsChangedAt: changed,
 		ResolverErrorAt: changed.Add(2 * time.Minute), ResolverFailing: true, Stale: true, ConfirmedAt: changed.Add(time.Minute),
 		Backends: []pool.BackendStats{{
@@ -117,6 +117,9 @@ func TestTopReadsHandler(t *testing.T) {
 			Connecting: 1, Idle: 2, Checking: 3, Claimed: 4, Recycling: 5, BackingOff: 6,
 			Claims: 100, Waits: 10, WaitTime: 1500 * time.Millisecond, Failures: 7, OldestClaim: 2 * time.Second,
 			LastError: "connection reset by peer", LastErrorAt: changed.Add(time.Minute),
+		}, {
+			Backend: resolver.Backend{Host: "db2", Addr: "10.0.0.2:5432", Priority: 1, Weight: 1, Role: resolver.RoleReplica},
+			Health:  pool.HealthOnline, Drained: true, Claimed: 1,
 		}},
 	}
 	srv := httptest.NewServer(statshttp.Handler(fixedPool(st)))
@@ -133,7 +136,7 @@ func TestTopReadsHandler(t *testing.T) {
 	tp.cur = r.st
 	screen := strings.Join(tp.lines(200), "\n")
 	for _, want := range []string{"db1 10.0.0.1:5432", "primary", "online?", "connection reset by peer",
-		"lookup _pg._tcp.db: timeout", " FAILING ", "set confirmed ", "slots 21/24", "waiting 2", "timeouts 3", "failed claims 4", "leaks \x1b[31m5"} {
+		"lookup _pg._tcp.db: timeout", " FAILING ", "set confirmed ", "slots 22/24", "PAUSED", "drained", "waiting 2", "timeouts 3", "failed claims 4", "leaks \x1b[31m5"} {
 		if !strings.Contains(screen, want) {
 			t.Errorf("top's view lacks %q:\n%s", want, screen)
 		}

@@ -32,10 +32,14 @@ var topColumns = []topCol{
 	{name: "BACKEND", sort: "address"},
 	{name: "ROLE", cell: func(_ *top, r topRow) string { return r.b.Role }},
 	{name: "HEALTH", cell: func(_ *top, r topRow) string {
-		if r.b.Suspect {
-			return r.b.Health + "?"
+		h := r.b.Health
+		if r.b.Drained {
+			h = "drained"
 		}
-		return r.b.Health
+		if r.b.Suspect {
+			return h + "?"
+		}
+		return h
 	}},
 	{name: "CONN", right: true, cell: func(_ *top, r topRow) string { return strconv.Itoa(r.b.Slots.Connecting) }},
 	{name: "IDLE", right: true, cell: func(_ *top, r topRow) string { return strconv.Itoa(r.b.Slots.Idle) }},
@@ -195,7 +199,8 @@ func (t *top) tableLines(rows []topRow, width int) []string {
 // topLegend explains the health column and, when shown, the sparklines.
 func (t *top) legend(l layout) string {
 	s := "\x1b[2mhealth: offline = connection attempts failed in a row: claims no longer wait for it, one slot keeps probing;" +
-		" ? = suspect: a connection to it failed lately, its idle ones are re-checked"
+		" ? = suspect: a connection to it failed lately, its idle ones are re-checked;" +
+		" drained = taken out of service: no new claims, its last connections close as they come back"
 	for _, i := range l.cols {
 		if topColumns[i].trend != trendNone {
 			bucket := time.Duration(t.bucketPolls()) * t.interval
