@@ -2,10 +2,8 @@ package integration
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,61 +12,25 @@ import (
 	"github.com/qorb-go/qorb/pool"
 )
 
-// runtimeLoad runs the engine's port query from n goroutines, each query
-// bounded by perQuery, until stop is called, and records every query.
-type runtimeLoad struct {
-	mu   sync.Mutex
-	runs []timed
-	stop func()
-}
-
-func startRuntimeLoad(t *testing.T, c *cluster, db *sql.DB, n int, perQuery time.Duration) *runtimeLoad {
-	l := &runtimeLoad{}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() {
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				start := time.Now()
-				ctx, cancel := context.WithTimeout(context.Background(), perQuery)
-				p, err := c.port(ctx, db)
-				cancel()
-				l.mu.Lock()
-				l.runs = append(l.runs, timed{start, time.Now(), p, err})
-				l.mu.Unlock()
-			}
-		})
-	}
-	var once sync.Once
-	l.stop = func() { once.Do(func() { close(done); wg.Wait() }) }
-	t.Cleanup(l.stop) // before the database closes
-	return l
-}
-
 // check stops the load and fails the test for every failed query; it
 // returns the queries and the longest one.
-func (l *runtimeLoad) check(t *testing.T) (runs []timed, longest time.Duration) {
+func (l *readLoad) check(t *testing.T) (runs []timed, longest time.Duration) {
 	t.Helper()
 	l.stop()
 	errs := 0
-	for _, r := range l.runs {
+	for _, r := range l.reads {
 		longest = max(longest, r.end.Sub(r.start))
 		if r.err != nil {
 			if errs < 5 {
-				t.Errorf("query failed %v into the load: %v", r.start.Sub(l.runs[0].start), r.err)
+				t.Errorf("query failed %v into the load: %v", r.start.Sub(l.reads[0].start), r.err)
 			}
 			errs++
 		}
 	}
-	if errs > 0 || len(l.runs) == 0 {
-		t.Errorf("%d of %d queries failed, want none of some", errs, len(l.runs))
+	if errs > 0 || len(l.reads) == 0 {
+		t.Errorf("%d of %d queries failed, want none of some", errs, len(l.reads))
 	}
-	return l.runs, longest
+	return l.reads, longest
 }
 
 // sessions counts our sessions on all of c's servers.
@@ -111,7 +73,7 @@ func TestResizeUnderLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l := startRuntimeLoad(t, c, db, 64, 30*time.Second)
+		l := startReadLoad(t, db, c.e.portQuery, 64, 30*time.Second, qorb.RoleAny)
 		polls := 0
 		// hold polls the session count for d: it must stay at or under
 		// limit.
@@ -182,7 +144,7 @@ func TestDrainUnderLoad(t *testing.T) {
 		}
 		gone := c.servers[0]
 		addr := fmt.Sprintf("127.0.0.1:%d", gone.Port())
-		l := startRuntimeLoad(t, c, db, 64, 30*time.Second)
+		l := startReadLoad(t, db, c.e.portQuery, 64, 30*time.Second, qorb.RoleAny)
 		waitFor(t, 10*time.Second, "the backend to drain has sessions", func() bool { return gone.Sessions(t, dbtest.User) > 0 })
 
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -207,7 +169,7 @@ func TestDrainUnderLoad(t *testing.T) {
 			}
 		}
 		l.mu.Lock()
-		for _, r := range l.runs {
+		for _, r := range l.reads {
 			if r.err == nil && r.port == gone.Port() && r.start.After(drained) {
 				t.Errorf("a query begun %v after Drain returned reached the drained backend", r.start.Sub(drained))
 			}
@@ -221,7 +183,7 @@ func TestDrainUnderLoad(t *testing.T) {
 		waitFor(t, 40*time.Second, "the undrained backend serves again", func() bool {
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			for _, r := range l.runs {
+			for _, r := range l.reads {
 				if r.err == nil && r.port == gone.Port() && r.start.After(undrained) {
 					return true
 				}
@@ -247,7 +209,7 @@ func TestPauseAcrossSwitchover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l := startRuntimeLoad(t, c, db, 64, 30*time.Second)
+		l := startReadLoad(t, db, c.e.portQuery, 64, 30*time.Second, qorb.RoleAny)
 		time.Sleep(500 * time.Millisecond) // the load runs on the old server
 
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)

@@ -14,7 +14,7 @@ import (
 	"github.com/qorb-go/qorb"
 )
 
-// readLoad runs replica reads of the engine's port query from n
+// readLoad runs reads of the engine's port query with one role from n
 // goroutines until stop is called, each bounded by perRead, and records
 // every read.
 type readLoad struct {
@@ -23,7 +23,7 @@ type readLoad struct {
 	stop  func()
 }
 
-func startReadLoad(t testing.TB, db *sql.DB, query string, n int, perRead time.Duration) *readLoad {
+func startReadLoad(t testing.TB, db *sql.DB, query string, n int, perRead time.Duration, role qorb.Role) *readLoad {
 	l := &readLoad{}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -36,7 +36,7 @@ func startReadLoad(t testing.TB, db *sql.DB, query string, n int, perRead time.D
 				default:
 				}
 				start := time.Now()
-				ctx, cancel := context.WithTimeout(qorb.WithRole(context.Background(), qorb.RoleReplica), perRead)
+				ctx, cancel := context.WithTimeout(qorb.WithRole(context.Background(), role), perRead)
 				var p int
 				err := db.QueryRowContext(ctx, query).Scan(&p)
 				cancel()
@@ -74,7 +74,7 @@ func (l *readLoad) servedSince(from time.Time) map[int]int {
 func testHungReplica(t *testing.T, rc *replCluster) {
 	db, _ := rc.openWith(t, nil, nil)
 	hung, other := rc.replicas()[1], rc.replicas()[0]
-	l := startReadLoad(t, db, rc.e.portQuery, 32, 10*time.Second)
+	l := startReadLoad(t, db, rc.e.portQuery, 32, 10*time.Second, qorb.RoleReplica)
 	start := time.Now()
 	eventually(t, 10*time.Second, "the load reaches both replicas", func() (bool, string) {
 		served := l.servedSince(start)

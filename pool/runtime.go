@@ -110,10 +110,10 @@ func (p *Pool[C]) SetPolicy(pol Policy) error {
 // switchover (moving the primary, restarting a server) done between Pause
 // and Resume shows the application latency instead of errors.
 func (p *Pool[C]) Pause(ctx context.Context) error {
-	p.paused.Store(true)
-	// A hand-off to a queued claim that began before the store ends
-	// before the claims are counted.
+	// Under wmu: a hand-off to a queued claim under way ends before the
+	// claims are counted, and later ones see the pause.
 	p.wmu.Lock()
+	p.paused.Store(true)
 	p.wmu.Unlock()
 	if err := p.waitUntil(ctx, func() bool { return p.claimsOut() == 0 }); err != nil {
 		return fmt.Errorf("pool: paused with %d claims still out: %w", p.claimsOut(), err)
