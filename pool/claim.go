@@ -72,7 +72,7 @@ func (c Claim[C]) end(err error) {
 	if err == nil && s.doneAt.Load() < now {
 		s.doneAt.Store(now) // the backend answered (see stall.go)
 	}
-	if err == nil && inline && !p.closing.Load() && !sl.unwanted.Load() &&
+	if err == nil && inline && !p.closing.Load() && !sl.unwanted.Load() && !p.roomWanted.Load() &&
 		!s.suspect.Load() && !s.probeRole.Load() && s.getHealth() != HealthRemoved && (sl.expiresAt == 0 || now < sl.expiresAt) && !p.staleSlot(sl) {
 		// The fast path: no lock but the queue's, and only when claims
 		// are queued.

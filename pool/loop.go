@@ -99,7 +99,9 @@ func (p *Pool[C]) tick(ctx context.Context, now time.Time, periodic bool) time.T
 	if p.policy().LeakThreshold > 0 {
 		next = earliest(next, p.findLeaks(now))
 	}
-	if p.needRoom.Swap(false) {
+	if p.probeWaiting.Load() == 0 {
+		p.roomWanted.Store(false)
+	} else if p.needRoom.Swap(false) {
 		p.makeRoom()
 	}
 	if p.pickerDirty.Swap(false) {

@@ -21,11 +21,11 @@ import (
 // have a maximum lifetime and idle time.
 type Policy struct {
 	// MaxSlots caps the slots (open or opening connections) across all
-	// backends. It is never exceeded, connections being closed included,
-	// but for one case: the probe connection of a backend suspected of
-	// stalling (see StallTimeout) takes room under it, an idle connection
-	// or a slot backing off being closed to make some; only when there is
-	// neither does it go one over per backend, until the probe answers. A probe may also take its backend one over MaxPerBackend
+	// backends. It is never exceeded, connections being closed and the
+	// probe connection of a backend suspected of stalling (see
+	// StallTimeout) included: the probe's room is made by closing an idle
+	// connection, a slot backing off or the next claimed connection to
+	// come back. A probe may take its backend one over MaxPerBackend
 	// when every connection to it is claimed. Default 16.
 	MaxSlots int
 	// MaxPerBackend caps the slots of one backend. Default 16.

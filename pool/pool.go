@@ -86,9 +86,13 @@ type Pool[C any] struct {
 	// needRoom asks the control loop to close an idle connection so that
 	// a probe connection fits under the caps (see makeRoom).
 	needRoom atomic.Bool
-	// noRoom: makeRoom found nothing to close; the next probe may go
-	// over MaxSlots.
-	noRoom atomic.Bool
+	// probeWaiting counts the sets whose probe waits for room under
+	// MaxSlots (set.probeReserved).
+	probeWaiting atomic.Int64
+	// roomWanted: makeRoom found nothing to close for a waiting probe, so
+	// the next claimed connection to come back is closed to make room
+	// (see set.releasedLocked).
+	roomWanted atomic.Bool
 	// clock is a coarse reading of the time, in nanoseconds since epoch,
 	// moved forward by the control loop (at least every
 	// RebalanceInterval) and by background work. Claims and releases read

@@ -196,6 +196,9 @@ func (p *Pool[C]) closeConns(conns []doomed[C]) {
 	}
 	p.closingN.Add(-int64(len(conns)))
 	p.changed()
+	if p.probeWaiting.Load() > 0 {
+		p.poke() // a probe may fit now
+	}
 	if p.closing.Load() {
 		// Shutdown may be waiting for the last connections to close.
 		select {
@@ -445,6 +448,17 @@ func (s *set[C]) releasedLocked(sl *slot[C], err error, broken bool, now int64, 
 	switch {
 	case s.goneLocked(sl):
 		s.closeSlotLocked(sl, StateClaimed, a)
+	case s.p.roomWanted.Load() && s.p.roomWanted.CompareAndSwap(true, false):
+		// A probe waits for room that nothing idle could give (see
+		// makeRoom): this connection's. The rebalance that would replace
+		// it counts the probe's room as taken.
+		if err != nil {
+			s.noteErrLocked(err, time.Now())
+		}
+		s.closeSlotLocked(sl, StateClaimed, a)
+		if broken {
+			s.suspectLocked(a)
+		}
 	case err != nil:
 		s.noteErrLocked(err, time.Now())
 		s.replaceLocked(sl, StateClaimed, a)

@@ -16,9 +16,11 @@ import (
 // recycle succeeded, and no claim came back), the pool probes it: it
 // health-checks an idle connection, or, when none is idle, opens a probe
 // connection of its own, which it closes at once. The probe connection
-// takes room under MaxSlots (an idle connection to another backend is
-// closed to make it); only when no connection at all is idle does it go
-// one over, since none could be closed for it. If the
+// takes room under MaxSlots, which is never exceeded for it: an idle
+// connection elsewhere, or a slot backing off, is closed to make room, or
+// else the next claimed connection to come back is. (So when every
+// connection of the pool is claimed and none comes back, there is no
+// probe, and the operations end by their own deadlines.) If the
 // probe, or any connection attempt, check or recycle begun since the
 // backend last answered, goes StallTimeout without an answer while claims
 // are out, the backend is stalled: it is declared offline and suspected,
@@ -57,6 +59,7 @@ func (s *set[C]) watchStallLocked(mnow int64, jobs *[]job[C], a *after[C]) (next
 	p := s.p
 	suspectAfter, stallAfter := int64(p.policy().SuspectAfter), int64(p.policy().StallTimeout)
 	if suspectAfter < 0 || stallAfter < 0 || s.inUse.Load() == 0 {
+		s.unreserveProbeLocked()
 		return 0, false
 	}
 	answered := s.answeredLocked()
@@ -97,13 +100,17 @@ func (s *set[C]) watchStallLocked(mnow int64, jobs *[]job[C], a *after[C]) (next
 	}
 	switch {
 	case claimed == 0:
+		s.unreserveProbeLocked()
 		return next, false
 	case stalled:
+		s.unreserveProbeLocked()
 		return 0, s.stallLocked(a)
 	case pending:
+		s.unreserveProbeLocked()
 		return next, false
 	}
 	if due := max(oldest, answered, s.probedAt) + suspectAfter; mnow < due {
+		s.unreserveProbeLocked()
 		wake(due)
 		return next, false
 	}
@@ -154,19 +161,30 @@ func (s *set[C]) startProbeLocked(mnow int64, jobs *[]job[C], a *after[C]) {
 		// Take the probe's room now, before it is there: rebalances
 		// count it as taken and do not grow into room freed for it.
 		s.p.probing.Add(1)
+		s.p.probeWaiting.Add(1)
 		s.probeReserved = true
 	}
-	if !s.probeRoomLocked() && !s.p.noRoom.Swap(false) {
-		// MaxSlots leaves no room for a probe connection: make some by
-		// closing an idle connection or a slot backing off, and probe
-		// once it is closed. When there is none to close (see makeRoom),
-		// the probe goes one over MaxSlots, for as long as it takes.
+	if !s.probeRoomLocked() {
+		// MaxSlots leaves no room for a probe connection: make some (see
+		// makeRoom), and probe once it is free.
 		s.p.needRoom.Store(true)
 		return
 	}
-	s.probeReserved = false // the probe holds the room until it ends
+	// The probe holds the room until it ends.
+	s.probeReserved = false
+	s.p.probeWaiting.Add(-1)
 	s.probedAt, s.probeSince = mnow, mnow
 	*jobs = append(*jobs, job[C]{set: s, probe: true})
+}
+
+// unreserveProbeLocked gives back the room reserved for a probe of s
+// that is no longer wanted.
+func (s *set[C]) unreserveProbeLocked() {
+	if s.probeReserved {
+		s.probeReserved = false
+		s.p.probing.Add(-1)
+		s.p.probeWaiting.Add(-1)
+	}
 }
 
 // probeRoomLocked reports whether a probe connection to s fits under
@@ -180,12 +198,12 @@ func (s *set[C]) probeRoomLocked() bool {
 
 // makeRoom closes the least lately claimed idle connection of the
 // backend with the most idle ones, or else a slot backing off, so that a
-// probe connection fits under MaxSlots. When there is neither, it says so
-// in noRoom, and the probe goes ahead.
+// probe connection fits under MaxSlots. When there is neither, it asks
+// for the next claimed connection to come back to be closed instead
+// (roomWanted).
 func (p *Pool[C]) makeRoom() {
 	if !p.closeIdleForRoom() && !p.closeBackingOffForRoom() {
-		p.noRoom.Store(true)
-		p.poke()
+		p.roomWanted.Store(true)
 	}
 }
 

@@ -150,17 +150,19 @@ func TestStalledBackendAborted(t *testing.T) {
 	}
 }
 
-// A backend busy with long queries that answers its probes is never cut,
-// with an idle connection to probe or with every connection claimed, and
-// with no other claim coming back meanwhile.
+// A backend busy with long queries is never cut: it answers its probes,
+// with an idle connection to probe, or, with every connection of the pool
+// claimed and none coming back, there is no room for a probe under
+// MaxSlots and so no probe, and no verdict.
 func TestBusyBackendNeverCut(t *testing.T) {
 	for _, tt := range []struct {
-		name   string
-		pol    Policy
-		claims int
+		name                 string
+		pol                  Policy
+		claims               int
+		minProbes, maxProbes int64
 	}{
-		{"idle connection probed", Policy{MaxSlots: 4}, 2},
-		{"every connection claimed", Policy{MaxSlots: 2, Spares: -1}, 2},
+		{"idle connection probed", Policy{MaxSlots: 4}, 2, 5, 15},
+		{"every connection claimed", Policy{MaxSlots: 2, Spares: -1}, 2, 0, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -184,8 +186,8 @@ func TestBusyBackendNeverCut(t *testing.T) {
 					t.Error("busy backend declared offline")
 				}
 				probes := ac.checks.Load() - checks // each probe checks once
-				if probes < 5 || probes > 15 {
-					t.Errorf("%d probes in 15 s of long queries, want about one a second or two", probes)
+				if probes < tt.minProbes || probes > tt.maxProbes {
+					t.Errorf("%d probes in 15 s of long queries, want %d to %d", probes, tt.minProbes, tt.maxProbes)
 				}
 				if peak := ac.peakOpen(); peak > tt.pol.MaxSlots {
 					t.Errorf("%d connections open at once beside probes, cap %d", peak, tt.pol.MaxSlots)
@@ -193,6 +195,59 @@ func TestBusyBackendNeverCut(t *testing.T) {
 			})
 		})
 	}
+}
+
+// With every connection of the pool claimed and claims queued (so none
+// is ever idle), a probe of a stalled backend takes the room of the next
+// claimed connection to come back: the stall is found at once, and
+// MaxSlots holds throughout.
+func TestProbeRoomFromReturningClaim(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bs := backends(2)
+		pol := Policy{MaxSlots: 2, MaxPerBackend: 1, Spares: -1}
+		p, ac, w := stallPool(t, pol, bs...)
+		stalled, busy := bs[0].Addr, bs[1].Addr
+		c := claimOn(t, p, stalled, 1)[0]
+		// Two workers share the busy backend's one connection, so one of
+		// them always waits and every release is handed straight on.
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					cl, err := p.ClaimFiltered(t.Context(), func(b resolver.Backend) bool { return b.Addr == busy })
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					time.Sleep(100 * time.Millisecond)
+					release(cl)
+				}
+			})
+		}
+		ac.setMode(stalled, backendMode{hang: true})
+		frozeAt := time.Now()
+		at, ok := holdUntilAborted(ac, c, 10*time.Second)
+		close(stop)
+		wg.Wait()
+		if !ok {
+			t.Fatal("the claim on the stalled backend was not aborted within 10 s")
+		}
+		if d := at.Sub(frozeAt); d > 2300*time.Millisecond {
+			t.Errorf("claim aborted %v after the backend froze, want within 2.3 s", d)
+		}
+		if _, err, ok := w.when(stalled); !ok || err != errStalled {
+			t.Errorf("stalled backend not offline (%v, %v)", ok, err)
+		}
+		if peak := ac.peakOpen(); peak > pol.MaxSlots {
+			t.Errorf("%d connections open at once, probes included, cap %d", peak, pol.MaxSlots)
+		}
+	})
 }
 
 // With StallTimeout negative nothing is aborted.
