@@ -59,7 +59,7 @@ type Policy struct {
 	BackoffMax time.Duration
 	// ProbeBackoffMax caps the wait between the connection attempts that
 	// probe an offline backend, below BackoffMax, so that a backend that
-	// comes back is found within seconds. Default 7 s.
+	// comes back is found within seconds. Default 5 s.
 	ProbeBackoffMax time.Duration
 	// ConnectRate bounds the connection attempts a pool makes per second
 	// to a backend that is not known to be healthy (offline, under
@@ -204,7 +204,7 @@ const (
 	DefaultBackoffMin        = 20 * time.Millisecond
 	DefaultBackoffMax        = 30 * time.Second
 	DefaultOfflineAfter      = 3
-	DefaultProbeBackoffMax   = 7 * time.Second
+	DefaultProbeBackoffMax   = 5 * time.Second
 	DefaultConnectRate       = 0.05
 	DefaultConnectBurst      = 1
 	DefaultSlowStart         = 20 * time.Second

@@ -17,10 +17,12 @@ type connectBucket struct {
 	primed bool  // tokens has been filled once
 }
 
-// take reports whether an attempt may start at mnow, taking a token if
-// so; if not, it returns when the next token is due. rate is in tokens
-// per second.
-func (b *connectBucket) take(mnow int64, rate float64, burst int) (ok bool, next int64) {
+// take reports whether an attempt may start at mnow, taking cost tokens
+// if so; if not, it returns when the bucket next holds a whole token. rate
+// is in tokens per second. A cost drawn at random about 1 spaces the
+// attempts at random about the rate's period, with the rate kept on
+// average.
+func (b *connectBucket) take(mnow int64, rate float64, burst int, cost float64) (ok bool, next int64) {
 	if !b.primed {
 		b.tokens, b.at, b.primed = float64(burst), mnow, true
 	}
@@ -29,7 +31,7 @@ func (b *connectBucket) take(mnow int64, rate float64, burst int) (ok bool, next
 		b.at = mnow
 	}
 	if b.tokens >= 1 {
-		b.tokens--
+		b.tokens -= cost
 		return true, 0
 	}
 	return false, b.at + int64((1-b.tokens)/rate*float64(time.Second)) + 1
@@ -55,14 +57,12 @@ func (s *set[C]) mayConnectLocked(mnow int64) (ok bool, next int64) {
 	if !s.limitedLocked(mnow) {
 		return true, 0
 	}
-	ok, next = s.bucket.take(mnow, s.connectRate(), s.p.policy().ConnectBurst)
-	if !ok {
-		// A turn comes at a random time within half the token's period, so
-		// that pools that lost a backend together do not retry it in
-		// step.
-		next += s.paceJitter()
-	}
-	return ok, next
+	// An attempt costs between half a token and one and a half, drawn
+	// at random: turns come between half the rate's period and one and a
+	// half apart, so that pools that lost a backend together, and so
+	// took their turns together, drift apart within a few turns, while
+	// the rate holds on average and no turn waits much past its period.
+	return s.bucket.take(mnow, s.connectRate(), s.p.policy().ConnectBurst, 0.5+rand.Float64())
 }
 
 // connectRate is the pace of connection attempts to s while it is

@@ -13,29 +13,59 @@ import (
 func TestConnectBucket(t *testing.T) {
 	var b connectBucket
 	sec := int64(time.Second)
-	if ok, _ := b.take(sec, 0.5, 2); !ok {
+	if ok, _ := b.take(sec, 0.5, 2, 1); !ok {
 		t.Fatal("first take from a full bucket of 2 failed")
 	}
-	if ok, _ := b.take(sec, 0.5, 2); !ok {
+	if ok, _ := b.take(sec, 0.5, 2, 1); !ok {
 		t.Fatal("second take from a full bucket of 2 failed")
 	}
-	ok, next := b.take(sec, 0.5, 2)
+	ok, next := b.take(sec, 0.5, 2, 1)
 	if ok {
 		t.Fatal("third take at once succeeded, want the bucket empty")
 	}
 	if want := 3 * sec; next < want || next > want+int64(time.Millisecond) {
 		t.Errorf("next token at %v, want %v (one token per 2 s)", time.Duration(next), time.Duration(want))
 	}
-	if ok, _ := b.take(next, 0.5, 2); !ok {
+	if ok, _ := b.take(next, 0.5, 2, 1); !ok {
 		t.Error("take when the next token is due failed")
 	}
 	// Tokens do not pile up beyond the burst.
-	if ok, _ := b.take(100*sec, 0.5, 2); !ok {
+	if ok, _ := b.take(100*sec, 0.5, 2, 1); !ok {
 		t.Fatal("take after a long wait failed")
 	}
-	b.take(100*sec, 0.5, 2)
-	if ok, _ := b.take(100*sec, 0.5, 2); ok {
+	b.take(100*sec, 0.5, 2, 1)
+	if ok, _ := b.take(100*sec, 0.5, 2, 1); ok {
 		t.Error("a long wait filled the bucket beyond its burst")
+	}
+}
+
+// Turns taken at a random cost about 1 come between half the period and
+// one and a half apart, the rate kept on average.
+func TestConnectBucketJitteredTurns(t *testing.T) {
+	var b connectBucket
+	const rate = 0.2 // one per 5 s
+	period := int64(float64(time.Second) / rate)
+	now := int64(time.Second)
+	b.take(now, rate, 1, 1)
+	var gaps []int64
+	for cost := 0.5; cost <= 1.5; cost += 0.25 {
+		ok, next := b.take(now, rate, 1, cost)
+		if ok {
+			t.Fatal("take at once after a turn succeeded")
+		}
+		if ok, _ := b.take(next, rate, 1, cost); !ok {
+			t.Fatalf("take when due (%v) failed", time.Duration(next))
+		}
+		gaps = append(gaps, next-now)
+		now = next
+	}
+	// The gap after a turn is that turn's cost times the period (the
+	// first turn cost 1).
+	want := []float64{1, 0.5, 0.75, 1, 1.25}
+	for i, g := range gaps {
+		if w := int64(want[i] * float64(period)); g < w || g > w+int64(time.Millisecond) {
+			t.Errorf("gap %d: %v, want %v", i, time.Duration(g), time.Duration(w))
+		}
 	}
 }
 
