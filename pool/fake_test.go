@@ -54,13 +54,9 @@ type fakeConnector struct {
 	mu      sync.Mutex
 	modes   map[string]backendMode
 	open    map[*fakeConn]bool
-	maxOpen int // most connections open at once, less uncounted
-	// uncounted, if set, says how many of the open connections the caps
-	// do not count: the pool's probe connections.
-	uncounted atomic.Pointer[func() int]
+	maxOpen int // most connections open at once, probe connections included
 	// limit, when positive, is a cap no connection attempt may take the
-	// open connections past, less uncounted: the test moves it with the
-	// pool's caps.
+	// open connections past: the test moves it with the pool's caps.
 	limit atomic.Int64
 	errs  []error
 
@@ -100,9 +96,6 @@ func (f *fakeConnector) Connect(ctx context.Context, b resolver.Backend) (*fakeC
 	f.mu.Lock()
 	f.open[c] = true
 	n := len(f.open)
-	if u := f.uncounted.Load(); u != nil {
-		n -= (*u)()
-	}
 	f.maxOpen = max(f.maxOpen, n)
 	f.mu.Unlock()
 	if limit := f.limit.Load(); limit > 0 && int64(n) > limit {
@@ -146,13 +139,6 @@ func (f *fakeConnector) fail(err error) {
 	f.mu.Lock()
 	f.errs = append(f.errs, err)
 	f.mu.Unlock()
-}
-
-// countProbes has the connector leave p's probe connections out of its
-// peak.
-func (f *fakeConnector) countProbes(p *Pool[*fakeConn]) {
-	u := func() int { return int(p.probing.Load()) }
-	f.uncounted.Store(&u)
 }
 
 // openConns returns the number of connections open now.

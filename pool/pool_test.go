@@ -24,7 +24,6 @@ func newTestPool(t *testing.T, pol Policy, bs ...resolver.Backend) (*Pool[*fakeC
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc.countProbes(p)
 	t.Cleanup(func() {
 		// Shutdown waits for the claims a test's goroutines still hold.
 		if err := p.Shutdown(context.Background()); err != nil {

@@ -67,7 +67,6 @@ func runInvariants(t *testing.T, ops []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc.countProbes(p)
 	current := universe[:3]
 	fr.set(current...)
 	down := map[string]bool{}

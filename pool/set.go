@@ -62,6 +62,12 @@ type set[C any] struct {
 	// probeReserved: the room of the next probe connection is counted in
 	// p.probing, waiting for MaxSlots to have it (see startProbeLocked).
 	probeReserved bool
+	// heldRetryAt and heldAttempts are the backoff of a slot closed to
+	// make room for a probe (see closeBackingOffForRoom), zero if none:
+	// the next slot of s takes them on, so that closing a slot does not
+	// end its backoff.
+	heldRetryAt  int64
+	heldAttempts int
 	wanted        int
 	// peaks holds peak as it was at the end of each of the last
 	// recentRebalances periodic rebalances, latest first.

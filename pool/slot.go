@@ -262,6 +262,17 @@ func (s *set[C]) newSlotLocked(mnow int64, a *after[C]) (sl *slot[C], connect bo
 	}
 	s.slots = append(s.slots, sl)
 	s.p.slotCount.Add(1)
+	if at := s.heldRetryAt; at != 0 {
+		// It takes the place of a slot closed while it backed off, and
+		// its backoff.
+		sl.attempts, s.heldRetryAt, s.heldAttempts = s.heldAttempts, 0, 0
+		if at > mnow {
+			sl.setState(StateBackingOff)
+			sl.retryAt = at
+			a.moved(sl, StateClosed, StateBackingOff)
+			return sl, false
+		}
+	}
 	ok, next := s.mayConnectLocked(mnow)
 	if !ok {
 		sl.setState(StateBackingOff)

@@ -224,6 +224,8 @@ func (p *Pool[C]) closeBackingOffForRoom() bool {
 			}
 		}
 		if victim != nil {
+			s.heldRetryAt = max(s.heldRetryAt, victim.retryAt)
+			s.heldAttempts = max(s.heldAttempts, victim.attempts)
 			victim.unwanted.Store(true)
 			s.closeSlotLocked(victim, StateBackingOff, &a)
 		}

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"errors"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -50,7 +51,6 @@ func stallPool(t *testing.T, pol Policy, bs ...resolver.Backend) (*Pool[*fakeCon
 	if err != nil {
 		t.Fatal(err)
 	}
-	ac.countProbes(p)
 	t.Cleanup(func() { p.Close() })
 	synctest.Wait()
 	return p, ac, w
@@ -143,7 +143,7 @@ func TestStalledBackendAborted(t *testing.T) {
 					t.Errorf("%d connections aborted, want the %d on the stalled backend", n, tt.claims)
 				}
 				if peak := ac.peakOpen(); peak > tt.pol.MaxSlots {
-					t.Errorf("%d connections open at once beside probes, cap %d", peak, tt.pol.MaxSlots)
+					t.Errorf("%d connections open at once, probes included, cap %d", peak, tt.pol.MaxSlots)
 				}
 			})
 		})
@@ -190,7 +190,7 @@ func TestBusyBackendNeverCut(t *testing.T) {
 					t.Errorf("%d probes in 15 s of long queries, want %d to %d", probes, tt.minProbes, tt.maxProbes)
 				}
 				if peak := ac.peakOpen(); peak > tt.pol.MaxSlots {
-					t.Errorf("%d connections open at once beside probes, cap %d", peak, tt.pol.MaxSlots)
+					t.Errorf("%d connections open at once, probes included, cap %d", peak, tt.pol.MaxSlots)
 				}
 			})
 		})
@@ -247,6 +247,44 @@ func TestProbeRoomFromReturningClaim(t *testing.T) {
 		if peak := ac.peakOpen(); peak > pol.MaxSlots {
 			t.Errorf("%d connections open at once, probes included, cap %d", peak, pol.MaxSlots)
 		}
+	})
+}
+
+// A probe that takes the room of a slot backing off does not end that
+// backoff: the slot that takes its place waits it out.
+func TestProbeRoomKeepsBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bs := backends(2)
+		good, dead := bs[0].Addr, bs[1].Addr
+		log := &attemptLog{}
+		pol := Policy{MaxSlots: 2, MaxPerBackend: 1, Spares: -1, BackoffMin: time.Minute, BackoffMax: time.Minute, Observer: log}
+		r, _ := resolver.NewStatic(bs...)
+		fc := newFakeConnector()
+		fc.setMode(dead, backendMode{connectErr: errors.New("refused")})
+		p, err := New[*fakeConn](r, fc, pol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		synctest.Wait()
+		start := time.Now()
+		// The good backend's only connection is out for 30 s: it is
+		// probed every second or two, with no room but the dead
+		// backend's slot, which rebalances put back.
+		c := claimOn(t, p, good, 1)[0]
+		checks := fc.checks.Load()
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if fc.checks.Load() == checks {
+			t.Fatal("no probe of the backend with its only connection out for 30 s")
+		}
+		if n := log.between(dead, start.Add(-time.Minute), start.Add(30*time.Second)); n != 1 {
+			t.Errorf("%d connection attempts on the refusing backend in its first minute, want 1 (BackoffMin is a minute)", n)
+		}
+		if peak := fc.peakOpen(); peak > pol.MaxSlots {
+			t.Errorf("%d connections open at once, probes included, cap %d", peak, pol.MaxSlots)
+		}
+		release(c)
 	})
 }
 

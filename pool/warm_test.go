@@ -139,7 +139,7 @@ func TestConnectRateLimit(t *testing.T) {
 			t.Fatalf("%s is %v after a minute down, want offline", b, h)
 		}
 
-		// b comes back: found within ProbeBackoffMax (7 s) and slow start.
+		// b comes back: found within ProbeBackoffMax (5 s) and slow start.
 		back := time.Now()
 		fc.setMode(b, backendMode{})
 		for backendStats(t, p, b).Health != HealthOnline {
