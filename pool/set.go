@@ -68,7 +68,7 @@ type set[C any] struct {
 	// end its backoff.
 	heldRetryAt  int64
 	heldAttempts int
-	wanted        int
+	wanted       int
 	// peaks holds peak as it was at the end of each of the last
 	// recentRebalances periodic rebalances, latest first.
 	peaks [recentRebalances]int32
