@@ -48,7 +48,7 @@ func (s *set[C]) recycleTurnLocked(mnow int64) (ok bool, next int64) {
 	if s.p.policy().ConnectRate <= 0 {
 		return true, 0
 	}
-	return s.recycleBucket.take(mnow, s.connectRate(), s.p.policy().ConnectBurst)
+	return s.recycleBucket.take(mnow, s.connectRate(), s.p.policy().ConnectBurst, 1)
 }
 
 // replaceStaleLocked reports whether sl, which the caller owns, holds a
