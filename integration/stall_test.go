@@ -193,7 +193,7 @@ func pinTo(t *testing.T, db *sql.DB, port int, query string) *sql.Conn {
 // connection of the pool busy with one (so probes need connections of
 // their own), are never cut, with qorb's default stall settings.
 func testLongQuery(t *testing.T, rc *replCluster) {
-	db, _ := rc.openWith(t, url.Values{"pool_max_conns_per_backend": {"1"}, "pool_max_conns": {"3"}}, nil)
+	db, c := rc.openWith(t, url.Values{"pool_max_conns_per_backend": {"1"}, "pool_max_conns": {"3"}}, nil)
 	all := append([]replServer{rc.primary()}, rc.replicas()...)
 	var wg sync.WaitGroup
 	for range all {
@@ -210,10 +210,20 @@ func testLongQuery(t *testing.T, rc *replCluster) {
 		})
 	}
 	wg.Wait()
-	// Each backend served one: the pool had a connection to each.
 	if t.Failed() {
 		return
 	}
+	// The probes waited for room under pool_max_conns, and took it from
+	// the first connections to come back, which the pool reopens at once:
+	// it has a connection to each backend again.
+	waitFor(t, 10*time.Second, "a connection to each backend", func() bool {
+		for _, b := range c.Stats().Backends {
+			if b.Idle == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	counts := readPorts(qorb.WithRole(t.Context(), qorb.RoleAny), t, db, rc.e.portQuery, 30, 3)
 	want := make([]int, len(all))
 	for i, s := range all {

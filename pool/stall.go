@@ -184,6 +184,7 @@ func (s *set[C]) unreserveProbeLocked() {
 		s.probeReserved = false
 		s.p.probing.Add(-1)
 		s.p.probeWaiting.Add(-1)
+		s.p.wantRebalance() // for a connection closed to make the room
 	}
 }
 
@@ -297,7 +298,6 @@ func (p *Pool[C]) probe(ctx context.Context, s *set[C]) {
 	now := time.Now()
 	p.tickClock(now)
 	a := p.newAfter()
-	healthChanged := false
 	s.mu.Lock()
 	s.probeSince = 0
 	if err == nil {
@@ -305,7 +305,6 @@ func (p *Pool[C]) probe(ctx context.Context, s *set[C]) {
 		if s.getHealth() == HealthOffline && s.setHealthLocked(HealthOnline, p.mono(now)) {
 			// Stalled with every slot claimed, it answers again: no
 			// connection attempt of its own would have told.
-			healthChanged = true
 			a.event(Event{Kind: EventBackendOnline, Backend: s.key})
 		}
 	} else {
@@ -313,8 +312,8 @@ func (p *Pool[C]) probe(ctx context.Context, s *set[C]) {
 	}
 	s.mu.Unlock()
 	p.finish(&a)
-	if healthChanged {
-		p.wantRebalance()
-	}
+	// The room is free again, and the backend's health may have changed:
+	// the rebalance reopens what was closed to make the room.
+	p.wantRebalance()
 	p.poke()
 }
