@@ -241,6 +241,15 @@ func TestCredentialsRotation(t *testing.T) {
 				}
 				return load.ok.Load() > 100
 			})
+			// and the pool grown to pool_max_conns, so that no session
+			// opens after the change but those Recycle opens.
+			waitFor(t, 30*time.Second, "the pool at pool_max_conns", func() bool {
+				open := 0
+				for _, b := range c.Stats().Backends {
+					open += b.Idle + b.Claimed + b.Checking + b.Recycling
+				}
+				return open == 8
+			})
 
 			// The secret changes in the store, then on the server, as a
 			// rotation does. The sessions open keep going.
