@@ -536,12 +536,13 @@ func testPgxHungReplica(t *testing.T, rc *replCluster) {
 		if err != nil {
 			return false, err.Error()
 		}
-		if c.Backend().Addr == fmt.Sprintf("127.0.0.1:%d", hung.Port()) {
+		addr := c.Backend().Addr
+		if addr == fmt.Sprintf("127.0.0.1:%d", hung.Port()) {
 			pinned = c
 			return true, ""
 		}
 		c.Release()
-		return false, c.Backend().Addr
+		return false, addr
 	})
 
 	pausedAt := time.Now()

@@ -62,6 +62,24 @@ var pgxOps = []struct {
 		}
 		return nil
 	}},
+	{"query=none", func(ctx context.Context, p pgxAPI) error {
+		// Acquire and release alone: the pools' own cost.
+		switch p := p.(type) {
+		case *pgxpool.Pool:
+			c, err := p.Acquire(ctx)
+			if err != nil {
+				return err
+			}
+			c.Release()
+		case *qorbpgx.Pool:
+			c, err := p.Acquire(ctx)
+			if err != nil {
+				return err
+			}
+			c.Release()
+		}
+		return nil
+	}},
 	{"query=tx", func(ctx context.Context, p pgxAPI) error {
 		tx, err := p.Begin(ctx)
 		if err != nil {
@@ -77,11 +95,12 @@ var pgxOps = []struct {
 }
 
 // BenchmarkPgxVersusPgxpool runs SELECT 1, a prepared statement, a
-// 100-row result and a small transaction through qorbpgx's Pool and
+// 100-row result, an acquire and release with no query (the pools' own
+// cost) and a small transaction through qorbpgx's Pool and
 // through pgxpool, both with 16 connections to the same PostgreSQL
 // server, at 1, 16 and 64 goroutines. Each goroutine alternates one
-// operation through each pool, so both see the same server and machine
-// load; it reports the throughput of qorbpgx as a fraction of pgxpool's
+// operation through each pool, each pool going first every other time,
+// so both see the same server and machine load; it reports the throughput of qorbpgx as a fraction of pgxpool's
 // ("ratio", above 1 when qorbpgx is faster), each side's time per
 // operation, and each side's allocations and bytes per operation,
 // counted over operations run one at a time after the timed part.
@@ -144,19 +163,26 @@ func BenchmarkPgxVersusPgxpool(b *testing.B) {
 					}
 					wg.Go(func() {
 						var q, d time.Duration
-						for range n {
+						for j := range n {
+							// Each goes first every other time, so that
+							// neither gains from the order.
+							var first, second pgxAPI = viaQorb, native
+							ft, st := &q, &d
+							if (i+j)%2 == 1 {
+								first, second, ft, st = native, viaQorb, &d, &q
+							}
 							t0 := time.Now()
-							if err := o.run(ctx, viaQorb); err != nil {
+							if err := o.run(ctx, first); err != nil {
 								b.Error(err)
 								return
 							}
 							t1 := time.Now()
-							if err := o.run(ctx, native); err != nil {
+							if err := o.run(ctx, second); err != nil {
 								b.Error(err)
 								return
 							}
-							d += time.Since(t1)
-							q += t1.Sub(t0)
+							*st += time.Since(t1)
+							*ft += t1.Sub(t0)
 						}
 						mu.Lock()
 						qorbTime += q

@@ -95,8 +95,9 @@ type pconn struct {
 	sc          *stdlib.Conn
 	pgx         *pgx.Conn
 	beforeClose func(*pgx.Conn)
-	// err is the last error an operation of the current lease failed
-	// with; drop says a hook refused the connection.
+	// l is its current lease, err the last error an operation of that
+	// lease failed with; drop says a hook refused the connection.
+	l    qorb.Lease
 	err  error
 	drop bool
 	// Handles are taken from these, each used once, so that an operation
@@ -107,7 +108,7 @@ type pconn struct {
 }
 
 // slabSize is how many handles of a kind a connection allocates at once.
-const slabSize = 64
+const slabSize = 128
 
 // slab hands out values of T, each once, allocated slabSize at a time.
 type slab[T any] []T
@@ -138,29 +139,31 @@ func (c *pconn) Close() error {
 	return c.sc.Close()
 }
 
-// check returns err, which an operation of lease l failed with, as the
+// check returns err, which an operation of the lease failed with, as the
 // caller should see it (see [qorb.Lease.Check]), and remembers it.
-func (c *pconn) check(l qorb.Lease, err error) error {
+func (c *pconn) check(err error) error {
 	if err == nil {
 		return nil
 	}
-	err = l.Check(err)
+	err = c.l.Check(err)
 	c.err = err
 	return err
 }
 
-// broken reports whether the connection of lease l is dead: pgx closed it
-// after a failure, or the pool cut it when its backend stalled.
-func (c *pconn) broken(l qorb.Lease) bool { return c.pgx.IsClosed() || l.Cut() }
+// broken reports whether the connection is dead: pgx closed it after a
+// failure, or the pool cut it when its backend stalled.
+func (c *pconn) broken() bool { return c.pgx.IsClosed() || c.l.Cut() }
 
 // errClosed is recorded for a connection found closed at release with no
 // error of its own.
 var errClosed = errors.New("qorbpgx: connection closed")
 
-// release ends lease l of c: a dead connection is discarded, so that its
-// backend falls under suspicion; any other goes back to be recycled.
-func release(l qorb.Lease, c *pconn) {
-	if c.broken(l) {
+// release ends the lease: a dead connection is discarded, so that its
+// backend falls under suspicion; any other goes back to be recycled. c
+// belongs to its next lease from then on.
+func (c *pconn) release() {
+	l := c.l
+	if c.broken() {
 		err := c.err
 		if err == nil {
 			err = errClosed
@@ -175,7 +178,6 @@ func release(l qorb.Lease, c *pconn) {
 // Release. It is used by one goroutine at a time.
 type Conn struct {
 	pc *pconn // nil once released
-	l  qorb.Lease
 }
 
 // Release gives the connection back to the pool. It may be called more
@@ -186,25 +188,31 @@ func (c *Conn) Release() {
 	}
 	pc := c.pc
 	c.pc = nil
-	release(c.l, pc)
+	pc.release()
 }
 
 // Conn returns the pgx connection.
 func (c *Conn) Conn() *pgx.Conn { return c.pc.pgx }
 
-// Backend returns the backend the connection is to.
-func (c *Conn) Backend() resolver.Backend { return c.l.Backend() }
+// Backend returns the backend the connection is to; the zero Backend
+// once it is released.
+func (c *Conn) Backend() resolver.Backend {
+	if c.pc == nil {
+		return resolver.Backend{}
+	}
+	return c.pc.l.Backend()
+}
 
 // Exec runs sql on the connection, as [pgx.Conn.Exec] does.
 func (c *Conn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	tag, err := c.pc.pgx.Exec(ctx, sql, args...)
-	return tag, c.pc.check(c.l, err)
+	return tag, c.pc.check(err)
 }
 
 // Query runs sql on the connection, as [pgx.Conn.Query] does.
 func (c *Conn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	r, err := c.pc.pgx.Query(ctx, sql, args...)
-	return r, c.pc.check(c.l, err)
+	return r, c.pc.check(err)
 }
 
 // QueryRow runs sql on the connection, as [pgx.Conn.QueryRow] does.
@@ -221,7 +229,7 @@ func (c *Conn) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 // [pgx.Conn.CopyFrom] does.
 func (c *Conn) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
 	n, err := c.pc.pgx.CopyFrom(ctx, table, columns, src)
-	return n, c.pc.check(c.l, err)
+	return n, c.pc.check(err)
 }
 
 // Begin starts a transaction on the connection.
@@ -232,10 +240,10 @@ func (c *Conn) Begin(ctx context.Context) (pgx.Tx, error) {
 // BeginTx starts a transaction with opts on the connection.
 func (c *Conn) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 	tx, err := c.pc.pgx.BeginTx(ctx, opts)
-	return tx, c.pc.check(c.l, err)
+	return tx, c.pc.check(err)
 }
 
 // Ping checks the connection with a round trip to the server.
 func (c *Conn) Ping(ctx context.Context) error {
-	return c.pc.check(c.l, c.pc.pgx.Ping(ctx))
+	return c.pc.check(c.pc.pgx.Ping(ctx))
 }

@@ -126,28 +126,28 @@ const maxPrepareAttempts = 8
 
 // lease leases a connection for ctx's operation and has PrepareConn
 // accept it.
-func (p *Pool) lease(ctx context.Context) (qorb.Lease, *pconn, error) {
+func (p *Pool) lease(ctx context.Context) (*pconn, error) {
 	for attempt := 1; ; attempt++ {
 		l, err := p.c.Lease(ctx)
 		if err != nil {
-			return qorb.Lease{}, nil, err
+			return nil, err
 		}
 		pc := l.Conn().(*pconn)
-		pc.err = nil
+		pc.l, pc.err = l, nil
 		if p.prepare == nil {
-			return l, pc, nil
+			return pc, nil
 		}
 		ok, err := p.prepare(ctx, pc.pgx)
 		if ok && err == nil {
-			return l, pc, nil
+			return pc, nil
 		}
 		pc.drop = !ok
 		l.Release()
 		switch {
 		case err != nil:
-			return qorb.Lease{}, nil, err
+			return nil, err
 		case attempt == maxPrepareAttempts:
-			return qorb.Lease{}, nil, fmt.Errorf("qorbpgx: PrepareConn refused %d connections in a row", attempt)
+			return nil, fmt.Errorf("qorbpgx: PrepareConn refused %d connections in a row", attempt)
 		}
 	}
 }
@@ -155,12 +155,12 @@ func (p *Pool) lease(ctx context.Context) (qorb.Lease, *pconn, error) {
 // Acquire leases a connection, from a backend ctx's role and write token
 // allow, and keeps it, and so its backend, until [Conn.Release].
 func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
-	l, pc, err := p.lease(ctx)
+	pc, err := p.lease(ctx)
 	if err != nil {
 		return nil, err
 	}
 	c := pc.conns.next()
-	c.pc, c.l = pc, l
+	c.pc = pc
 	return c, nil
 }
 
@@ -177,13 +177,13 @@ func (p *Pool) AcquireFunc(ctx context.Context, f func(*Conn) error) error {
 // Exec runs sql on a leased connection, as [pgx.Conn.Exec] does. It is
 // never run twice.
 func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	l, pc, err := p.lease(ctx)
+	pc, err := p.lease(ctx)
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
 	tag, err := pc.pgx.Exec(ctx, sql, args...)
-	err = pc.check(l, err)
-	release(l, pc)
+	err = pc.check(err)
+	pc.release()
 	return tag, err
 }
 
@@ -194,26 +194,26 @@ const maxQueryAttempts = 3
 // a read safe to repeat whose connection dies before it runs again on
 // another. It returns the rows and whether they have a first row; rows
 // without one are closed and their connection released.
-func (p *Pool) query(ctx context.Context, sql string, args []any) (qorb.Lease, *pconn, pgx.Rows, bool, error) {
+func (p *Pool) query(ctx context.Context, sql string, args []any) (*pconn, pgx.Rows, bool, error) {
 	for attempt := 1; ; attempt++ {
-		l, pc, err := p.lease(ctx)
+		pc, err := p.lease(ctx)
 		if err != nil {
-			return l, nil, nil, false, err
+			return nil, nil, false, err
 		}
 		r, err := pc.pgx.Query(ctx, sql, args...)
 		if err == nil {
 			if r.Next() {
-				return l, pc, r, true, nil
+				return pc, r, true, nil
 			}
 			if err = r.Err(); err == nil {
-				return l, pc, r, false, nil
+				return pc, r, false, nil
 			}
 		}
-		err = pc.check(l, err)
-		again := pc.broken(l) && attempt < maxQueryAttempts && l.Repeatable(ctx)
-		release(l, pc)
+		err = pc.check(err)
+		again := pc.broken() && attempt < maxQueryAttempts && pc.l.Repeatable(ctx)
+		pc.release()
 		if !again {
-			return l, nil, nil, false, err
+			return nil, nil, false, err
 		}
 	}
 }
@@ -223,15 +223,15 @@ func (p *Pool) query(ctx context.Context, sql string, args []any) (qorb.Lease, *
 // closed. An error before the first row comes back here rather than from
 // the rows' Err.
 func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	l, pc, r, first, err := p.query(ctx, sql, args)
+	pc, r, first, err := p.query(ctx, sql, args)
 	if err != nil {
 		return errRows{err}, err
 	}
 	rs := pc.rows.next()
-	*rs = rows{r: r, pc: pc, l: l, peeked: first}
+	*rs = rows{r: r, pc: pc, peeked: first}
 	if !first {
 		rs.pc = nil
-		release(l, pc)
+		pc.release()
 	}
 	return rs, nil
 }
@@ -239,16 +239,16 @@ func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 // QueryRow runs sql on a leased connection, as [pgx.Conn.QueryRow] does:
 // errors are deferred to the row's Scan, which gives the connection back.
 func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	l, pc, r, first, err := p.query(ctx, sql, args)
+	pc, r, first, err := p.query(ctx, sql, args)
 	switch {
 	case err != nil:
 		return errRow{err}
 	case !first:
-		release(l, pc)
+		pc.release()
 		return errRow{pgx.ErrNoRows}
 	}
 	rw := pc.row.next()
-	*rw = row{r: r, pc: pc, l: l}
+	*rw = row{r: r, pc: pc}
 	return rw
 }
 
@@ -256,15 +256,15 @@ func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 // The connection goes back to the pool when the results are closed, or,
 // if b begins a transaction ([pgx.Batch.BeginTx]), when it ends.
 func (p *Pool) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	l, pc, err := p.lease(ctx)
+	pc, err := p.lease(ctx)
 	if err != nil {
 		return pgx.FailedBatchResults(b, err)
 	}
 	br := pc.pgx.SendBatch(ctx, b)
 	if t := br.Tx(); t != nil {
-		return &batch{BatchResults: br, tx: &tx{Tx: t, pc: pc, l: l}}
+		return &batch{BatchResults: br, tx: &tx{Tx: t, pc: pc}}
 	}
-	return &batch{BatchResults: br, pc: pc, l: l}
+	return &batch{BatchResults: br, pc: pc}
 }
 
 // Begin leases a connection and begins a transaction on it, which keeps
@@ -275,40 +275,40 @@ func (p *Pool) Begin(ctx context.Context) (pgx.Tx, error) {
 
 // BeginTx is Begin with the transaction options opts.
 func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
-	l, pc, err := p.lease(ctx)
+	pc, err := p.lease(ctx)
 	if err != nil {
 		return nil, err
 	}
 	t, err := pc.pgx.BeginTx(ctx, opts)
 	if err != nil {
-		err = pc.check(l, err)
-		release(l, pc)
+		err = pc.check(err)
+		pc.release()
 		return nil, err
 	}
-	return &tx{Tx: t, pc: pc, l: l}, nil
+	return &tx{Tx: t, pc: pc}, nil
 }
 
 // CopyFrom copies rows into a table on a leased connection, as
 // [pgx.Conn.CopyFrom] does.
 func (p *Pool) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
-	l, pc, err := p.lease(ctx)
+	pc, err := p.lease(ctx)
 	if err != nil {
 		return 0, err
 	}
 	n, err := pc.pgx.CopyFrom(ctx, table, columns, src)
-	err = pc.check(l, err)
-	release(l, pc)
+	err = pc.check(err)
+	pc.release()
 	return n, err
 }
 
 // Ping leases a connection and checks it with a round trip to the server.
 func (p *Pool) Ping(ctx context.Context) error {
-	l, pc, err := p.lease(ctx)
+	pc, err := p.lease(ctx)
 	if err != nil {
 		return err
 	}
-	err = pc.check(l, pc.pgx.Ping(ctx))
-	release(l, pc)
+	err = pc.check(pc.pgx.Ping(ctx))
+	pc.release()
 	return err
 }
 

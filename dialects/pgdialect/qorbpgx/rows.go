@@ -6,8 +6,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
-
-	"github.com/qorb-go/qorb"
 )
 
 // rows are the rows of [Pool.Query]: pgx's, whose first row the Pool has
@@ -16,8 +14,7 @@ import (
 type rows struct {
 	r      pgx.Rows
 	pc     *pconn // nil once released
-	l      qorb.Lease
-	peeked bool // the first row is read but not yet returned by Next
+	peeked bool   // the first row is read but not yet returned by Next
 	err    error
 }
 
@@ -45,8 +42,8 @@ func (r *rows) Close() {
 		return
 	}
 	r.r.Close()
-	r.err = r.pc.check(r.l, r.r.Err())
-	release(r.l, r.pc)
+	r.err = r.pc.check(r.r.Err())
+	r.pc.release()
 	r.pc = nil
 }
 
@@ -98,7 +95,6 @@ func (errRows) TypeMap() *pgtype.Map                         { return nil }
 type row struct {
 	r  pgx.Rows
 	pc *pconn // nil once scanned
-	l  qorb.Lease
 }
 
 func (r *row) Scan(dest ...any) error {
@@ -111,8 +107,8 @@ func (r *row) Scan(dest ...any) error {
 	// rest of the result.
 	_ = r.r.Scan(dest...)
 	r.r.Close()
-	err := pc.check(r.l, r.r.Err())
-	release(r.l, pc)
+	err := pc.check(r.r.Err())
+	pc.release()
 	return err
 }
 
@@ -126,7 +122,6 @@ func (e errRow) Scan(...any) error { return e.err }
 type tx struct {
 	pgx.Tx
 	pc *pconn // nil once ended
-	l  qorb.Lease
 }
 
 func (t *tx) Commit(ctx context.Context) error {
@@ -145,15 +140,15 @@ func (t *tx) end(err error) error {
 	}
 	pc := t.pc
 	t.pc = nil
-	err = pc.check(t.l, err)
-	release(t.l, pc)
+	err = pc.check(err)
+	pc.release()
 	return err
 }
 
 func (t *tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	tag, err := t.Tx.Exec(ctx, sql, args...)
 	if t.pc != nil {
-		err = t.pc.check(t.l, err)
+		err = t.pc.check(err)
 	}
 	return tag, err
 }
@@ -163,7 +158,6 @@ func (t *tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandT
 type batch struct {
 	pgx.BatchResults
 	pc *pconn // nil once released, or when tx holds it
-	l  qorb.Lease
 	tx *tx
 }
 
@@ -174,8 +168,8 @@ func (b *batch) Close() error {
 	}
 	pc := b.pc
 	b.pc = nil
-	err = pc.check(b.l, err)
-	release(b.l, pc)
+	err = pc.check(err)
+	pc.release()
 	return err
 }
 
