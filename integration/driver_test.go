@@ -35,56 +35,63 @@ func TestSpread(t *testing.T) {
 		// twice as slow as the others to carry twice their claims: with
 		// fewer connections than that, claims queue, and each backend
 		// serves in proportion to its speed.
-		db := c.open(t, url.Values{"pool_max_conns": {"192"}, "pool_max_conns_per_backend": {"64"}, "pool_spares": {"64"}})
-		ctx := t.Context()
-		check := func(what string, counts map[int]int, total int) {
-			t.Helper()
-			t.Logf("%s: %v", what, counts)
-			for _, s := range c.servers {
-				n := counts[s.Port()]
-				if n < total/3*9/10 || n > total/3*11/10 {
-					t.Errorf("%s: backend %d served %d of %d queries, want %d±10%%", what, s.Port(), n, total, total/3)
-				}
-			}
-		}
-
-		counts := map[int]int{}
-		for range 3000 {
-			p, err := c.port(ctx, db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			counts[p]++
-		}
-		check("sequential", counts, 3000)
-
-		// Warm the pool to its size for 64 goroutines first.
-		run := func(total int, counts map[int]int) {
-			var mu sync.Mutex
-			var wg sync.WaitGroup
-			for range 64 {
-				wg.Go(func() {
-					for range total / 64 {
-						p, err := c.port(ctx, db)
-						if err != nil {
-							t.Error(err)
-							return
-						}
-						if counts != nil {
-							mu.Lock()
-							counts[p]++
-							mu.Unlock()
-						}
-					}
-				})
-			}
-			wg.Wait()
-		}
-		run(1280, nil)
-		counts = map[int]int{}
-		run(9600, counts)
-		check("64 goroutines", counts, 9600)
+		db := c.open(t, spreadPolicy)
+		testSpread(t, c, sqlPort(db, e.portQuery))
 	})
+}
+
+// spreadPolicy is TestSpread's pool: see there.
+var spreadPolicy = url.Values{"pool_max_conns": {"192"}, "pool_max_conns_per_backend": {"64"}, "pool_spares": {"64"}}
+
+// testSpread is TestSpread through port.
+func testSpread(t *testing.T, c *cluster, port portFunc) {
+	check := func(what string, counts map[int]int, total int) {
+		t.Helper()
+		t.Logf("%s: %v", what, counts)
+		for _, s := range c.servers {
+			n := counts[s.Port()]
+			if n < total/3*9/10 || n > total/3*11/10 {
+				t.Errorf("%s: backend %d served %d of %d queries, want %d±10%%", what, s.Port(), n, total, total/3)
+			}
+		}
+	}
+	ctx := t.Context()
+	counts := map[int]int{}
+	for range 3000 {
+		p, err := port(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[p]++
+	}
+	check("sequential", counts, 3000)
+
+	// Warm the pool to its size for 64 goroutines first.
+	run := func(total int, counts map[int]int) {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Go(func() {
+				for range total / 64 {
+					p, err := port(ctx)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if counts != nil {
+						mu.Lock()
+						counts[p]++
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	run(1280, nil)
+	counts = map[int]int{}
+	run(9600, counts)
+	check("64 goroutines", counts, 9600)
 }
 
 // result is one query of a load run.
@@ -96,7 +103,7 @@ type result struct {
 
 // load runs queries from n goroutines until stop is closed, each bounded
 // by perQuery, and returns every result.
-func load(c *cluster, db *sql.DB, n int, perQuery time.Duration, stop <-chan struct{}) []result {
+func load(port portFunc, n int, perQuery time.Duration, stop <-chan struct{}) []result {
 	var (
 		mu  sync.Mutex
 		out []result
@@ -111,7 +118,7 @@ func load(c *cluster, db *sql.DB, n int, perQuery time.Duration, stop <-chan str
 				default:
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), perQuery)
-				p, err := c.port(ctx, db)
+				p, err := port(ctx)
 				cancel()
 				mu.Lock()
 				out = append(out, result{at: time.Now(), port: p, err: err})
@@ -131,69 +138,75 @@ func TestBackendKilledUnderLoad(t *testing.T) {
 	forEngine(t, func(t *testing.T, e engine) {
 		c := startCluster(t, e, 3)
 		db := c.open(t, nil)
-		victim := c.servers[1]
-		for _, s := range c.servers { // warm every backend
-			waitFor(t, 10*time.Second, "every backend serves", func() bool {
-				p, err := c.port(t.Context(), db)
-				return err == nil && p == s.Port()
-			})
-		}
+		testKilledUnderLoad(t, c, sqlPort(db, e.portQuery))
+	})
+}
 
-		stop := make(chan struct{})
-		var results []result
-		done := make(chan struct{})
-		go func() {
-			results = load(c, db, 64, 5*time.Second, stop)
-			close(done)
-		}()
-		time.Sleep(500 * time.Millisecond) // load is running
-		killedAt := time.Now()
-		victim.Kill(t)
-		time.Sleep(2 * time.Second)
-		close(stop)
-		<-done
-
-		var errs, before, after, lateErrs int
-		for _, r := range results {
-			switch {
-			case r.err != nil:
-				errs++
-				if r.at.After(killedAt.Add(time.Second)) {
-					lateErrs++
-					t.Logf("error %v after the kill: %v", r.at.Sub(killedAt), r.err)
-				}
-			case r.at.Before(killedAt):
-				before++
-			case r.at.After(killedAt.Add(time.Second)):
-				after++
-				if r.port == victim.Port() {
-					t.Errorf("a query reached the killed backend %v after the kill", r.at.Sub(killedAt))
-				}
-			}
-		}
-		t.Logf("%d queries before the kill, %d more than a second after it, %d errors", before, after, errs)
-		if lateErrs > 0 {
-			t.Errorf("%d errors more than a second after the kill, want none", lateErrs)
-		}
-		// At most one statement per connection to the victim was in flight.
-		if errs > 12 {
-			t.Errorf("%d errors, more than the killed backend's 12 connections could have had in flight", errs)
-		}
-		if after == 0 {
-			t.Error("no query succeeded more than a second after the kill")
-		}
-
-		// Recovery: the server comes back and gets traffic again.
-		victim.Start(t)
-		waitFor(t, 10*time.Second, "the restarted backend serves queries again", func() bool {
-			for range 30 {
-				p, err := c.port(t.Context(), db)
-				if err == nil && p == victim.Port() {
-					return true
-				}
-			}
-			return false
+// testKilledUnderLoad is TestBackendKilledUnderLoad through port.
+func testKilledUnderLoad(t *testing.T, c *cluster, port portFunc) {
+	victim := c.servers[1]
+	for _, s := range c.servers { // warm every backend
+		waitFor(t, 10*time.Second, "every backend serves", func() bool {
+			p, err := port(t.Context())
+			return err == nil && p == s.Port()
 		})
+	}
+
+	stop := make(chan struct{})
+	var results []result
+	done := make(chan struct{})
+	go func() {
+		results = load(port, 64, 5*time.Second, stop)
+		close(done)
+	}()
+	time.Sleep(500 * time.Millisecond) // load is running
+	killedAt := time.Now()
+	victim.Kill(t)
+	time.Sleep(2 * time.Second)
+	close(stop)
+	<-done
+
+	var errs, before, after, lateErrs int
+	for _, r := range results {
+		switch {
+		case r.err != nil:
+			errs++
+			if r.at.After(killedAt.Add(time.Second)) {
+				lateErrs++
+				t.Logf("error %v after the kill: %v", r.at.Sub(killedAt), r.err)
+			}
+		case r.at.Before(killedAt):
+			before++
+		case r.at.After(killedAt.Add(time.Second)):
+			after++
+			if r.port == victim.Port() {
+				t.Errorf("a query reached the killed backend %v after the kill", r.at.Sub(killedAt))
+			}
+		}
+	}
+	t.Logf("%d queries before the kill, %d more than a second after it, %d errors", before, after, errs)
+	if lateErrs > 0 {
+		t.Errorf("%d errors more than a second after the kill, want none", lateErrs)
+	}
+	// At most one statement per connection to the victim was in flight.
+	if errs > 12 {
+		t.Errorf("%d errors, more than the killed backend's 12 connections could have had in flight", errs)
+	}
+	if after == 0 {
+		t.Error("no query succeeded more than a second after the kill")
+	}
+
+	// Recovery: the server comes back and gets traffic again, after the
+	// pool's jittered backoff (5 to 10 s seen on a loaded machine).
+	victim.Start(t)
+	waitFor(t, 20*time.Second, "the restarted backend serves queries again", func() bool {
+		for range 30 {
+			p, err := port(t.Context())
+			if err == nil && p == victim.Port() {
+				return true
+			}
+		}
+		return false
 	})
 }
 
@@ -209,35 +222,41 @@ func TestHungBackendAvoided(t *testing.T) {
 		}
 		db := sql.OpenDB(conn)
 		t.Cleanup(func() { db.Close() })
-		hung := c.servers[2]
-		reachesBoth(t, db, e.portQuery, c.servers[0].Port(), hung.Port())
+		testHungBackend(t, c, sqlPort(db, e.portQuery), conn.Stats)
+	})
+}
 
-		hung.Pause(t)
-		// The health check (every 300ms, 300ms timeout) finds the hung
-		// server's connections dead and cannot open new ones.
-		waitFor(t, 10*time.Second, "the pool stops holding connections to the hung backend", func() bool {
-			for _, b := range conn.Stats().Backends {
-				if b.Backend.Addr == fmt.Sprintf("127.0.0.1:%d", hung.Port()) {
-					return b.Idle == 0 && b.Health != pool.HealthOnline
-				}
-			}
-			return false
-		})
-		for range 300 {
-			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-			p, err := c.port(ctx, db)
-			cancel()
-			if err != nil {
-				t.Fatalf("query after the hung backend was found: %v", err)
-			}
-			if p == hung.Port() {
-				t.Fatal("a query reached the hung backend after it was found")
+// testHungBackend is TestHungBackendAvoided through port, with stats the
+// pool's.
+func testHungBackend(t *testing.T, c *cluster, port portFunc, stats func() pool.Stats) {
+	hung := c.servers[2]
+	reachesBoth(t, port, c.servers[0].Port(), hung.Port())
+
+	hung.Pause(t)
+	// The health check (every 300ms, 300ms timeout) finds the hung
+	// server's connections dead and cannot open new ones.
+	waitFor(t, 10*time.Second, "the pool stops holding connections to the hung backend", func() bool {
+		for _, b := range stats().Backends {
+			if b.Backend.Addr == fmt.Sprintf("127.0.0.1:%d", hung.Port()) {
+				return b.Idle == 0 && b.Health != pool.HealthOnline
 			}
 		}
-
-		hung.Resume(t)
-		reachesBoth(t, db, e.portQuery, c.servers[0].Port(), hung.Port())
+		return false
 	})
+	for range 300 {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		p, err := port(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("query after the hung backend was found: %v", err)
+		}
+		if p == hung.Port() {
+			t.Fatal("a query reached the hung backend after it was found")
+		}
+	}
+
+	hung.Resume(t)
+	reachesBoth(t, port, c.servers[0].Port(), hung.Port())
 }
 
 // TestRemovedFromDNSDrained removes a backend from DNS: it gets no more
@@ -342,7 +361,7 @@ func TestDriverDSNs(t *testing.T) {
 				t.Fatalf("NewConnector: %v", err)
 			}
 			db := sql.OpenDB(c)
-			reachesBoth(t, db, "SELECT inet_server_port()", pgs[0].Port(), pgs[1].Port())
+			reachesBoth(t, sqlPort(db, "SELECT inet_server_port()"), pgs[0].Port(), pgs[1].Port())
 			db.Close()
 		}
 	})
@@ -356,18 +375,18 @@ func TestDriverDSNs(t *testing.T) {
 		}
 		db := sql.OpenDB(c)
 		defer db.Close()
-		reachesBoth(t, db, "SELECT @@port", ms[0].Port(), ms[1].Port())
+		reachesBoth(t, sqlPort(db, "SELECT @@port"), ms[0].Port(), ms[1].Port())
 	})
 }
 
 // reachesBoth checks that queries through db reach both ports (the second
 // backend may still be connecting when the first queries run).
-func reachesBoth(t *testing.T, db *sql.DB, query string, a, b int) {
+func reachesBoth(t *testing.T, port portFunc, a, b int) {
 	t.Helper()
 	seen := map[int]bool{}
 	waitFor(t, 10*time.Second, fmt.Sprintf("queries reach both %d and %d", a, b), func() bool {
-		var p int
-		if err := db.QueryRow(query).Scan(&p); err != nil {
+		p, err := port(t.Context())
+		if err != nil {
 			t.Fatal(err)
 		}
 		seen[p] = true

@@ -143,9 +143,21 @@ func (c *cluster) open(t *testing.T, extra url.Values) *sql.DB {
 
 // port runs the engine's port query: which backend served it.
 func (c *cluster) port(ctx context.Context, db *sql.DB) (int, error) {
-	var p int
-	err := db.QueryRowContext(ctx, c.e.portQuery).Scan(&p)
-	return p, err
+	return sqlPort(db, c.e.portQuery)(ctx)
+}
+
+// A portFunc runs a query that returns the port of the server that ran
+// it, through one of qorb's faces: database/sql or the native pgx pool.
+// The scenarios that both pass take one.
+type portFunc func(ctx context.Context) (int, error)
+
+// sqlPort runs query, a port query, through db.
+func sqlPort(db *sql.DB, query string) portFunc {
+	return func(ctx context.Context) (int, error) {
+		var p int
+		err := db.QueryRowContext(ctx, query).Scan(&p)
+		return p, err
+	}
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -53,183 +53,36 @@ func pgxPort(ctx context.Context, p *qorbpgx.Pool) (int, error) {
 	return port, err
 }
 
-// pgxReadPorts runs n port queries with ctx from workers goroutines and
-// counts the backends that served them; a failed query fails the test.
+// pgxPorts is pgxPort as a portFunc.
+func pgxPorts(p *qorbpgx.Pool) portFunc {
+	return func(ctx context.Context) (int, error) { return pgxPort(ctx, p) }
+}
+
+// pgxReadPorts is readPorts through p.
 func pgxReadPorts(ctx context.Context, t testing.TB, p *qorbpgx.Pool, n, workers int) map[int]int {
 	t.Helper()
-	var mu sync.Mutex
-	counts := map[int]int{}
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			m := n / workers
-			if w < n%workers {
-				m++
-			}
-			for range m {
-				qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				port, err := pgxPort(qctx, p)
-				cancel()
-				if err != nil {
-					t.Errorf("%s: %v", pgPortQuery, err)
-					return
-				}
-				mu.Lock()
-				counts[port]++
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return counts
+	return countPorts(ctx, t, pgxPorts(p), n, workers)
 }
 
-// TestPgxSpread: over 3,000 queries each backend serves within 10% of a
-// third, one goroutine after another and 64 at once.
+// TestPgxSpread is TestSpread through the native pool.
 func TestPgxSpread(t *testing.T) {
 	c := startCluster(t, postgresEngine(t), 3)
-	p := openPgx(t, c.dsn(url.Values{"pool_max_conns": {"192"}, "pool_max_conns_per_backend": {"64"}, "pool_spares": {"64"}}))
-	check := func(what string, counts map[int]int, total int) {
-		t.Helper()
-		t.Logf("%s: %v", what, counts)
-		for _, s := range c.servers {
-			if n := counts[s.Port()]; n < total/3*9/10 || n > total/3*11/10 {
-				t.Errorf("%s: backend %d served %d of %d queries, want %d±10%%", what, s.Port(), n, total, total/3)
-			}
-		}
-	}
-	check("sequential", pgxReadPorts(t.Context(), t, p, 3000, 1), 3000)
-	pgxReadPorts(t.Context(), t, p, 1280, 64) // warm the pool for 64 goroutines
-	check("64 goroutines", pgxReadPorts(t.Context(), t, p, 9600, 64), 9600)
+	testSpread(t, c, pgxPorts(openPgx(t, c.dsn(spreadPolicy))))
 }
 
-// TestPgxBackendKilledUnderLoad kills one backend's server under a
-// 64-goroutine read load: reads keep flowing on the others within a
-// second, the only errors are reads in flight on the dead backend, and it
-// serves again once it is back.
+// TestPgxBackendKilledUnderLoad is TestBackendKilledUnderLoad through the
+// native pool.
 func TestPgxBackendKilledUnderLoad(t *testing.T) {
 	c := startCluster(t, postgresEngine(t), 3)
-	p := openPgx(t, c.dsn(nil))
-	victim := c.servers[1]
-	for _, s := range c.servers {
-		waitFor(t, 10*time.Second, "every backend serves", func() bool {
-			port, err := pgxPort(t.Context(), p)
-			return err == nil && port == s.Port()
-		})
-	}
-	stop := make(chan struct{})
-	var (
-		mu      sync.Mutex
-		results []result
-		wg      sync.WaitGroup
-	)
-	for range 64 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				port, err := pgxPort(ctx, p)
-				cancel()
-				mu.Lock()
-				results = append(results, result{at: time.Now(), port: port, err: err})
-				mu.Unlock()
-			}
-		})
-	}
-	time.Sleep(500 * time.Millisecond) // the load runs
-	killedAt := time.Now()
-	victim.Kill(t)
-	time.Sleep(2 * time.Second)
-	close(stop)
-	wg.Wait()
-
-	var errs, lateErrs, after int
-	for _, r := range results {
-		switch {
-		case r.err != nil:
-			errs++
-			if r.at.After(killedAt.Add(time.Second)) {
-				lateErrs++
-				t.Logf("error %v after the kill: %v", r.at.Sub(killedAt), r.err)
-			}
-		case r.at.After(killedAt.Add(time.Second)):
-			after++
-			if r.port == victim.Port() {
-				t.Errorf("a query reached the killed backend %v after the kill", r.at.Sub(killedAt))
-			}
-		}
-	}
-	t.Logf("%d queries, %d more than a second after the kill, %d errors", len(results), after, errs)
-	if lateErrs > 0 {
-		t.Errorf("%d errors more than a second after the kill, want none", lateErrs)
-	}
-	if errs > 12 {
-		t.Errorf("%d errors, more than the killed backend's 12 connections could have had in flight", errs)
-	}
-	if after == 0 {
-		t.Error("no query succeeded more than a second after the kill")
-	}
-	victim.Start(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, b := range p.Stats().Backends {
-				t.Logf("%s: %v suspect %v idle %d claimed %d connecting %d backoff %d last error %s", b.Backend.Addr, b.Health, b.Suspect, b.Idle, b.Claimed, b.Connecting, b.BackingOff, b.LastError)
-			}
-		}
-	})
-	// The pool reconnects after a jittered backoff, slower on a loaded
-	// machine: allow it twice the driver test's patience.
-	waitFor(t, 20*time.Second, "the restarted backend serves again", func() bool {
-		for range 30 {
-			if port, err := pgxPort(t.Context(), p); err == nil && port == victim.Port() {
-				return true
-			}
-		}
-		return false
-	})
+	testKilledUnderLoad(t, c, pgxPorts(openPgx(t, c.dsn(nil))))
 }
 
-// TestPgxHungBackendAvoided stops one backend's server (SIGSTOP): the
-// health check finds it, queries stop going there, and it serves again
-// once it resumes.
+// TestPgxHungBackendAvoided is TestHungBackendAvoided through the native
+// pool.
 func TestPgxHungBackendAvoided(t *testing.T) {
 	c := startCluster(t, postgresEngine(t), 3)
 	p := openPgx(t, c.dsn(nil))
-	hung := c.servers[2]
-	reaches := func(port int) {
-		t.Helper()
-		waitFor(t, 10*time.Second, fmt.Sprintf("backend %d serves", port), func() bool {
-			got, err := pgxPort(t.Context(), p)
-			return err == nil && got == port
-		})
-	}
-	reaches(hung.Port())
-	hung.Pause(t)
-	waitFor(t, 10*time.Second, "the pool stops holding connections to the hung backend", func() bool {
-		for _, b := range p.Stats().Backends {
-			if b.Backend.Addr == fmt.Sprintf("127.0.0.1:%d", hung.Port()) {
-				return b.Idle == 0 && b.Health != pool.HealthOnline
-			}
-		}
-		return false
-	})
-	for range 300 {
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-		port, err := pgxPort(ctx, p)
-		cancel()
-		if err != nil {
-			t.Fatalf("query after the hung backend was found: %v", err)
-		}
-		if port == hung.Port() {
-			t.Fatal("a query reached the hung backend after it was found")
-		}
-	}
-	hung.Resume(t)
-	reaches(hung.Port())
+	testHungBackend(t, c, pgxPorts(p), p.Stats)
 }
 
 // TestPgxCloseLeavesNothing: once Close returns, after queries,
@@ -488,47 +341,11 @@ func testPgxHungReplica(t *testing.T, rc *replCluster) {
 	p := openPgxRepl(t, rc, nil, nil)
 	hung, other := rc.replicas()[1], rc.replicas()[0]
 	replicaCtx := qorb.WithRole(context.Background(), qorb.RoleReplica)
-	stop := make(chan struct{})
-	var (
-		mu    sync.Mutex
-		reads []timed
-		wg    sync.WaitGroup
-	)
-	for range 32 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				start := time.Now()
-				ctx, cancel := context.WithTimeout(replicaCtx, 10*time.Second)
-				port, err := pgxPort(ctx, p)
-				cancel()
-				mu.Lock()
-				reads = append(reads, timed{start, time.Now(), port, err})
-				mu.Unlock()
-			}
-		})
-	}
-	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	t.Cleanup(stopLoad)
-	served := func(from time.Time) map[int]int {
-		mu.Lock()
-		defer mu.Unlock()
-		out := map[int]int{}
-		for _, r := range reads {
-			if r.err == nil && !r.start.Before(from) {
-				out[r.port]++
-			}
-		}
-		return out
-	}
+	l := startPortLoad(t, pgxPorts(p), 32, 10*time.Second, qorb.RoleReplica)
 	start := time.Now()
 	eventually(t, 10*time.Second, "the load reaches both replicas", func() (bool, string) {
-		s := served(start)
-		return s[hung.Port()] > 0 && s[other.Port()] > 0, fmt.Sprint(s)
+		served := l.servedSince(start)
+		return served[hung.Port()] > 0 && served[other.Port()] > 0, fmt.Sprint(served)
 	})
 	var pinned *qorbpgx.Conn
 	eventually(t, 10*time.Second, "a connection acquired on the replica about to freeze", func() (bool, string) {
@@ -568,10 +385,10 @@ func testPgxHungReplica(t *testing.T, rc *replCluster) {
 	hung.Resume(t)
 	resumed = true
 	eventually(t, 20*time.Second, fmt.Sprintf("reads reach resumed replica %d again", hung.Port()), func() (bool, string) {
-		s := served(resumedAt)
-		return s[hung.Port()] > 0, fmt.Sprint(s)
+		served := l.servedSince(resumedAt)
+		return served[hung.Port()] > 0, fmt.Sprint(served)
 	})
-	stopLoad()
+	l.stop()
 	if err := <-pinnedErr; !errors.Is(err, qorb.ErrStalled) {
 		t.Errorf("statement on a connection acquired on the frozen replica: %v, want an error wrapping qorb.ErrStalled", err)
 	} else if pinnedTook > 3500*time.Millisecond {
@@ -579,33 +396,7 @@ func testPgxHungReplica(t *testing.T, rc *replCluster) {
 	} else {
 		t.Logf("statement on the frozen replica failed after %v: %v", pinnedTook.Round(time.Millisecond), err)
 	}
-
-	const cutBy = 2 * time.Second            // pool_suspect_after + pool_stall_timeout
-	const patience = 3500 * time.Millisecond // cutBy, the read again, a busy machine
-	var errs, late, onHung int
-	for _, r := range reads {
-		d := r.end.Sub(r.start)
-		switch {
-		case r.err != nil:
-			errs++
-			if errs <= 5 {
-				t.Errorf("replica read begun %v after the freeze failed: %v", r.start.Sub(pausedAt), r.err)
-			}
-		case d > patience && r.start.Before(pausedAt.Add(cutBy+time.Second)):
-			late++
-			if late <= 5 {
-				t.Errorf("replica read begun %v after the freeze took %v on %d", r.start.Sub(pausedAt), d, r.port)
-			}
-		case r.port == rc.primary().Port():
-			t.Errorf("a replica read reached the primary")
-		case r.port == hung.Port() && r.start.After(pausedAt.Add(cutBy+time.Second)) && r.start.Before(resumedAt):
-			onHung++
-		}
-	}
-	t.Logf("%d replica reads", len(reads))
-	if errs > 0 || late > 0 || onHung > 0 {
-		t.Errorf("%d replica reads failed, %d took longer than %v, %d were served by the frozen replica; want none", errs, late, patience, onHung)
-	}
+	checkFrozenReads(t, l.reads, pausedAt, resumedAt, hung.Port(), rc.primary().Port())
 }
 
 // testPgxFailover stops the primary and promotes the first replica while

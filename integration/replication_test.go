@@ -281,6 +281,12 @@ func pause(t testing.TB, r replServer) (resume func()) {
 // A query that fails is an error of the test.
 func readPorts(ctx context.Context, t testing.TB, db *sql.DB, query string, n, workers int) map[int]int {
 	t.Helper()
+	return countPorts(ctx, t, sqlPort(db, query), n, workers)
+}
+
+// countPorts is readPorts through port, either of qorb's faces.
+func countPorts(ctx context.Context, t testing.TB, port portFunc, n, workers int) map[int]int {
+	t.Helper()
 	var mu sync.Mutex
 	counts := map[int]int{}
 	var wg sync.WaitGroup
@@ -292,11 +298,10 @@ func readPorts(ctx context.Context, t testing.TB, db *sql.DB, query string, n, w
 			}
 			for range m {
 				qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				var p int
-				err := db.QueryRowContext(qctx, query).Scan(&p)
+				p, err := port(qctx)
 				cancel()
 				if err != nil {
-					t.Errorf("%s: %v", query, err)
+					t.Errorf("port query: %v", err)
 					return
 				}
 				mu.Lock()

@@ -24,6 +24,12 @@ type readLoad struct {
 }
 
 func startReadLoad(t testing.TB, db *sql.DB, query string, n int, perRead time.Duration, role qorb.Role) *readLoad {
+	return startPortLoad(t, sqlPort(db, query), n, perRead, role)
+}
+
+// startPortLoad is startReadLoad through port, a query through either of
+// qorb's faces.
+func startPortLoad(t testing.TB, port portFunc, n int, perRead time.Duration, role qorb.Role) *readLoad {
 	l := &readLoad{}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -37,8 +43,7 @@ func startReadLoad(t testing.TB, db *sql.DB, query string, n int, perRead time.D
 				}
 				start := time.Now()
 				ctx, cancel := context.WithTimeout(qorb.WithRole(context.Background(), role), perRead)
-				var p int
-				err := db.QueryRowContext(ctx, query).Scan(&p)
+				p, err := port(ctx)
 				cancel()
 				l.mu.Lock()
 				l.reads = append(l.reads, timed{start, time.Now(), p, err})
@@ -120,11 +125,21 @@ func testHungReplica(t *testing.T, rc *replCluster) {
 	}
 	pinned.Close()
 
+	checkFrozenReads(t, l.reads, pausedAt, resumedAt, hung.Port(), rc.primary().Port())
+}
+
+// checkFrozenReads checks the replica reads of a load during which the
+// replica on port hung was frozen from pausedAt to resumedAt: none failed,
+// none begun before it was found took much longer than cutting it takes,
+// none reached the primary, and none begun after it was found reached it
+// while frozen.
+func checkFrozenReads(t *testing.T, reads []timed, pausedAt, resumedAt time.Time, hung, primary int) {
+	t.Helper()
 	const cutBy = 2 * time.Second            // pool_suspect_after + pool_stall_timeout
 	const patience = 3500 * time.Millisecond // cutBy, the read again, a busy machine
 	var errs, late, onHung int
 	var longest time.Duration
-	for _, r := range l.reads {
+	for _, r := range reads {
 		d := r.end.Sub(r.start)
 		if r.end.After(pausedAt) {
 			longest = max(longest, d)
@@ -140,15 +155,15 @@ func testHungReplica(t *testing.T, rc *replCluster) {
 			// onHung): how long it took is the machine's load.
 			late++
 			if late <= 5 {
-				t.Errorf("replica read begun %v after the freeze took %v on %d (frozen: %d), want at most %v", r.start.Sub(pausedAt), d, r.port, hung.Port(), patience)
+				t.Errorf("replica read begun %v after the freeze took %v on %d (frozen: %d), want at most %v", r.start.Sub(pausedAt), d, r.port, hung, patience)
 			}
-		case r.port == rc.primary().Port():
+		case r.port == primary:
 			t.Errorf("a replica read reached the primary")
-		case r.port == hung.Port() && r.start.After(pausedAt.Add(cutBy+time.Second)) && r.start.Before(resumedAt):
+		case r.port == hung && r.start.After(pausedAt.Add(cutBy+time.Second)) && r.start.Before(resumedAt):
 			onHung++
 		}
 	}
-	t.Logf("%d replica reads; the longest in flight during the freeze took %v", len(l.reads), longest.Round(time.Millisecond))
+	t.Logf("%d replica reads; the longest in flight during the freeze took %v", len(reads), longest.Round(time.Millisecond))
 	if errs > 0 {
 		t.Errorf("%d replica reads failed, want none", errs)
 	}
