@@ -64,7 +64,9 @@ type repeatKey struct{}
 // driver.ErrBadConn), and so on a healthy backend, instead of failing.
 // Reads with a replica role (RoleReplica, RolePreferReplica) are
 // repeatable without it. It has no effect on Exec, or inside a
-// transaction or a sql.Conn, which database/sql does not retry.
+// transaction or a sql.Conn, which database/sql does not retry. The
+// native pgx pool (package dialects/pgdialect/qorbpgx) honours it the
+// same way for its Query and QueryRow.
 func Repeatable(ctx context.Context) context.Context {
 	return context.WithValue(ctx, repeatKey{}, true)
 }

@@ -2,9 +2,12 @@ package qorbpgx_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,7 +17,9 @@ import (
 
 	"github.com/qorb-go/qorb"
 	"github.com/qorb-go/qorb/dialects/pgdialect/qorbpgx"
+	"github.com/qorb-go/qorb/pool"
 	"github.com/qorb-go/qorb/resolver"
+	"github.com/qorb-go/qorb/statshttp"
 )
 
 // The machine's own PostgreSQL server (scripts/setup starts it).
@@ -369,5 +374,88 @@ func TestCredentials(t *testing.T) {
 	}
 	if calls.Load() == 0 {
 		t.Error("the credentials function was not called")
+	}
+}
+
+// TestRepeatableRead: a read whose connection the server ended while it
+// sat idle fails, unless it is safe to repeat (qorb.Repeatable or a
+// replica role), when it runs again on a fresh connection.
+func TestRepeatableRead(t *testing.T) {
+	needServer(t)
+	const app = "qorbpgx_repeat"
+	p := newPool(t, parse(t, dsn(app, "&pool_max_conns=2&pool_spares=-1&pool_health_check_period=1h&pool_backoff_min=5ms&pool_backoff_max=20ms&pool_connect_rate=-1")))
+	ctx := t.Context()
+	terminate := func() {
+		t.Helper()
+		// Each is held, so the pool has two sessions for the server to end.
+		a, errA := p.Acquire(ctx)
+		b, errB := p.Acquire(ctx)
+		if errA != nil || errB != nil {
+			t.Fatal(errA, errB)
+		}
+		a.Release()
+		b.Release()
+		c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres@%s/test?sslmode=disable", serverAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", app); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the server ends the pool's sessions", func() bool { return sessions(t, app) == 0 })
+	}
+	var n int
+	terminate()
+	if err := p.QueryRow(ctx, "SELECT 1").Scan(&n); err == nil {
+		t.Error("a read on a connection the server ended succeeded without being repeatable: the test proves nothing")
+	}
+	for _, ctx := range []context.Context{qorb.Repeatable(ctx), qorb.WithRole(ctx, qorb.RolePreferReplica)} {
+		terminate()
+		if err := p.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+			t.Errorf("a repeatable read on a connection the server ended: %v, want it run again", err)
+		}
+		terminate()
+		rows, err := p.Query(ctx, "SELECT g FROM generate_series(1, 3) g")
+		if err != nil {
+			t.Fatalf("a repeatable Query on a connection the server ended: %v, want it run again", err)
+		}
+		if got, err := pgx.CollectRows(rows, pgx.RowTo[int]); err != nil || len(got) != 3 {
+			t.Errorf("rows %v, %v", got, err)
+		}
+	}
+}
+
+// TestObserverAndStatsPage: the pool's events reach Policy.Observer, and
+// statshttp serves the Pool's stats.
+func TestObserverAndStatsPage(t *testing.T) {
+	needServer(t)
+	cfg := parse(t, dsn("qorbpgx_events", "&pool_max_conns=2"))
+	var claims, releases atomic.Int32
+	cfg.Settings.Policy.Observer = pool.ObserverFunc(func(e pool.Event) {
+		switch e.Kind {
+		case pool.EventClaim:
+			claims.Add(1)
+		case pool.EventRelease:
+			releases.Add(1)
+		}
+	})
+	p := newPool(t, cfg)
+	for range 5 {
+		if err := p.Ping(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if claims.Load() != 5 || releases.Load() != 5 {
+		t.Errorf("%d claim and %d release events for 5 pings, want 5 and 5", claims.Load(), releases.Load())
+	}
+	rec := httptest.NewRecorder()
+	statshttp.Handler(p).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?format=json", nil))
+	var snap statshttp.Snapshot
+	if err := json.Unmarshal(rec.Body.Bytes(), &snap); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("stats page: %d, %v", rec.Code, err)
+	}
+	if len(snap.Backends) != 1 {
+		t.Errorf("stats page lists %d backends, want 1", len(snap.Backends))
 	}
 }
