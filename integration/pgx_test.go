@@ -253,32 +253,9 @@ func testPgxRouting(t *testing.T, rc *replCluster) {
 	}
 }
 
-// testPgxLagLimit: with pool_max_lag=1s, a replica whose replay is paused
-// while the primary takes writes gets no replica read once it lags past
-// the limit, and serves again once it resumes.
+// testPgxLagLimit is testLagLimit through the native pool.
 func testPgxLagLimit(t *testing.T, rc *replCluster) {
-	const maxLag = time.Second
-	p := openPgxRepl(t, rc, testPolicy, url.Values{"pool_max_lag": {maxLag.String()}})
-	replicaCtx := qorb.WithRole(t.Context(), qorb.RoleReplica)
-	lagging, other := rc.replicas()[1], rc.replicas()[0]
-	stopWriting := rc.keepWriting(t)
-	checkServed(t, "200 replica reads while no replica lags", pgxReadPorts(replicaCtx, t, p, 200, 1), ports(other, lagging), false)
-
-	resume := pause(t, lagging)
-	eventually(t, maxLag+20*healthInterval, fmt.Sprintf("replica reads stop reaching paused replica %d", lagging.Port()),
-		func() (bool, string) {
-			counts := pgxReadPorts(replicaCtx, t, p, 20, 1)
-			return counts[lagging.Port()] == 0, fmt.Sprintf("20 reads served by %v", counts)
-		})
-	checkServed(t, "300 replica reads from 4 goroutines while one replica lags",
-		pgxReadPorts(replicaCtx, t, p, 300, 4), ports(other), false)
-	resume()
-	eventually(t, 20*healthInterval, fmt.Sprintf("replica reads reach resumed replica %d again", lagging.Port()),
-		func() (bool, string) {
-			counts := pgxReadPorts(replicaCtx, t, p, 20, 1)
-			return counts[lagging.Port()] > 0, fmt.Sprintf("20 reads served by %v", counts)
-		})
-	stopWriting()
+	lagLimit(t, rc, pgxPorts(openPgxRepl(t, rc, testPolicy, lagPolicy)))
 }
 
 // testPgxReadYourWrites: a row written on the primary and read back with
@@ -331,72 +308,33 @@ func testPgxReadYourWrites(t *testing.T, rc *replCluster) {
 	resume()
 }
 
-// testPgxHungReplica freezes a replica (SIGSTOP) under 32 goroutines of
-// replica reads with qorb's default settings: the reads in flight on it
-// are cut once it stops answering its probes and run again on the other
-// replica, so none fails; a statement on a connection acquired there
-// fails promptly with qorb.ErrStalled; the replica serves again once it
-// resumes.
+// testPgxHungReplica is testHungReplica through the native pool, with a
+// connection acquired on the replica that freezes.
 func testPgxHungReplica(t *testing.T, rc *replCluster) {
 	p := openPgxRepl(t, rc, nil, nil)
-	hung, other := rc.replicas()[1], rc.replicas()[0]
-	replicaCtx := qorb.WithRole(context.Background(), qorb.RoleReplica)
-	l := startPortLoad(t, pgxPorts(p), 32, 10*time.Second, qorb.RoleReplica)
-	start := time.Now()
-	eventually(t, 10*time.Second, "the load reaches both replicas", func() (bool, string) {
-		served := l.servedSince(start)
-		return served[hung.Port()] > 0 && served[other.Port()] > 0, fmt.Sprint(served)
-	})
-	var pinned *qorbpgx.Conn
-	eventually(t, 10*time.Second, "a connection acquired on the replica about to freeze", func() (bool, string) {
-		c, err := p.Acquire(replicaCtx)
-		if err != nil {
-			return false, err.Error()
+	// A connection acquired on the replica about to freeze.
+	pin := func(hung int) (func(context.Context) error, func()) {
+		var pinned *qorbpgx.Conn
+		eventually(t, 10*time.Second, "a connection acquired on the replica about to freeze", func() (bool, string) {
+			c, err := p.Acquire(qorb.WithRole(t.Context(), qorb.RoleReplica))
+			if err != nil {
+				return false, err.Error()
+			}
+			addr := c.Backend().Addr
+			if addr == fmt.Sprintf("127.0.0.1:%d", hung) {
+				pinned = c
+				return true, ""
+			}
+			c.Release()
+			return false, addr
+		})
+		exec := func(ctx context.Context) error {
+			_, err := pinned.Exec(ctx, "SELECT 1")
+			return err
 		}
-		addr := c.Backend().Addr
-		if addr == fmt.Sprintf("127.0.0.1:%d", hung.Port()) {
-			pinned = c
-			return true, ""
-		}
-		c.Release()
-		return false, addr
-	})
-
-	pausedAt := time.Now()
-	hung.Pause(t)
-	resumed := false
-	t.Cleanup(func() {
-		if !resumed {
-			hung.Resume(t)
-		}
-	})
-	pinnedErr := make(chan error, 1)
-	var pinnedTook time.Duration
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, err := pinned.Exec(ctx, "SELECT 1")
-		pinnedTook = time.Since(pausedAt)
-		pinned.Release()
-		pinnedErr <- err
-	}()
-	time.Sleep(5 * time.Second) // the load runs on against the frozen replica
-	resumedAt := time.Now()
-	hung.Resume(t)
-	resumed = true
-	eventually(t, 20*time.Second, fmt.Sprintf("reads reach resumed replica %d again", hung.Port()), func() (bool, string) {
-		served := l.servedSince(resumedAt)
-		return served[hung.Port()] > 0, fmt.Sprint(served)
-	})
-	l.stop()
-	if err := <-pinnedErr; !errors.Is(err, qorb.ErrStalled) {
-		t.Errorf("statement on a connection acquired on the frozen replica: %v, want an error wrapping qorb.ErrStalled", err)
-	} else if pinnedTook > 3500*time.Millisecond {
-		t.Errorf("statement on the frozen replica failed after %v, want within 3.5 s", pinnedTook)
-	} else {
-		t.Logf("statement on the frozen replica failed after %v: %v", pinnedTook.Round(time.Millisecond), err)
+		return exec, pinned.Release
 	}
-	checkFrozenReads(t, l.reads, pausedAt, resumedAt, hung.Port(), rc.primary().Port())
+	frozenReplica(t, rc, pgxPorts(p), pin)
 }
 
 // testPgxFailover stops the primary and promotes the first replica while

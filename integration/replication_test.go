@@ -487,31 +487,39 @@ func testRouting(t *testing.T, rc *replCluster) {
 // checks), the other replica serves every read meanwhile, and the paused
 // one serves again once it resumes.
 func testLagLimit(t *testing.T, rc *replCluster) {
+	db, _ := rc.open(t, lagPolicy)
+	lagLimit(t, rc, sqlPort(db, rc.e.portQuery))
+}
+
+// lagPolicy is testLagLimit's pool_max_lag.
+var lagPolicy = url.Values{"pool_max_lag": {time.Second.String()}}
+
+// lagLimit is testLagLimit through port, a pool opened with lagPolicy.
+func lagLimit(t *testing.T, rc *replCluster, port portFunc) {
 	const maxLag = time.Second
-	db, _ := rc.open(t, url.Values{"pool_max_lag": {maxLag.String()}})
 	replicaCtx := qorb.WithRole(t.Context(), qorb.RoleReplica)
 	lagging, other := rc.replicas()[1], rc.replicas()[0]
 
 	stopWriting := rc.keepWriting(t)
 	checkServed(t, "200 replica reads while no replica lags",
-		readPorts(replicaCtx, t, db, rc.e.portQuery, 200, 1), ports(other, lagging), false)
+		countPorts(replicaCtx, t, port, 200, 1), ports(other, lagging), false)
 
 	resume := pause(t, lagging)
 	pausedAt := time.Now()
 	eventually(t, maxLag+20*healthInterval, fmt.Sprintf("replica reads stop reaching paused replica %d", lagging.Port()),
 		func() (bool, string) {
-			counts := readPorts(replicaCtx, t, db, rc.e.portQuery, 20, 1)
+			counts := countPorts(replicaCtx, t, port, 20, 1)
 			return counts[lagging.Port()] == 0, fmt.Sprintf("20 reads served by %v", counts)
 		})
 	t.Logf("paused replica %d kept out of reads %v after the pause", lagging.Port(), time.Since(pausedAt).Round(time.Millisecond))
 	checkServed(t, "300 replica reads from 4 goroutines while one replica lags",
-		readPorts(replicaCtx, t, db, rc.e.portQuery, 300, 4), ports(other), false)
+		countPorts(replicaCtx, t, port, 300, 4), ports(other), false)
 
 	resume()
 	resumedAt := time.Now()
 	eventually(t, 20*healthInterval, fmt.Sprintf("replica reads reach resumed replica %d again", lagging.Port()),
 		func() (bool, string) {
-			counts := readPorts(replicaCtx, t, db, rc.e.portQuery, 20, 1)
+			counts := countPorts(replicaCtx, t, port, 20, 1)
 			return counts[lagging.Port()] > 0, fmt.Sprintf("20 reads served by %v", counts)
 		})
 	t.Logf("resumed replica %d serves reads %v after the resume", lagging.Port(), time.Since(resumedAt).Round(time.Millisecond))

@@ -78,17 +78,33 @@ func (l *readLoad) servedSince(from time.Time) map[int]int {
 // replica until the frozen one resumes, and then reach it again.
 func testHungReplica(t *testing.T, rc *replCluster) {
 	db, _ := rc.openWith(t, nil, nil)
+	// A sql.Conn pinned to the replica about to freeze.
+	pin := func(hung int) (func(context.Context) error, func()) {
+		c := pinTo(t, db, hung, rc.e.portQuery)
+		exec := func(ctx context.Context) error {
+			_, err := c.ExecContext(ctx, "SELECT 1")
+			return err
+		}
+		return exec, func() { c.Close() }
+	}
+	frozenReplica(t, rc, sqlPort(db, rc.e.portQuery), pin)
+}
+
+// frozenReplica is testHungReplica through port; pin returns a statement
+// on a connection pinned to the replica on port hung, and what releases
+// the connection.
+func frozenReplica(t *testing.T, rc *replCluster, port portFunc, pin func(hung int) (exec func(context.Context) error, release func())) {
 	hung, other := rc.replicas()[1], rc.replicas()[0]
-	l := startReadLoad(t, db, rc.e.portQuery, 32, 10*time.Second, qorb.RoleReplica)
+	l := startPortLoad(t, port, 32, 10*time.Second, qorb.RoleReplica)
 	start := time.Now()
 	eventually(t, 10*time.Second, "the load reaches both replicas", func() (bool, string) {
 		served := l.servedSince(start)
 		return served[hung.Port()] > 0 && served[other.Port()] > 0, fmt.Sprint(served)
 	})
 
-	// A sql.Conn pinned to the replica about to freeze: what runs on it
-	// is not repeated, so it fails, promptly and saying why.
-	pinned := pinTo(t, db, hung.Port(), rc.e.portQuery)
+	// What runs on the pinned connection is not repeated, so it fails,
+	// promptly and saying why.
+	exec, release := pin(hung.Port())
 	pinnedErr := make(chan error, 1)
 	var pinnedTook time.Duration
 
@@ -97,7 +113,7 @@ func testHungReplica(t *testing.T, rc *replCluster) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, err := pinned.ExecContext(ctx, "SELECT 1")
+		err := exec(ctx)
 		pinnedTook = time.Since(pausedAt)
 		pinnedErr <- err
 	}()
@@ -117,13 +133,13 @@ func testHungReplica(t *testing.T, rc *replCluster) {
 	})
 	l.stop()
 	if err := <-pinnedErr; !errors.Is(err, qorb.ErrStalled) {
-		t.Errorf("statement on a sql.Conn of the frozen replica: %v, want an error wrapping qorb.ErrStalled", err)
+		t.Errorf("statement on a connection pinned to the frozen replica: %v, want an error wrapping qorb.ErrStalled", err)
 	} else if pinnedTook > 3500*time.Millisecond {
-		t.Errorf("statement on a sql.Conn of the frozen replica failed after %v, want within 3.5 s", pinnedTook)
+		t.Errorf("statement on a connection pinned to the frozen replica failed after %v, want within 3.5 s", pinnedTook)
 	} else {
-		t.Logf("statement on a sql.Conn of the frozen replica failed after %v: %v", pinnedTook.Round(time.Millisecond), err)
+		t.Logf("statement on a connection pinned to the frozen replica failed after %v: %v", pinnedTook.Round(time.Millisecond), err)
 	}
-	pinned.Close()
+	release()
 
 	checkFrozenReads(t, l.reads, pausedAt, resumedAt, hung.Port(), rc.primary().Port())
 }
