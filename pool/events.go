@@ -67,6 +67,14 @@ const (
 	// EventBackendStalled: a backend stopped answering with claims out on
 	// it; Slots is how many claimed connections were aborted.
 	EventBackendStalled
+	// EventBackendDrained: Drain took a backend out of service.
+	EventBackendDrained
+	// EventBackendUndrained: Undrain put it back.
+	EventBackendUndrained
+	// EventPaused: Pause made new claims wait.
+	EventPaused
+	// EventResumed: Resume let them through again.
+	EventResumed
 )
 
 var eventNames = [...]string{
@@ -91,6 +99,10 @@ var eventNames = [...]string{
 	EventResolverRecovered: "resolver-recovered",
 	EventLeak:              "leak",
 	EventBackendStalled:    "backend-stalled",
+	EventBackendDrained:    "backend-drained",
+	EventBackendUndrained:  "backend-undrained",
+	EventPaused:            "paused",
+	EventResumed:           "resumed",
 }
 
 // String returns the kind's name, such as "connect-failed".

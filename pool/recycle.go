@@ -15,8 +15,11 @@ import "time"
 // ConnectBurst at once), so that the whole pool turns over in about
 // 1/ConnectRate seconds and never loses more than ConnectBurst
 // connections of a backend at once. With the limit off, each is replaced
-// as soon as it is idle or released. Stats.Backends[i].Stale counts those
-// not replaced yet.
+// as soon as it is idle or released. While a backend's last connection
+// attempt failed (new credentials refused, say), its marked connections
+// are kept in service and their replacement waits for an attempt to
+// succeed, so a bad rotation costs a connection per backend, not the
+// pool. Stats.Backends[i].Outdated counts those not replaced yet.
 func (p *Pool[C]) Recycle() int {
 	p.recycleGen.Add(1)
 	n := 0
@@ -56,7 +59,9 @@ func (s *set[C]) recycleTurnLocked(mnow int64) (ok bool, next int64) {
 // When its turn has not come, it moves *next, unless next is nil, to
 // when it comes.
 func (s *set[C]) replaceStaleLocked(sl *slot[C], mnow int64, next *time.Time) bool {
-	if !s.p.staleSlot(sl) {
+	if !s.p.staleSlot(sl) || s.failStreak > 0 {
+		// Not marked, or a replacement would likely fail as the last
+		// attempt did: keep it in service.
 		return false
 	}
 	ok, turn := s.recycleTurnLocked(mnow)

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"errors"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -68,6 +69,39 @@ func TestRecycleReplacesGradually(t *testing.T) {
 		synctest.Wait()
 		if n := fc.closes.Load(); n != 4 {
 			t.Errorf("%d connections replaced in all, want 4", n)
+		}
+	})
+}
+
+// TestRecycleKeepsConnectionsWhileLoginsFail checks that when the new
+// logins fail (a rotation to a bad secret), Recycle loses one connection,
+// not the pool: the others stay in service, and are replaced once logins
+// work again.
+func TestRecycleKeepsConnectionsWhileLoginsFail(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bs := backends(1)
+		p, fc := newTestPool(t, Policy{MaxSlots: 4, MaxPerBackend: 4, Spares: 4, ConnectRate: 0.25, ConnectBurst: 1,
+			BackoffMin: time.Second, BackoffMax: 5 * time.Second, MaxLifetime: -1, MaxIdleTime: -1, HealthInterval: -1}, bs...)
+		synctest.Wait()
+		fc.setMode(bs[0].Addr, backendMode{connectErr: errors.New("password authentication failed")})
+		p.Recycle()
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if n := fc.openConns(); n != 3 {
+			t.Errorf("%d connections open after 30 s of failing logins, want 3 (one lost to the first replacement)", n)
+		}
+		for range 10 {
+			c, err := p.Claim(t.Context())
+			if err != nil {
+				t.Fatalf("claim while logins fail: %v", err)
+			}
+			release(c)
+		}
+		fc.setMode(bs[0].Addr, backendMode{})
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if n, o := fc.openConns(), outdated(p); n != 4 || o != 0 {
+			t.Errorf("30 s after logins work again: %d open, %d outdated; want 4 and 0", n, o)
 		}
 	})
 }

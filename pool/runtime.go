@@ -113,8 +113,11 @@ func (p *Pool[C]) Pause(ctx context.Context) error {
 	// Under wmu: a hand-off to a queued claim under way ends before the
 	// claims are counted, and later ones see the pause.
 	p.wmu.Lock()
-	p.paused.Store(true)
+	was := p.paused.Swap(true)
 	p.wmu.Unlock()
+	if !was && p.observing() {
+		p.emit(Event{Kind: EventPaused})
+	}
 	if err := p.waitUntil(ctx, func() bool { return p.claimsOut() == 0 }); err != nil {
 		return fmt.Errorf("pool: paused with %d claims still out: %w", p.claimsOut(), err)
 	}
@@ -127,6 +130,9 @@ func (p *Pool[C]) Pause(ctx context.Context) error {
 func (p *Pool[C]) Resume() {
 	if !p.paused.Swap(false) {
 		return
+	}
+	if p.observing() {
+		p.emit(Event{Kind: EventResumed})
 	}
 	p.dispatch()
 	p.pickerDirty.Store(true) // fails the queued claims no backend can serve
@@ -185,6 +191,7 @@ func (p *Pool[C]) Drain(ctx context.Context, k resolver.Key) error {
 	s.mu.Lock()
 	if !s.drained.Swap(true) {
 		s.retireLocked(&a)
+		a.event(Event{Kind: EventBackendDrained, Backend: k})
 	}
 	s.mu.Unlock()
 	p.finish(&a)
@@ -221,13 +228,19 @@ func (p *Pool[C]) Undrain(k resolver.Key) error {
 		}
 		return nil
 	}
+	a := p.newAfter()
 	s.mu.Lock()
-	if s.drained.Swap(false) && s.getHealth() == HealthOnline {
-		// It left the round robin: it comes back as a new backend would.
-		s.setHealthLocked(HealthUnknown, p.clockNow())
-		s.warmNext = true
+	if s.drained.Swap(false) {
+		a.event(Event{Kind: EventBackendUndrained, Backend: k})
+		if s.getHealth() == HealthOnline {
+			// It left the round robin: it comes back as a new backend
+			// would.
+			s.setHealthLocked(HealthUnknown, p.clockNow())
+			s.warmNext = true
+		}
 	}
 	s.mu.Unlock()
+	p.finish(&a)
 	p.pickerDirty.Store(true)
 	p.rebalance.Store(true)
 	p.poke()

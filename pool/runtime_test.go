@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -491,6 +492,49 @@ func TestPausedClaimsOutwaitAnOutage(t *testing.T) {
 		p.Resume()
 		if err := <-got; !errors.Is(err, ErrNoBackendsOnline) {
 			t.Errorf("claim queued while paused, after Resume: %v, want ErrNoBackendsOnline", err)
+		}
+	})
+}
+
+// Drain, Undrain, Pause and Resume each tell the observer once, however
+// often they are called.
+func TestRuntimeControlEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var kinds []EventKind
+		obs := ObserverFunc(func(e Event) {
+			switch e.Kind {
+			case EventBackendDrained, EventBackendUndrained, EventPaused, EventResumed:
+				mu.Lock()
+				kinds = append(kinds, e.Kind)
+				mu.Unlock()
+			}
+		})
+		bs := backends(2)
+		p, _ := newTestPool(t, Policy{MaxSlots: 4, Observer: obs}, bs...)
+		synctest.Wait()
+		for range 2 {
+			if err := p.Drain(t.Context(), bs[0].Key()); err != nil {
+				t.Fatalf("Drain: %v", err)
+			}
+		}
+		for range 2 {
+			if err := p.Undrain(bs[0].Key()); err != nil {
+				t.Fatalf("Undrain: %v", err)
+			}
+		}
+		for range 2 {
+			if err := p.Pause(t.Context()); err != nil {
+				t.Fatalf("Pause: %v", err)
+			}
+		}
+		p.Resume()
+		p.Resume()
+		mu.Lock()
+		defer mu.Unlock()
+		want := []EventKind{EventBackendDrained, EventBackendUndrained, EventPaused, EventResumed}
+		if !slices.Equal(kinds, want) {
+			t.Errorf("events %v, want %v", kinds, want)
 		}
 	})
 }

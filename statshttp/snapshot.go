@@ -73,6 +73,9 @@ type Backend struct {
 	// Warmth is the share of its weight it has in slow start, from 0.1
 	// up; 1 outside slow start.
 	Warmth float64 `json:"warmth"`
+	// Outdated counts its connections that Recycle marked and that are
+	// not replaced yet.
+	Outdated int `json:"outdated"`
 	// Slots counts its slots by state.
 	Slots Slots `json:"slots"`
 	// Claims counts the claims it served, Waits those of them that
@@ -133,6 +136,7 @@ func NewSnapshot(st pool.Stats, now time.Time) Snapshot {
 			Drained:  b.Drained,
 			Wanted:   b.Wanted,
 			Warmth:   b.Warmth,
+			Outdated: b.Outdated,
 			Slots: Slots{
 				Connecting: b.Connecting,
 				Idle:       b.Idle,

@@ -72,7 +72,7 @@ func TestHandlerJSON(t *testing.T) {
 			t.Errorf("JSON has no field %q:\n%s", k, body)
 		}
 	}
-	backendKeys := []string{"host", "addr", "priority", "weight", "role", "health", "suspect", "drained", "wanted", "warmth", "slots",
+	backendKeys := []string{"host", "addr", "priority", "weight", "role", "health", "suspect", "drained", "wanted", "warmth", "outdated", "slots",
 		"claims", "waits", "wait_seconds", "failures", "oldest_claim_seconds", "last_error", "last_error_at"}
 	for i, b := range raw["backends"].([]any) {
 		m := b.(map[string]any)
