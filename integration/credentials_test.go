@@ -284,20 +284,38 @@ func TestCredentialsRotation(t *testing.T) {
 				t.Errorf("login with the new password: %v", err)
 			}
 
-			// The provider fails: Recycle closes the pool's connections
-			// and new ones cannot be made.
-			load.end()
+			// The provider fails. Recycle's first replacement fails, and
+			// shows in Stats; the connections it marked stay in service,
+			// so queries keep working. A pool that must open a connection
+			// fails its claims with the provider's error.
 			cause := errors.New("secret store: access denied")
 			store.fail.Store(&cause)
 			c.Recycle()
-			var qerr error
-			waitFor(t, 60*time.Second, "a query failing for want of credentials", func() bool {
-				ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-				defer cancel()
-				var one int
-				qerr = db.QueryRowContext(ctx, "SELECT 1").Scan(&one)
-				return qerr != nil && errors.Is(qerr, qorb.ErrCredentials)
+			waitFor(t, 60*time.Second, "the CredentialsError in Stats", func() bool {
+				for _, b := range c.Stats().Backends {
+					if strings.Contains(b.LastError, cause.Error()) {
+						return true
+					}
+				}
+				return false
 			})
+			var one int
+			if err := db.QueryRowContext(t.Context(), "SELECT 1").Scan(&one); err != nil {
+				t.Errorf("query on the connections kept while the provider fails: %v", err)
+			}
+			load.end()
+			if n := load.failed.Load(); n != 0 {
+				t.Errorf("%d queries failed while the provider failed; first: %v", n, load.errs)
+			}
+			fresh, err := qorb.NewConnector(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			freshDB := sql.OpenDB(fresh)
+			defer freshDB.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			qerr := freshDB.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+			cancel()
 			var ce *qorb.CredentialsError
 			if !errors.As(qerr, &ce) || !errors.Is(qerr, cause) || ce.Backend.Addr == "" {
 				t.Errorf("query error %v: want a CredentialsError naming the backend and wrapping the cause", qerr)
