@@ -10,8 +10,10 @@ import (
 )
 
 // slowSpares is a fakeConnector whose first connection opens at once and
-// every later one after a second: the spares finish connecting after the
-// first claim has come and gone.
+// every later one after half a second: the spares finish connecting after
+// the first claim has come and gone (but before the pool would find the
+// attempts late, at SuspectAfter, and suspect the backend, which would
+// check its idle connection before handing it out).
 type slowSpares struct {
 	*fakeConnector
 }
@@ -19,7 +21,7 @@ type slowSpares struct {
 func (f slowSpares) Connect(ctx context.Context, b resolver.Backend) (*fakeConn, error) {
 	if f.connects.Load() > 0 {
 		select {
-		case <-time.After(time.Second):
+		case <-time.After(500 * time.Millisecond):
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
