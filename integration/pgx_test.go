@@ -258,54 +258,21 @@ func testPgxLagLimit(t *testing.T, rc *replCluster) {
 	lagLimit(t, rc, pgxPorts(openPgxRepl(t, rc, testPolicy, lagPolicy)))
 }
 
-// testPgxReadYourWrites: a row written on the primary and read back with
-// the Pool's write token and the replica role is always seen, and mostly
-// on the replicas; with one replica paused, the token steers the reads
-// around it.
+// testPgxReadYourWrites is testReadYourWrites through the native pool.
 func testPgxReadYourWrites(t *testing.T, rc *replCluster) {
 	p := openPgxRepl(t, rc, testPolicy, nil)
-	primary := rc.primary().Port()
-	iterations := func(what string, n, avoid int, share bool) {
-		t.Helper()
-		counts := map[int]int{}
-		for i := range n {
-			id, _, err := pgxWrite(qorb.WithRole(t.Context(), qorb.RolePrimary), rc, p)
-			if err != nil {
-				t.Fatalf("%s: write %d: %v", what, i, err)
-			}
-			tok, err := p.WriteToken(t.Context())
-			if err != nil {
-				t.Fatalf("%s: WriteToken: %v", what, err)
-			}
-			ctx, cancel := context.WithTimeout(qorb.WithWriteToken(qorb.WithRole(t.Context(), qorb.RoleReplica), tok), 5*time.Second)
-			var port int
+	readYourWrites(t, rc, rwFace{
+		write: func(ctx context.Context) (int64, int, error) { return pgxWrite(ctx, rc, p) },
+		token: p.WriteToken,
+		read: func(ctx context.Context, id int64) (port int, seen bool, err error) {
 			var v *string
 			err = p.QueryRow(ctx, rc.readQuery, id).Scan(&port, &v)
-			cancel()
-			switch {
-			case err != nil:
-				t.Fatalf("%s: read %d with token %q: %v", what, i, tok, err)
-			case v == nil || *v != rowValue(id):
-				t.Errorf("%s: read %d with token %q on backend %d did not see row %d", what, i, tok, port, id)
-			case port == avoid:
-				t.Errorf("%s: read %d with token %q reached paused replica %d", what, i, tok, port)
+			if err == nil && v != nil && *v != rowValue(id) {
+				err = fmt.Errorf("row %d reads %q, want %q", id, *v, rowValue(id))
 			}
-			counts[port]++
-		}
-		t.Logf("%s: %d reads served by %v (primary %d)", what, n, counts, primary)
-		// With both replicas replaying, they must serve a good share: a
-		// token that never let a replica serve fails here. With one
-		// paused, the other may lag the writes on a loaded machine, and
-		// the primary then rightly serves most reads.
-		if share && counts[primary] > n*3/4 {
-			t.Errorf("%s: the primary served %d of %d reads, want the replicas to serve a good share", what, counts[primary], n)
-		}
-	}
-	iterations("both replicas replaying", 100, 0, true)
-	paused := rc.replicas()[1]
-	resume := pause(t, paused)
-	iterations(fmt.Sprintf("replica %d paused", paused.Port()), 100, paused.Port(), false)
-	resume()
+			return port, v != nil, err
+		},
+	})
 }
 
 // testPgxHungReplica is testHungReplica through the native pool, with a

@@ -535,6 +535,24 @@ func lagLimit(t *testing.T, rc *replCluster, port portFunc) {
 // milliseconds, must serve a good share of them.
 func testReadYourWrites(t *testing.T, rc *replCluster) {
 	db, _ := rc.open(t, nil)
+	readYourWrites(t, rc, rwFace{
+		write: func(ctx context.Context) (int64, int, error) { return rc.write(ctx, db) },
+		token: func(ctx context.Context) (qorb.Token, error) { return qorb.WriteToken(ctx, db) },
+		read:  func(ctx context.Context, id int64) (int, bool, error) { return rc.read(ctx, db, id) },
+	})
+}
+
+// rwFace is what the read-your-writes scenario needs of one of qorb's
+// faces: to write a new row (see replCluster.write), to take a write
+// token, and to read a row back (see replCluster.read).
+type rwFace struct {
+	write func(ctx context.Context) (id int64, port int, err error)
+	token func(ctx context.Context) (qorb.Token, error)
+	read  func(ctx context.Context, id int64) (port int, seen bool, err error)
+}
+
+// readYourWrites is testReadYourWrites through f.
+func readYourWrites(t *testing.T, rc *replCluster, f rwFace) {
 	primary := rc.primary().Port()
 	replicas := rc.replicas()
 	iterations := func(what string, n int, avoid int) {
@@ -542,16 +560,16 @@ func testReadYourWrites(t *testing.T, rc *replCluster) {
 		counts := map[int]int{}
 		start := time.Now()
 		for i := range n {
-			id, _, err := rc.write(qorb.WithRole(t.Context(), qorb.RolePrimary), db)
+			id, _, err := f.write(qorb.WithRole(t.Context(), qorb.RolePrimary))
 			if err != nil {
 				t.Fatalf("%s: write %d: %v", what, i, err)
 			}
-			tok, err := qorb.WriteToken(t.Context(), db)
+			tok, err := f.token(t.Context())
 			if err != nil {
 				t.Fatalf("%s: WriteToken after write %d: %v", what, i, err)
 			}
 			ctx, cancel := context.WithTimeout(qorb.WithWriteToken(qorb.WithRole(t.Context(), qorb.RoleReplica), tok), 5*time.Second)
-			port, seen, err := rc.read(ctx, db, id)
+			port, seen, err := f.read(ctx, id)
 			cancel()
 			switch {
 			case err != nil:
