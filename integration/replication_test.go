@@ -18,6 +18,7 @@ import (
 	"github.com/qorb-go/qorb"
 	"github.com/qorb-go/qorb/internal/dbtest"
 	"github.com/qorb-go/qorb/internal/dnstest"
+	"github.com/qorb-go/qorb/pool"
 	"github.com/qorb-go/qorb/resolver"
 )
 
@@ -344,6 +345,15 @@ func checkServed(t testing.TB, what string, counts map[int]int, want []int, spre
 // port.
 func backendRoles(conn *qorb.Connector) map[int]resolver.Role {
 	out := map[int]resolver.Role{}
+	for p, b := range backendsByPort(conn) {
+		out[p] = b.Backend.Role
+	}
+	return out
+}
+
+// backendsByPort returns the connector's stats of each backend, by port.
+func backendsByPort(conn *qorb.Connector) map[int]pool.BackendStats {
+	out := map[int]pool.BackendStats{}
 	for _, b := range conn.Stats().Backends {
 		_, port, err := net.SplitHostPort(b.Backend.Addr)
 		if err != nil {
@@ -353,7 +363,7 @@ func backendRoles(conn *qorb.Connector) map[int]resolver.Role {
 		if err != nil {
 			continue
 		}
-		out[p] = b.Backend.Role
+		out[p] = b
 	}
 	return out
 }
@@ -366,6 +376,24 @@ func waitRoles(t testing.TB, conn *qorb.Connector, d time.Duration, want map[int
 		got := backendRoles(conn)
 		for p, r := range want {
 			if got[p] != r {
+				return false, fmt.Sprint(got)
+			}
+		}
+		return true, ""
+	})
+}
+
+// waitOnline waits at most d until the connector's stats have each of
+// ports online.
+func waitOnline(t testing.TB, conn *qorb.Connector, d time.Duration, ports []int) {
+	t.Helper()
+	eventually(t, d, fmt.Sprintf("backends %v are online", ports), func() (bool, string) {
+		got := map[int]pool.Health{}
+		for p, b := range backendsByPort(conn) {
+			got[p] = b.Health
+		}
+		for _, p := range ports {
+			if got[p] != pool.HealthOnline {
 				return false, fmt.Sprint(got)
 			}
 		}
@@ -663,6 +691,12 @@ func testReadOnlyRecheck(t *testing.T, rc *replCluster) {
 // the servers: a standalone server, which its role query would call a
 // primary, listed under the replica name is a replica to the pool; it
 // takes replica reads along with the real replicas and no write.
+//
+// Roles from DNS are known before the pool has connected to anything, so
+// the reads wait until every backend is online too: a replica that
+// connects while the reads run joins the round robin level with those
+// that served meanwhile, owing and owed nothing (see pool's level), and
+// the 300 reads, a few tens of milliseconds, can be over before it does.
 func testReplicaSRV(t *testing.T, rc *replCluster) {
 	loner := rc.e.start(t, 1)[0]
 	primary, replicas := rc.primary().Port(), append(ports(rc.replicas()...), loner.Port())
@@ -693,6 +727,7 @@ func testReplicaSRV(t *testing.T, rc *replCluster) {
 		want[p] = resolver.RoleReplica
 	}
 	waitRoles(t, conn, 10*time.Second, want)
+	waitOnline(t, conn, 10*time.Second, append([]int{primary}, replicas...))
 
 	checkServed(t, "300 replica reads", readPorts(qorb.WithRole(t.Context(), qorb.RoleReplica),
 		t, db, rc.e.portQuery, 300, 1), replicas, true)
