@@ -135,3 +135,62 @@ func TestLargeTierSpread(t *testing.T) {
 		})
 	}
 }
+
+// TestHealthChecksDoNotSkewTheRoundRobin makes every health check take
+// 20ms, so that a backend's idle connection is often out being checked
+// when its turn comes and the claim goes elsewhere, and checks that the
+// round robin gives the backend the turns it missed once the connection is
+// back: the counts drift apart while checks run, and once the checks are
+// quick a few hundred more claims bring them level again.
+func TestHealthChecksDoNotSkewTheRoundRobin(t *testing.T) {
+	for _, spares := range []int{1, 3} {
+		t.Run(fmt.Sprintf("spares=%d", spares), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				bs := backends(3)
+				p, fc := newTestPool(t, Policy{Spares: spares, HealthInterval: 50 * time.Millisecond, SuspectAfter: -1}, bs...)
+				setDelay := func(d time.Duration) {
+					for _, b := range bs {
+						fc.setMode(b.Addr, backendMode{delay: d})
+					}
+				}
+				setDelay(20 * time.Millisecond)
+				time.Sleep(time.Second) // let the first connections open
+				counts := map[string]int{}
+				spread := func() int {
+					lo, hi := counts[bs[0].Addr], counts[bs[0].Addr]
+					for _, b := range bs[1:] {
+						lo, hi = min(lo, counts[b.Addr]), max(hi, counts[b.Addr])
+					}
+					return hi - lo
+				}
+				claim := func() {
+					c := claimFrom(t, p, t.Context())
+					counts[c.Backend().Addr]++
+					release(c)
+				}
+				drift := 0
+				for range 3000 {
+					claim()
+					time.Sleep(time.Millisecond)
+					drift = max(drift, spread())
+				}
+				if drift < 3 {
+					t.Fatalf("the counts drifted at most %d apart: the health checks never kept a backend from its turn, so the test proves nothing", drift)
+				}
+
+				// The checks in flight end, the next ones take no time,
+				// and no time passes while the last claims run.
+				setDelay(0)
+				time.Sleep(100 * time.Millisecond)
+				synctest.Wait()
+				for range 300 {
+					claim()
+					synctest.Wait()
+				}
+				if s := spread(); s > 1 {
+					t.Errorf("backends served %v of 3300 claims (%d apart at most while checks ran), want each within 1 of the others", counts, drift)
+				}
+			})
+		})
+	}
+}
