@@ -48,8 +48,11 @@ type pickEntry[C any] struct {
 	// round robin (see level).
 	offset float64
 	health Health
-	end    int // index in picker.entries past the last entry of its tier
-	tier   int // its tier's index in picker.stocked
+	// suspect: the set was under suspicion when the snapshot was built
+	// (see rebuildPicker).
+	suspect bool
+	end     int // index in picker.entries past the last entry of its tier
+	tier    int // its tier's index in picker.stocked
 }
 
 // exactMax is the largest tier choose scans in full. In a larger tier it
@@ -289,9 +292,14 @@ func (pk *picker[C]) anyIdle() bool {
 // rebuildPicker publishes a new snapshot of the claimable backends.
 func (p *Pool[C]) rebuildPicker() {
 	old := p.picker.Load()
+	// A backend under suspicion has no idle connection (they are all
+	// being checked) and claims pass it by: it rejoins the round robin
+	// at the level of the others, not owed the claims it missed.
+	// Suspicion coming and going marks the picker dirty, so that a
+	// snapshot sees it.
 	steady := make(map[*set[C]]pickEntry[C], len(old.entries))
 	for _, e := range old.entries {
-		if e.health == HealthOnline {
+		if e.health == HealthOnline && !e.suspect && !e.set.suspect.Load() {
 			steady[e.set] = e
 		}
 	}
@@ -314,7 +322,7 @@ func (p *Pool[C]) rebuildPicker() {
 		}
 		gen := s.roleGen.Load() // before the role it counts
 		b := s.backendValue()
-		pk.entries = append(pk.entries, pickEntry[C]{set: s, backend: b, roleGen: gen, weight: s.pickWeight(b, mnow), health: h})
+		pk.entries = append(pk.entries, pickEntry[C]{set: s, backend: b, roleGen: gen, weight: s.pickWeight(b, mnow), health: h, suspect: s.suspect.Load()})
 	}
 	// Within a tier, each pool has its own order (see set.tie), which
 	// breaks choose's ties.

@@ -194,3 +194,54 @@ func TestHealthChecksDoNotSkewTheRoundRobin(t *testing.T) {
 		})
 	}
 }
+
+// A backend under suspicion for a while (its connections being checked,
+// claims passing it by) rejoins the round robin level with the others: it
+// is not owed the claims it missed, which it would otherwise take from
+// them all at once.
+func TestSuspectRejoinsLevel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bs := backends(3)
+		odd := bs[0].Addr
+		p, fc := newTestPool(t, Policy{Recycle: RecycleInline, HealthInterval: -1, ConnectRate: -1, SlowStart: -1, OfflineAfter: 1000}, bs...)
+		synctest.Wait()
+		// Its checks hang for 3 s: suspected, its idle connections are
+		// checked and out of reach meanwhile.
+		fc.setMode(odd, backendMode{delay: 3 * time.Second})
+		c := claimFrom(t, p, t.Context())
+		for c.Backend().Addr != odd {
+			release(c)
+			c = claimFrom(t, p, t.Context())
+		}
+		c.Conn().claimed.Store(false)
+		c.Discard(errors.New("connection reset"))
+		missed := 0
+		for range 300 {
+			c := claimFrom(t, p, t.Context())
+			if c.Backend().Addr == odd {
+				missed--
+			}
+			missed++
+			release(c)
+			time.Sleep(10 * time.Millisecond)
+		}
+		if b := backendStats(t, p, odd); b.Suspect {
+			t.Fatalf("%s still suspected after its checks answered", odd)
+		}
+		fc.setMode(odd, backendMode{})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		n := 0
+		for range 300 {
+			c := claimFrom(t, p, t.Context())
+			if c.Backend().Addr == odd {
+				n++
+			}
+			release(c)
+		}
+		t.Logf("missed %d, then %d of 300", missed, n)
+		if n < 90 || n > 110 {
+			t.Errorf("%s served %d of 300 claims after it was suspected (and missed %d), want 100±10", odd, n, missed)
+		}
+	})
+}

@@ -374,7 +374,9 @@ func (s *set[C]) connectedLocked(sl *slot[C], conn C, role resolver.Role, err er
 		s.learnRole(role)
 		s.heardRoleLocked(sl)
 	}
-	s.suspect.Store(false)
+	if s.suspect.Swap(false) {
+		s.p.pickerDirty.Store(true) // see rebuildPicker
+	}
 	if s.setHealthLocked(HealthOnline, p.mono(now)) {
 		healthChanged = true
 		a.event(Event{Kind: EventBackendOnline, Backend: s.key})
@@ -409,7 +411,9 @@ func (s *set[C]) checkedLocked(sl *slot[C], role resolver.Role, err error, now t
 		sl.checkAt = s.p.nextCheckFrom(now)
 		if sl.recheck {
 			// The backend answered after a failure: stop suspecting it.
-			s.suspect.Store(false)
+			if s.suspect.Swap(false) {
+				s.p.pickerDirty.Store(true) // see rebuildPicker
+			}
 			sl.recheck = false
 		}
 		if s.getHealth() == HealthOffline && s.setHealthLocked(HealthOnline, s.p.mono(now)) {
@@ -535,7 +539,9 @@ func (s *set[C]) awaitCheckLocked(sl *slot[C], from State, a *after[C]) {
 // other backends, and its idle connections are checked before they are
 // handed out again, as are those being checked or recycled now.
 func (s *set[C]) suspectLocked(a *after[C]) {
-	s.suspect.Store(true)
+	if !s.suspect.Swap(true) {
+		s.p.pickerDirty.Store(true) // see rebuildPicker
+	}
 	if s.isPrimary() {
 		s.p.lostPrimary()
 	}
