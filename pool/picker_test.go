@@ -225,12 +225,12 @@ func TestSuspectRejoinsLevel(t *testing.T) {
 			release(c)
 			time.Sleep(10 * time.Millisecond)
 		}
-		if b := backendStats(t, p, odd); b.Suspect {
-			t.Fatalf("%s still suspected after its checks answered", odd)
-		}
 		fc.setMode(odd, backendMode{})
 		time.Sleep(time.Second)
 		synctest.Wait()
+		if b := backendStats(t, p, odd); b.Suspect {
+			t.Fatalf("%s still suspected after its checks answered", odd)
+		}
 		n := 0
 		for range 300 {
 			c := claimFrom(t, p, t.Context())
