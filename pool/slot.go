@@ -374,9 +374,7 @@ func (s *set[C]) connectedLocked(sl *slot[C], conn C, role resolver.Role, err er
 		s.learnRole(role)
 		s.heardRoleLocked(sl)
 	}
-	if s.suspect.Swap(false) {
-		s.p.pickerDirty.Store(true) // see rebuildPicker
-	}
+	s.setSuspect(false)
 	if s.setHealthLocked(HealthOnline, p.mono(now)) {
 		healthChanged = true
 		a.event(Event{Kind: EventBackendOnline, Backend: s.key})
@@ -411,9 +409,7 @@ func (s *set[C]) checkedLocked(sl *slot[C], role resolver.Role, err error, now t
 		sl.checkAt = s.p.nextCheckFrom(now)
 		if sl.recheck {
 			// The backend answered after a failure: stop suspecting it.
-			if s.suspect.Swap(false) {
-				s.p.pickerDirty.Store(true) // see rebuildPicker
-			}
+			s.setSuspect(false)
 			sl.recheck = false
 		}
 		if s.getHealth() == HealthOffline && s.setHealthLocked(HealthOnline, s.p.mono(now)) {
@@ -539,9 +535,7 @@ func (s *set[C]) awaitCheckLocked(sl *slot[C], from State, a *after[C]) {
 // other backends, and its idle connections are checked before they are
 // handed out again, as are those being checked or recycled now.
 func (s *set[C]) suspectLocked(a *after[C]) {
-	if !s.suspect.Swap(true) {
-		s.p.pickerDirty.Store(true) // see rebuildPicker
-	}
+	s.setSuspect(true)
 	if s.isPrimary() {
 		s.p.lostPrimary()
 	}
@@ -556,6 +550,15 @@ func (s *set[C]) suspectLocked(a *after[C]) {
 			// for ever.
 			sl.recheck = true
 		}
+	}
+}
+
+// setSuspect records whether s is under suspicion. A change marks the
+// picker dirty: a backend that was suspected rejoins the round robin
+// level with the others (see rebuildPicker).
+func (s *set[C]) setSuspect(v bool) {
+	if s.suspect.Swap(v) != v {
+		s.p.pickerDirty.Store(true)
 	}
 }
 
