@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -268,12 +269,7 @@ func (p *Pool[C]) closeIdleForRoom() bool {
 			victim = sl
 		}
 	}
-	kept := idle[:0]
-	for _, sl := range idle {
-		if sl != victim {
-			kept = append(kept, sl)
-		}
-	}
+	kept := slices.DeleteFunc(idle, func(sl *slot[C]) bool { return sl == victim })
 	if victim != nil {
 		victim.unwanted.Store(true)
 		best.closeSlotLocked(victim, StateIdle, &a)
