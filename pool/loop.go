@@ -282,9 +282,16 @@ func (p *Pool[C]) maintainIdleLocked(s *set[C], mnow int64, drain bool, jobs *[]
 		if sl.getState() != StateIdle {
 			continue
 		}
-		if checkDue(sl) || expired(sl) || p.staleSlot(sl) {
+		// A marked connection takes the stack off only when its
+		// replacement is due: otherwise every pass would, while logins
+		// fail or the turns are paced.
+		due, at := s.staleDueLocked(sl, mnow)
+		if checkDue(sl) || expired(sl) || due {
 			drain = true
 			break
+		}
+		if at != 0 {
+			next = earliest(next, p.at(at))
 		}
 		wait(sl)
 	}

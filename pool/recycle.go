@@ -54,6 +54,20 @@ func (s *set[C]) recycleTurnLocked(mnow int64) (ok bool, next int64) {
 	return s.recycleBucket.take(mnow, s.connectRate(), s.p.policy().ConnectBurst, 1)
 }
 
+// staleDueLocked reports whether sl holds a connection Recycle marked
+// that replaceStaleLocked would replace at mnow, without taking its turn;
+// if it is marked but not due, it returns when it will be (zero: when a
+// connection attempt succeeds).
+func (s *set[C]) staleDueLocked(sl *slot[C], mnow int64) (due bool, at int64) {
+	if !s.p.staleSlot(sl) || s.failStreak > 0 {
+		return false, 0
+	}
+	if s.p.policy().ConnectRate <= 0 {
+		return true, 0
+	}
+	return s.recycleBucket.ready(mnow, s.connectRate(), s.p.policy().ConnectBurst)
+}
+
 // replaceStaleLocked reports whether sl, which the caller owns, holds a
 // connection Recycle marked and may be replaced at mnow, taking its turn.
 // When its turn has not come, it moves *next, unless next is nil, to

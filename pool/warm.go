@@ -37,6 +37,19 @@ func (b *connectBucket) take(mnow int64, rate float64, burst int, cost float64) 
 	return false, b.at + int64((1-b.tokens)/rate*float64(time.Second)) + 1
 }
 
+// ready reports whether take would let an attempt start at mnow, without
+// taking anything; if not, it returns when it would.
+func (b *connectBucket) ready(mnow int64, rate float64, burst int) (ok bool, next int64) {
+	if !b.primed {
+		return burst >= 1, 0
+	}
+	tokens := min(float64(burst), b.tokens+rate*time.Duration(max(mnow-b.at, 0)).Seconds())
+	if tokens >= 1 {
+		return true, 0
+	}
+	return false, mnow + int64((1-tokens)/rate*float64(time.Second)) + 1
+}
+
 // limitedLocked reports whether connection attempts to s are paced by
 // the connect-rate limit: the backend is offline, under suspicion, or
 // warming up or waits to warm up once it is online.

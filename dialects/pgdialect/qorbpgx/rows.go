@@ -108,6 +108,9 @@ func (r *row) Scan(dest ...any) error {
 	_ = r.r.Scan(dest...)
 	r.r.Close()
 	err := pc.check(r.r.Err())
+	// The handle lives on in its connection's slab: let go of pgx's rows,
+	// which hold the query's context and arguments.
+	r.r = nil
 	pc.release()
 	return err
 }
